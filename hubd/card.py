@@ -1,0 +1,47 @@
+"""Model-card metadata as the catalog records it, parsed by huggingface_hub's ModelCard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from huggingface_hub import ModelCard
+
+from .catalog.queries import CardRecord
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def _as_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or None
+    return str(value)
+
+
+def card_record(text: str | None, fallback: dict[str, Any], gated: str | None) -> CardRecord:
+    """Card fields from README.md when the revision has one, else from the source's cardData."""
+    data = fallback
+    if text is not None:
+        card = ModelCard(text, ignore_metadata_errors=True)
+        data = card.data.to_dict()  # type: ignore[no-untyped-call]
+    return CardRecord(
+        license=_as_str(data.get("license")),
+        license_name=_as_str(data.get("license_name")),
+        license_link=_as_str(data.get("license_link")),
+        base_model=_as_list(data.get("base_model")),
+        base_model_relation=_as_str(data.get("base_model_relation")),
+        datasets=_as_list(data.get("datasets")),
+        tags=_as_list(data.get("tags")),
+        pipeline_tag=_as_str(data.get("pipeline_tag")),
+        language=_as_list(data.get("language")),
+        gated=gated,
+        data=data,
+        text=text,
+    )

@@ -1,0 +1,157 @@
+"""Catalog tables (SQLAlchemy 2.x typed models). Schema changes go through alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
+
+
+class Repo(Base):
+    """A repository as hubd knows it, whatever the source."""
+
+    __tablename__ = "repos"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo_id: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20), default="model")  # model | adapter
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    revisions: Mapped[list[Revision]] = relationship(
+        back_populates="repo", cascade="all, delete-orphan", order_by="Revision.mirrored_at"
+    )
+    refs: Mapped[list[Ref]] = relationship(back_populates="repo", cascade="all, delete-orphan")
+
+
+class Revision(Base):
+    """One commit of a repo held (fully or by an include filter) in the store."""
+
+    __tablename__ = "revisions"
+    __table_args__ = (UniqueConstraint("repo_pk", "commit"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo_pk: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), index=True)
+    commit: Mapped[str] = mapped_column(String(40))
+    state: Mapped[str] = mapped_column(String(20), default="verified")  # verified | failed
+    mirrored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    source_endpoint: Mapped[str] = mapped_column(String(500))
+    is_adapter: Mapped[bool] = mapped_column(Boolean, default=False)
+    base_model: Mapped[str | None] = mapped_column(String(200), index=True)
+
+    repo: Mapped[Repo] = relationship(back_populates="revisions")
+    files: Mapped[list[File]] = relationship(
+        back_populates="revision", cascade="all, delete-orphan", order_by="File.path"
+    )
+    card: Mapped[ModelCard | None] = relationship(
+        back_populates="revision", cascade="all, delete-orphan"
+    )
+    provenance: Mapped[list[Provenance]] = relationship(
+        back_populates="revision", cascade="all, delete-orphan", order_by="Provenance.hop"
+    )
+
+
+class Ref(Base):
+    """A branch or tag and the commit it pointed at when last mirrored."""
+
+    __tablename__ = "refs"
+    __table_args__ = (UniqueConstraint("repo_pk", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo_pk: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    commit: Mapped[str] = mapped_column(String(40))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    repo: Mapped[Repo] = relationship(back_populates="refs")
+
+
+class Blob(Base):
+    """Content in the store, by sha256; shared across repos and revisions."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class File(Base):
+    """A path in a revision and the blob it holds, with the digests the source declared."""
+
+    __tablename__ = "files"
+    __table_args__ = (UniqueConstraint("revision_pk", "path"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    revision_pk: Mapped[int] = mapped_column(
+        ForeignKey("revisions.id", ondelete="CASCADE"), index=True
+    )
+    path: Mapped[str] = mapped_column(String(1000))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"), index=True)
+    git_oid: Mapped[str | None] = mapped_column(String(40))
+    lfs: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    revision: Mapped[Revision] = relationship(back_populates="files")
+
+
+class ModelCard(Base):
+    """The fields of the model card's metadata that audits and lineage need, plus its text."""
+
+    __tablename__ = "model_cards"
+
+    revision_pk: Mapped[int] = mapped_column(
+        ForeignKey("revisions.id", ondelete="CASCADE"), primary_key=True
+    )
+    license: Mapped[str | None] = mapped_column(String(100), index=True)
+    license_name: Mapped[str | None] = mapped_column(String(200))
+    license_link: Mapped[str | None] = mapped_column(String(500))
+    base_model: Mapped[list[str]] = mapped_column(default=list)
+    base_model_relation: Mapped[str | None] = mapped_column(String(40))
+    datasets: Mapped[list[str]] = mapped_column(default=list)
+    tags: Mapped[list[str]] = mapped_column(default=list)
+    pipeline_tag: Mapped[str | None] = mapped_column(String(100))
+    language: Mapped[list[str]] = mapped_column(default=list)
+    gated: Mapped[str | None] = mapped_column(String(20))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    text: Mapped[str | None] = mapped_column(Text)
+
+    revision: Mapped[Revision] = relationship(back_populates="card")
+
+
+class Provenance(Base):
+    """One hop in a revision's chain of custody: who served it to whom, from which commit, when."""
+
+    __tablename__ = "provenance"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    revision_pk: Mapped[int] = mapped_column(
+        ForeignKey("revisions.id", ondelete="CASCADE"), index=True
+    )
+    hop: Mapped[int] = mapped_column(Integer, default=0)
+    source_url: Mapped[str] = mapped_column(String(1000))
+    commit: Mapped[str] = mapped_column(String(40))
+    node: Mapped[str] = mapped_column(String(200))
+    fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    client: Mapped[str] = mapped_column(String(100))
+
+    revision: Mapped[Revision] = relationship(back_populates="provenance")

@@ -1,0 +1,240 @@
+"""Plain query functions over a catalog Session; callers own the transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, selectinload
+
+from ..errors import NotFound
+from .models import Blob, File, ModelCard, Provenance, Ref, Repo, Revision, utcnow
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    path: str
+    size: int
+    sha256: str
+    git_oid: str | None
+    lfs: bool
+
+
+@dataclass(frozen=True)
+class CardRecord:
+    """Model-card metadata as recorded; built from huggingface_hub's ModelCard by the caller."""
+
+    license: str | None = None
+    license_name: str | None = None
+    license_link: str | None = None
+    base_model: list[str] = field(default_factory=list)
+    base_model_relation: str | None = None
+    datasets: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    pipeline_tag: str | None = None
+    language: list[str] = field(default_factory=list)
+    gated: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class RevisionRecord:
+    repo_id: str
+    commit: str
+    source_endpoint: str
+    refs: Sequence[str]
+    files: Sequence[FileRecord]
+    card: CardRecord
+    is_adapter: bool
+    base_model: str | None
+    node: str
+    client: str
+    fetched_at: datetime
+
+
+def _get_or_create_repo(session: Session, repo_id: str) -> Repo:
+    repo = session.scalar(select(Repo).where(Repo.repo_id == repo_id))
+    if repo is None:
+        repo = Repo(repo_id=repo_id)
+        session.add(repo)
+        session.flush()
+    return repo
+
+
+def record_revision(session: Session, rec: RevisionRecord) -> Revision:
+    """Insert or extend a verified revision with its files, card, refs and provenance hop."""
+    repo = _get_or_create_repo(session, rec.repo_id)
+    if rec.is_adapter:
+        repo.kind = "adapter"
+    revision = session.scalar(
+        select(Revision).where(Revision.repo_pk == repo.id, Revision.commit == rec.commit)
+    )
+    if revision is None:
+        revision = Revision(repo=repo, commit=rec.commit, source_endpoint=rec.source_endpoint)
+        session.add(revision)
+    revision.state = "verified"
+    revision.mirrored_at = rec.fetched_at
+    revision.is_adapter = rec.is_adapter
+    revision.base_model = rec.base_model
+    session.flush()
+
+    known = {
+        blob
+        for blob in session.scalars(
+            select(Blob.sha256).where(Blob.sha256.in_({f.sha256 for f in rec.files}))
+        )
+    }
+    have = {f.path: f for f in revision.files}
+    for item in rec.files:
+        if item.sha256 not in known:
+            session.add(Blob(sha256=item.sha256, size=item.size))
+            known.add(item.sha256)
+        row = have.get(item.path)
+        if row is None:
+            revision.files.append(
+                File(
+                    path=item.path,
+                    size=item.size,
+                    sha256=item.sha256,
+                    git_oid=item.git_oid,
+                    lfs=item.lfs,
+                )
+            )
+        elif row.sha256 != item.sha256:
+            raise ValueError(f"{rec.repo_id}@{rec.commit}: {item.path} changed within a commit")
+
+    card = rec.card
+    revision.card = (
+        ModelCard(
+            license=card.license,
+            license_name=card.license_name,
+            license_link=card.license_link,
+            base_model=card.base_model,
+            base_model_relation=card.base_model_relation,
+            datasets=card.datasets,
+            tags=card.tags,
+            pipeline_tag=card.pipeline_tag,
+            language=card.language,
+            gated=card.gated,
+            data=card.data,
+            text=card.text,
+        )
+        if revision.card is None
+        else _update_card(revision.card, card)
+    )
+
+    for name in rec.refs:
+        ref = session.scalar(select(Ref).where(Ref.repo_pk == repo.id, Ref.name == name))
+        if ref is None:
+            session.add(Ref(repo=repo, name=name, commit=rec.commit))
+        else:
+            ref.commit = rec.commit
+            ref.updated_at = utcnow()
+
+    source_url = f"{rec.source_endpoint}/{rec.repo_id}"
+    if not any(p.source_url == source_url for p in revision.provenance):
+        revision.provenance.append(
+            Provenance(
+                hop=len(revision.provenance),
+                source_url=source_url,
+                commit=rec.commit,
+                node=rec.node,
+                fetched_at=rec.fetched_at,
+                client=rec.client,
+            )
+        )
+    session.flush()
+    return revision
+
+
+def _update_card(row: ModelCard, card: CardRecord) -> ModelCard:
+    for name in CardRecord.__dataclass_fields__:
+        setattr(row, name, getattr(card, name))
+    return row
+
+
+def list_repos(session: Session) -> list[Repo]:
+    return list(
+        session.scalars(
+            select(Repo)
+            .options(
+                selectinload(Repo.revisions).selectinload(Revision.card), selectinload(Repo.refs)
+            )
+            .order_by(Repo.repo_id)
+        )
+    )
+
+
+def get_repo(session: Session, repo_id: str) -> Repo:
+    repo = session.scalar(
+        select(Repo)
+        .where(Repo.repo_id == repo_id)
+        .options(
+            selectinload(Repo.revisions).selectinload(Revision.files),
+            selectinload(Repo.revisions).selectinload(Revision.card),
+            selectinload(Repo.revisions).selectinload(Revision.provenance),
+            selectinload(Repo.refs),
+        )
+    )
+    if repo is None:
+        raise NotFound(f"{repo_id} is not in the catalog", hint="see `hubd ls`")
+    return repo
+
+
+def find_revision(session: Session, repo_id: str, revision: str | None) -> Revision | None:
+    """A revision by commit, commit prefix (7+ hex) or ref name; ``None`` means the main ref."""
+    name = revision or "main"
+    stmt = select(Revision).join(Repo).where(Repo.repo_id == repo_id)
+    ref_commit = session.scalar(
+        select(Ref.commit).join(Repo).where(Repo.repo_id == repo_id, Ref.name == name)
+    )
+    if ref_commit is not None:
+        return session.scalar(stmt.where(Revision.commit == ref_commit))
+    if len(name) >= 7:
+        matches = list(session.scalars(stmt.where(Revision.commit.startswith(name))))
+        if len(matches) == 1:
+            return matches[0]
+    return None
+
+
+def ref_names(session: Session, revision: Revision) -> list[str]:
+    return sorted(
+        session.scalars(
+            select(Ref.name).where(Ref.repo_pk == revision.repo_pk, Ref.commit == revision.commit)
+        )
+    )
+
+
+def referenced_blobs(session: Session) -> set[str]:
+    return set(session.scalars(select(File.sha256).distinct()))
+
+
+def delete_revision(session: Session, revision: Revision) -> None:
+    """Drop a revision and the refs pointing at it; the repo goes with its last revision."""
+    repo_pk = revision.repo_pk
+    session.execute(delete(Ref).where(Ref.repo_pk == repo_pk, Ref.commit == revision.commit))
+    session.delete(revision)
+    session.flush()
+    remaining = session.scalar(select(func.count()).where(Revision.repo_pk == repo_pk))
+    if not remaining:
+        session.execute(delete(Repo).where(Repo.id == repo_pk))
+
+
+def delete_unreferenced_blobs(session: Session) -> None:
+    session.execute(delete(Blob).where(Blob.sha256.not_in(select(File.sha256).distinct())))
+
+
+def revisions_with_files(session: Session, repo_id: str | None = None) -> list[Revision]:
+    stmt = (
+        select(Revision)
+        .join(Repo)
+        .options(selectinload(Revision.files), selectinload(Revision.repo))
+        .order_by(Repo.repo_id, Revision.mirrored_at)
+    )
+    if repo_id is not None:
+        stmt = stmt.where(Repo.repo_id == repo_id)
+    return list(session.scalars(stmt))

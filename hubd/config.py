@@ -1,0 +1,224 @@
+"""Settings: defaults, then ``$HUBD_HOME/hubd.toml``, then ``HUBD_*`` variables, then flags.
+
+One frozen :class:`Settings` is built at the edge (CLI, daemon, tests) and passed explicitly;
+nothing reads the environment later. Each field's metadata carries its TOML key, its variable and
+its help text, so ``hubd config`` and the README's settings table come from one place.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+
+
+def _setting(default: Any, key: str, env: str, help: str) -> Any:
+    return field(default=default, metadata={"key": key, "env": env, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob hubd has. ``None`` means "derived from another setting" (see ``resolve``)."""
+
+    home: Path = _setting(
+        None,
+        "home",
+        "HUBD_HOME",
+        "Where hubd keeps hubd.toml, the store and the SQLite catalog "
+        "(default $XDG_DATA_HOME/hubd, else ~/.local/share/hubd).",
+    )
+    endpoint: str = _setting(
+        None,
+        "endpoint",
+        "HUBD_ENDPOINT",
+        "Hugging Face endpoint to mirror from (default $HF_ENDPOINT, else https://huggingface.co).",
+    )
+    token: str | None = _setting(
+        None,
+        "token",
+        "HF_TOKEN",
+        "Hugging Face token; read from HF_TOKEN or the `hf auth login` file, never from hubd.toml.",
+    )
+    offline: bool = _setting(
+        False,
+        "offline",
+        "HF_HUB_OFFLINE",
+        "Never touch the network; answer from the local store and catalog only.",
+    )
+    catalog_url: str = _setting(
+        None,
+        "catalog.url",
+        "HUBD_CATALOG_URL",
+        "SQLAlchemy URL of the catalog (default sqlite:///$HUBD_HOME/catalog.db).",
+    )
+    store_dir: Path = _setting(
+        None,
+        "store.path",
+        "HUBD_STORE",
+        "Content-addressed store (default $HUBD_HOME/store).",
+    )
+    concurrency: int = _setting(
+        8,
+        "mirror.concurrency",
+        "HUBD_CONCURRENCY",
+        "Files transferred in parallel.",
+    )
+    parts: int = _setting(
+        4,
+        "mirror.parts",
+        "HUBD_PARTS",
+        "Ranged requests in flight for one large file (1 disables ranged parts).",
+    )
+    part_size: int = _setting(
+        32 * 1024 * 1024,
+        "mirror.part_size",
+        "HUBD_PART_SIZE",
+        "Bytes per ranged part; files larger than this are fetched in parts.",
+    )
+    timeout: float = _setting(
+        30.0,
+        "mirror.timeout",
+        "HUBD_TIMEOUT",
+        "Seconds without progress before a connection is given up.",
+    )
+    retries: int = _setting(
+        3,
+        "mirror.retries",
+        "HUBD_RETRIES",
+        "Attempts per file after a dropped connection (each resumes where the last stopped).",
+    )
+    verify_workers: int = _setting(
+        0,
+        "verify.workers",
+        "HUBD_VERIFY_WORKERS",
+        "Threads hashing blobs in `hubd verify` (0 = one per core).",
+    )
+    node_name: str = _setting(
+        None,
+        "node.name",
+        "HUBD_NODE_NAME",
+        "This node's name in provenance records (default the host name).",
+    )
+
+    def resolved(self) -> Settings:
+        """Fill derived defaults; idempotent."""
+        home = self.home or default_home()
+        return replace(
+            self,
+            home=home,
+            endpoint=(self.endpoint or DEFAULT_ENDPOINT).rstrip("/"),
+            catalog_url=self.catalog_url or f"sqlite:///{home / 'catalog.db'}",
+            store_dir=self.store_dir or home / "store",
+            node_name=self.node_name or socket.gethostname(),
+            verify_workers=self.verify_workers or (os.cpu_count() or 1),
+        )
+
+
+def default_home(environ: Mapping[str, str] = os.environ) -> Path:
+    xdg = environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "hubd"
+
+
+@dataclass(frozen=True)
+class SettingDoc:
+    name: str
+    key: str
+    env: str
+    help: str
+    default: Any
+
+
+def setting_docs() -> list[SettingDoc]:
+    """Every setting's field, TOML key, variable, help and default: for `hubd config` and docs."""
+    return [
+        SettingDoc(f.name, f.metadata["key"], f.metadata["env"], f.metadata["help"], f.default)
+        for f in fields(Settings)
+    ]
+
+
+def _convert(name: str, raw: Any, source: str) -> Any:
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    try:
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            value = int(raw)
+            if value < 0 or (value == 0 and name not in ("verify_workers", "retries")):
+                raise ValueError(raw)
+            return value
+        if kind == "float":
+            number = float(raw)
+            if number <= 0:
+                raise ValueError(raw)
+            return number
+        if kind == "Path":
+            return Path(str(raw)).expanduser()
+        return str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: invalid value {raw!r} for {name}") from None
+
+
+def _from_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    by_key = {f.metadata["key"]: f.name for f in fields(Settings)}
+    values: dict[str, Any] = {}
+
+    def walk(table: Mapping[str, Any], prefix: str) -> None:
+        for key, value in table.items():
+            dotted = f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(value, f"{dotted}.")
+            elif dotted not in by_key or dotted in ("home", "token"):
+                raise ConfigError(f"{path}: unknown setting {dotted!r}")
+            else:
+                values[by_key[dotted]] = _convert(by_key[dotted], value, str(path))
+
+    walk(data, "")
+    return values
+
+
+def load_settings(environ: Mapping[str, str] = os.environ, **overrides: Any) -> Settings:
+    """Build Settings from defaults, hubd.toml, the environment and explicit overrides (flags)."""
+    home_raw = overrides.get("home") or environ.get("HUBD_HOME")
+    home = Path(home_raw).expanduser() if home_raw else default_home(environ)
+    values: dict[str, Any] = _from_toml(home / "hubd.toml")
+    if environ.get("HF_ENDPOINT"):
+        values.setdefault("endpoint", environ["HF_ENDPOINT"])
+    for f in fields(Settings):
+        env = f.metadata["env"]
+        if f.name != "home" and environ.get(env) not in (None, ""):
+            values[f.name] = _convert(f.name, environ[env], env)
+    if "token" not in values:
+        values["token"] = _hf_saved_token()
+    for name, value in overrides.items():
+        if value is not None and name != "home":
+            values[name] = value
+    return Settings(home=home, **values).resolved()
+
+
+def _hf_saved_token() -> str | None:
+    """The token `hf auth login` saved, through huggingface_hub's own lookup."""
+    from huggingface_hub import get_token
+
+    return get_token()

@@ -1,0 +1,123 @@
+"""Typed errors raised at hubd's boundaries.
+
+Every failure a user can cause or meet is a :class:`HubdError`; the CLI maps each class to
+``hubd: error: <message>`` and its ``exit_code``, and the HTTP server to a JSON body with its
+``http_status``. Anything else reaching the top is a bug.
+
+::
+
+    HubdError                      exit 1   500
+    ├── ConfigError                exit 2   500   bad hubd.toml, HUBD_* value or flag
+    ├── InvalidReference           exit 2   400   bad repo id, revision or glob
+    ├── NotFound                   exit 3   404
+    │   ├── RepoNotFound
+    │   ├── RevisionNotFound
+    │   └── EntryNotFound
+    ├── AccessDenied               exit 4   401
+    │   └── GatedRepo                             gated upstream repo, no (valid) token
+    ├── UpstreamError              exit 5   502   endpoint unreachable, stalled, 5xx, bad answer
+    │   └── OfflineError                          HF_HUB_OFFLINE=1 and the answer needs the network
+    ├── IntegrityError             exit 6   502
+    │   ├── HashMismatch                          bytes do not match the declared digest
+    │   └── SizeMismatch                          byte count does not match the declared size
+    ├── UnsafePath                 exit 7   400   a file name with '..', absolute, '\\' or NUL
+    ├── StoreError                 exit 8   507   disk full, permissions, corrupt store
+    └── VerificationFailed         exit 1   500   `hubd verify` found damaged blobs
+"""
+
+from __future__ import annotations
+
+
+class HubdError(Exception):
+    """Base of every error hubd reports to a user."""
+
+    exit_code: int = 1
+    http_status: int = 500
+    code: str = "HubdError"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if self.hint is None else f"{self.message}\n  hint: {self.hint}"
+
+
+class ConfigError(HubdError):
+    exit_code = 2
+    code = "ConfigError"
+
+
+class InvalidReference(HubdError):
+    exit_code = 2
+    http_status = 400
+    code = "InvalidReference"
+
+
+class NotFound(HubdError):
+    exit_code = 3
+    http_status = 404
+    code = "NotFound"
+
+
+class RepoNotFound(NotFound):
+    code = "RepoNotFound"
+
+
+class RevisionNotFound(NotFound):
+    code = "RevisionNotFound"
+
+
+class EntryNotFound(NotFound):
+    code = "EntryNotFound"
+
+
+class AccessDenied(HubdError):
+    exit_code = 4
+    http_status = 401
+    code = "AccessDenied"
+
+
+class GatedRepo(AccessDenied):
+    code = "GatedRepo"
+
+
+class UpstreamError(HubdError):
+    exit_code = 5
+    http_status = 502
+    code = "UpstreamError"
+
+
+class OfflineError(UpstreamError):
+    code = "Offline"
+
+
+class IntegrityError(HubdError):
+    exit_code = 6
+    http_status = 502
+    code = "IntegrityError"
+
+
+class HashMismatch(IntegrityError):
+    code = "HashMismatch"
+
+
+class SizeMismatch(IntegrityError):
+    code = "SizeMismatch"
+
+
+class UnsafePath(HubdError):
+    exit_code = 7
+    http_status = 400
+    code = "UnsafePath"
+
+
+class StoreError(HubdError):
+    exit_code = 8
+    http_status = 507
+    code = "StoreError"
+
+
+class VerificationFailed(HubdError):
+    code = "VerificationFailed"

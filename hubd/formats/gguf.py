@@ -1,0 +1,19 @@
+"""GGUF metadata, read with the ``gguf`` package's reader (memory-mapped, no tensor data read)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gguf import GGUFReader, GGUFValueType
+
+
+def gguf_string(path: Path, key: str) -> str | None:
+    """A string metadata value, or None if absent or the file is not valid GGUF."""
+    try:
+        reader = GGUFReader(path)
+    except (ValueError, OSError, IndexError):
+        return None
+    field = reader.get_field(key)
+    if field is None or not field.types or field.types[0] != GGUFValueType.STRING:
+        return None
+    return bytes(field.parts[field.data[0]]).decode("utf-8", "replace")

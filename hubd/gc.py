@@ -1,0 +1,49 @@
+"""Removing revisions (``hubd rm``) and unreferenced blobs (``hubd gc``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .catalog.queries import (
+    delete_revision,
+    delete_unreferenced_blobs,
+    find_revision,
+    get_repo,
+    referenced_blobs,
+)
+from .context import Context
+from .errors import RevisionNotFound
+from .refs import RepoRef
+
+
+@dataclass(frozen=True)
+class GcResult:
+    removed: int
+    freed_bytes: int
+
+
+def remove(ctx: Context, ref: RepoRef) -> list[str]:
+    """Forget one revision (or every revision of the repo); blobs stay until ``gc``."""
+    with ctx.catalog.begin() as session:
+        if ref.revision is None:
+            revisions = list(get_repo(session, ref.repo_id).revisions)
+        else:
+            found = find_revision(session, ref.repo_id, ref.revision)
+            if found is None:
+                raise RevisionNotFound(f"{ref} is not in the catalog", hint="see `hubd show`")
+            revisions = [found]
+        commits = [r.commit for r in revisions]
+        for revision in revisions:
+            delete_revision(session, revision)
+    for commit in commits:
+        ctx.store.remove_snapshot(ref.repo_id, commit)
+    return commits
+
+
+def collect(ctx: Context, partials: bool = False) -> GcResult:
+    """Delete blobs no revision references, and optionally interrupted transfers."""
+    with ctx.catalog.begin() as session:
+        delete_unreferenced_blobs(session)
+        keep = referenced_blobs(session)
+        removed, freed = ctx.store.collect_garbage(keep, partials=partials)
+    return GcResult(removed, freed)

@@ -1,0 +1,32 @@
+"""Whether a revision is a LoRA adapter, and which base model it applies to."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from .catalog.queries import CardRecord
+from .formats.gguf import gguf_string
+
+
+def adapter_lineage(files: Mapping[str, Path], card: CardRecord) -> tuple[bool, str | None]:
+    """(is_adapter, base model) from PEFT's adapter_config.json, GGUF metadata and the card.
+
+    ``files`` maps repo paths to readable local paths of verified content.
+    """
+    base = card.base_model[0] if card.base_model else None
+    is_adapter = card.base_model_relation == "adapter"
+    config = files.get("adapter_config.json")
+    if config is not None:
+        is_adapter = True
+        try:
+            declared = json.loads(config.read_text()).get("base_model_name_or_path")
+        except (ValueError, UnicodeDecodeError):
+            declared = None
+        if isinstance(declared, str) and declared:
+            base = base or declared
+    for path, local in files.items():
+        if path.endswith(".gguf") and gguf_string(local, "general.type") == "adapter":
+            is_adapter = True
+    return is_adapter, base if is_adapter or card.base_model else None

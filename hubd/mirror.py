@@ -1,0 +1,265 @@
+"""``hubd mirror``: resolve -> select -> plan -> fetch and verify -> link snapshot -> record.
+
+The CLI runs :func:`mirror` in-process; the daemon will run the same function for its jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from huggingface_hub.utils import filter_repo_objects
+
+from . import __version__
+from .card import card_record
+from .catalog.queries import FileRecord, RevisionRecord, find_revision, record_revision
+from .context import Context
+from .errors import EntryNotFound, InvalidReference, OfflineError
+from .lineage import adapter_lineage
+from .refs import RepoRef, is_commit
+from .sources.base import NullProgress, Progress, RemoteFile, RemoteRevision
+from .sources.huggingface import HfSource
+from .store import Expected
+
+# Always mirrored whatever --include says: the card (license, lineage) and the adapter config.
+METADATA_FILES = ("README.md", "adapter_config.json")
+
+
+@dataclass
+class MirrorResult:
+    repo: str
+    revision: str
+    commit: str
+    source: str
+    files: int
+    bytes_transferred: int
+    bytes_reused: int
+    seconds: float
+    up_to_date: bool
+    snapshot: str
+    is_adapter: bool
+    base_model: str | None
+    base: MirrorResult | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def select_files(
+    files: Sequence[RemoteFile], include: Sequence[str], exclude: Sequence[str]
+) -> list[RemoteFile]:
+    """huggingface_hub's own allow/ignore pattern semantics, plus the metadata files."""
+    chosen = list(
+        filter_repo_objects(
+            files,
+            allow_patterns=list(include) or None,
+            ignore_patterns=list(exclude) or None,
+            key=lambda f: f.path,
+        )
+    )
+    paths = {f.path for f in chosen}
+    extra = [f for f in files if f.path in METADATA_FILES and f.path not in paths]
+    if not any(f.path not in METADATA_FILES for f in chosen):
+        raise EntryNotFound(
+            "no file matches the --include/--exclude patterns",
+            hint="files in the repo: " + ", ".join(f.path for f in files[:20]),
+        )
+    return sorted(chosen + extra, key=lambda f: f.path)
+
+
+def _source(ctx: Context) -> HfSource:
+    s = ctx.settings
+    return HfSource(
+        s.endpoint,
+        token=s.token,
+        timeout=s.timeout,
+        parts=s.parts,
+        part_size=s.part_size,
+        retries=s.retries,
+    )
+
+
+async def _fetch(
+    ctx: Context,
+    source: HfSource,
+    session: aiohttp.ClientSession,
+    remote: RemoteRevision,
+    item: RemoteFile,
+    progress: Progress,
+) -> tuple[str, int]:
+    """Fetch one file into the store; returns (sha256, bytes moved over the network)."""
+    writer = ctx.store.writer(
+        Expected(f"{remote.repo_id}/{item.path}", item.size, item.sha256, item.git_oid)
+    )
+    entering = asyncio.ensure_future(asyncio.to_thread(writer.__enter__))
+    try:
+        await asyncio.shield(entering)
+    except asyncio.CancelledError:
+        await entering
+        writer.__exit__(None, None, None)
+        raise
+    try:
+        if writer.present is not None:
+            return writer.present, 0
+        start = writer.offset
+        progress.file_started(item.path, item.size, start)
+        url = source.file_url(remote.repo_id, remote.commit, item.path)
+        await source.download(session, item, url, writer, lambda n: progress.advance(item.path, n))
+        digest = await asyncio.to_thread(writer.commit)
+        progress.file_done(item.path)
+        return digest, item.size - start
+    finally:
+        await asyncio.to_thread(writer.__exit__, None, None, None)
+
+
+def _planned_blob(ctx: Context, item: RemoteFile) -> str | None:
+    digest = item.sha256 or ctx.store.known_git_blob(item.git_oid)
+    return digest if digest and ctx.store.has_blob(digest, item.size) else None
+
+
+def _record(
+    ctx: Context,
+    ref: RepoRef,
+    remote: RemoteRevision,
+    files: list[RemoteFile],
+    digests: dict[str, str],
+) -> tuple[Path, bool, str | None]:
+    """Link the snapshot, parse card and lineage, and commit the catalog rows (blocking)."""
+    store = ctx.store
+    snapshot = store.link_snapshot(remote.repo_id, remote.commit, digests.items())
+    readme = digests.get("README.md")
+    text = store.blob_path(readme).read_text("utf-8", "replace") if readme else None
+    card = card_record(text, remote.card_data, remote.gated)
+    local = {path: store.blob_path(digest) for path, digest in digests.items()}
+    is_adapter, base = adapter_lineage(local, card)
+    refs = [] if ref.revision and is_commit(ref.revision) else [ref.revision or "main"]
+    for name in refs:
+        store.set_ref(remote.repo_id, name, remote.commit)
+    record = RevisionRecord(
+        repo_id=remote.repo_id,
+        commit=remote.commit,
+        source_endpoint=remote.endpoint,
+        refs=refs,
+        files=[FileRecord(f.path, f.size, digests[f.path], f.git_oid, f.lfs) for f in files],
+        card=card,
+        is_adapter=is_adapter,
+        base_model=base,
+        node=ctx.settings.node_name,
+        client=f"hubd/{__version__}",
+        fetched_at=datetime.now(UTC),
+    )
+    with ctx.catalog.begin() as session:
+        record_revision(session, record)
+    return snapshot, is_adapter, base
+
+
+def _offline_answer(ctx: Context, ref: RepoRef, started: float) -> MirrorResult:
+    with ctx.catalog() as session:
+        revision = find_revision(session, ref.repo_id, ref.revision)
+        if revision is None or revision.state != "verified":
+            raise OfflineError(
+                f"{ref} is not in the local catalog and offline mode is on (HF_HUB_OFFLINE=1)"
+            )
+        return MirrorResult(
+            repo=ref.repo_id,
+            revision=ref.revision or "main",
+            commit=revision.commit,
+            source=revision.source_endpoint,
+            files=len(revision.files),
+            bytes_transferred=0,
+            bytes_reused=sum(f.size for f in revision.files),
+            seconds=round(time.monotonic() - started, 3),
+            up_to_date=True,
+            snapshot=str(ctx.store.snapshot_dir(ref.repo_id, revision.commit)),
+            is_adapter=revision.is_adapter,
+            base_model=revision.base_model,
+        )
+
+
+async def mirror(
+    ctx: Context,
+    ref: RepoRef,
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    with_base: bool = False,
+    progress: Progress | None = None,
+) -> MirrorResult:
+    """Mirror ``ref`` into the store and catalog; every byte verified before it is visible."""
+    progress = progress or NullProgress()
+    started = time.monotonic()
+    if ctx.settings.offline:
+        return _offline_answer(ctx, ref, started)
+    source = _source(ctx)
+    remote = await asyncio.to_thread(source.resolve, ref)
+    files = select_files(remote.files, include, exclude)
+
+    digests: dict[str, str] = {}
+    todo: dict[str, RemoteFile] = {}
+    for item in files:
+        planned = _planned_blob(ctx, item)
+        if planned is not None:
+            digests[item.path] = planned
+        else:
+            todo.setdefault(item.sha256 or f"git-{item.git_oid}", item)
+    with ctx.catalog() as db:
+        known = find_revision(db, remote.repo_id, remote.commit)
+        verified = known is not None and known.state == "verified"
+        known_paths = {f.path for f in known.files} if known and verified else set()
+    up_to_date = not todo and {f.path for f in files} <= known_paths
+
+    moved = 0
+    if todo:
+        progress.begin(len(todo), sum(f.size for f in todo.values()))
+        semaphore = asyncio.Semaphore(ctx.settings.concurrency)
+
+        async def one(item: RemoteFile) -> tuple[RemoteFile, str, int]:
+            async with semaphore:
+                digest, nbytes = await _fetch(ctx, source, session, remote, item, progress)
+                return item, digest, nbytes
+
+        try:
+            async with source.session() as session, asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(item)) for item in todo.values()]
+        except* Exception as failures:
+            raise failures.exceptions[0] from None
+        finally:
+            progress.end()
+        by_key = {}
+        for task in tasks:
+            item, digest, nbytes = task.result()
+            by_key[item.sha256 or f"git-{item.git_oid}"] = digest
+            moved += nbytes
+        for item in files:
+            digests.setdefault(item.path, by_key[item.sha256 or f"git-{item.git_oid}"])
+
+    snapshot, is_adapter, base = await asyncio.to_thread(_record, ctx, ref, remote, files, digests)
+    result = MirrorResult(
+        repo=remote.repo_id,
+        revision=ref.revision or "main",
+        commit=remote.commit,
+        source=remote.endpoint,
+        files=len(files),
+        bytes_transferred=moved,
+        bytes_reused=sum(f.size for f in files) - moved,
+        seconds=round(time.monotonic() - started, 3),
+        up_to_date=up_to_date,
+        snapshot=str(snapshot),
+        is_adapter=is_adapter,
+        base_model=base,
+    )
+    if with_base and base:
+        try:
+            base_ref = RepoRef.parse(base)
+        except InvalidReference:
+            raise InvalidReference(
+                f"{ref.repo_id} is an adapter for {base!r}, which is not a repo id to mirror"
+            ) from None
+        result.base = await mirror(ctx, base_ref, progress=progress)
+    return result

@@ -1,0 +1,61 @@
+"""What a source tells hubd about a revision, and the progress events a transfer emits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file as the source declares it; ``sha256`` is known up front only for LFS files."""
+
+    path: str
+    size: int
+    git_oid: str | None
+    sha256: str | None
+
+    @property
+    def lfs(self) -> bool:
+        return self.sha256 is not None
+
+
+@dataclass(frozen=True)
+class RemoteRevision:
+    repo_id: str
+    commit: str
+    endpoint: str
+    files: tuple[RemoteFile, ...]
+    gated: str | None = None
+    card_data: dict[str, Any] = field(default_factory=dict)
+
+
+class Progress(Protocol):
+    """Transfer events; the CLI draws bars from them, the daemon will record job progress."""
+
+    def begin(self, files: int, total_bytes: int) -> None: ...
+
+    def file_started(self, path: str, size: int, offset: int) -> None: ...
+
+    def advance(self, path: str, nbytes: int) -> None: ...
+
+    def file_done(self, path: str) -> None: ...
+
+    def end(self) -> None: ...
+
+
+class NullProgress:
+    def begin(self, files: int, total_bytes: int) -> None:
+        pass
+
+    def file_started(self, path: str, size: int, offset: int) -> None:
+        pass
+
+    def advance(self, path: str, nbytes: int) -> None:
+        pass
+
+    def file_done(self, path: str) -> None:
+        pass
+
+    def end(self) -> None:
+        pass

@@ -1,0 +1,288 @@
+"""Any Hugging Face–compatible endpoint: huggingface.co, a hubd peer, an internal registry.
+
+Metadata comes from huggingface_hub's ``HfApi`` (its errors and auth headers are the Hub's own
+contract). Bytes come over aiohttp, straight from the socket through the store's hashing writer:
+small files as one stream, large files as ordered ranged parts with a few requests in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote, urljoin, urlsplit
+
+import aiohttp
+import httpx2
+from huggingface_hub import HfApi
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HfHubHTTPError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.utils import build_hf_headers
+
+from .. import __version__
+from ..errors import (
+    AccessDenied,
+    EntryNotFound,
+    GatedRepo,
+    HubdError,
+    RepoNotFound,
+    RevisionNotFound,
+    SizeMismatch,
+    UpstreamError,
+)
+from ..refs import RepoRef, safe_relpath
+from ..store import BlobWriter
+from .base import RemoteFile, RemoteRevision
+
+STREAM_CHUNK = 1024 * 1024
+# Look-ahead ranged parts buffered in memory across all files of one transfer.
+BUFFER_BUDGET = 64 * 1024 * 1024
+
+TOKEN_HINT = "pass a token with HF_TOKEN=hf_... (or `hf auth login`) for an account with access"
+
+
+def _card_dict(card_data: Any) -> dict[str, Any]:
+    if card_data is None:
+        return {}
+    result: dict[str, Any] = card_data.to_dict() if hasattr(card_data, "to_dict") else card_data
+    return result
+
+
+class HfSource:
+    """One endpoint speaking the Hugging Face Hub API."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        token: str | None,
+        timeout: float,
+        parts: int,
+        part_size: int,
+        retries: int,
+    ) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self.parts = parts
+        self.part_size = part_size
+        self.retries = retries
+        self._api = HfApi(endpoint=self.endpoint, token=token or False)
+        self._budget = asyncio.Semaphore(max(parts, BUFFER_BUDGET // part_size))
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.endpoint).netloc
+
+    def headers(self) -> dict[str, str]:
+        return build_hf_headers(
+            token=self.token or False, library_name="hubd", library_version=__version__
+        )
+
+    def resolve(self, ref: RepoRef) -> RemoteRevision:
+        """Commit and declared files of ``ref`` (blocking: run it in a thread)."""
+        try:
+            info = self._api.model_info(
+                ref.repo_id, revision=ref.revision, files_metadata=True, timeout=self.timeout
+            )
+        except GatedRepoError:
+            raise GatedRepo(f"{ref.repo_id} is gated on {self.host}", hint=TOKEN_HINT) from None
+        except RepositoryNotFoundError:
+            raise RepoNotFound(
+                f"repository {ref.repo_id} not found on {self.host}",
+                hint=None if self.token else f"if it is private, {TOKEN_HINT}",
+            ) from None
+        except RevisionNotFoundError:
+            raise RevisionNotFound(
+                f"revision {ref.revision!r} not found in {ref.repo_id} on {self.host}"
+            ) from None
+        except HfHubHTTPError as exc:
+            raise self._http_error(exc.response.status_code, ref.repo_id) from None
+        except (httpx2.HTTPError, OSError) as exc:
+            raise UpstreamError(f"cannot reach {self.endpoint}: {exc}") from None
+        if not info.sha or not info.siblings:
+            raise UpstreamError(f"{self.host} returned no commit or file list for {ref.repo_id}")
+        files = []
+        for sibling in info.siblings:
+            if sibling.size is None:
+                raise UpstreamError(f"{self.host} did not declare the size of {sibling.rfilename}")
+            files.append(
+                RemoteFile(
+                    path=safe_relpath(sibling.rfilename),
+                    size=sibling.size,
+                    git_oid=sibling.blob_id,
+                    sha256=sibling.lfs.sha256 if sibling.lfs else None,
+                )
+            )
+        gated = info.gated if isinstance(info.gated, str) else None
+        if gated and not self.token:
+            raise GatedRepo(f"{ref.repo_id} is gated ({gated}) on {self.host}", hint=TOKEN_HINT)
+        return RemoteRevision(
+            repo_id=ref.repo_id,
+            commit=info.sha,
+            endpoint=self.endpoint,
+            files=tuple(files),
+            gated=gated,
+            card_data=_card_dict(info.card_data),
+        )
+
+    def file_url(self, repo_id: str, commit: str, path: str) -> str:
+        return f"{self.endpoint}/{repo_id}/resolve/{commit}/{quote(path)}"
+
+    def _http_error(self, status: int, what: str, code: str | None = None) -> HubdError:
+        if code == "GatedRepo":
+            return GatedRepo(f"{what} is gated on {self.host}", hint=TOKEN_HINT)
+        if code == "RepoNotFound":
+            return RepoNotFound(f"{what}: repository not found on {self.host}")
+        if code == "RevisionNotFound":
+            return RevisionNotFound(f"{what}: revision not found on {self.host}")
+        if code == "EntryNotFound" or status == 404:
+            return EntryNotFound(f"{what}: not found on {self.host}")
+        if status in (401, 403):
+            return AccessDenied(f"{what}: access denied by {self.host}", hint=TOKEN_HINT)
+        return UpstreamError(f"{what}: HTTP {status} from {self.host}")
+
+    def session(self) -> aiohttp.ClientSession:
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.timeout, sock_read=self.timeout
+        )
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+        return aiohttp.ClientSession(
+            timeout=timeout, connector=connector, auto_decompress=False, trust_env=True
+        )
+
+    async def download(
+        self,
+        session: aiohttp.ClientSession,
+        remote: RemoteFile,
+        url: str,
+        writer: BlobWriter,
+        advance: Callable[[int], None],
+    ) -> None:
+        """Fill ``writer`` from ``writer.offset`` to the declared size, retrying dropped links."""
+        failures = 0
+        while writer.offset < remote.size:
+            before = writer.offset
+            try:
+                if remote.size - writer.offset > self.part_size and self.parts > 1:
+                    location = await self._locate(session, url, remote)
+                    await self._ranged(session, location, writer, advance)
+                else:
+                    await self._stream(session, url, writer, advance, remote)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                failures = 0 if writer.offset > before else failures + 1
+                if failures > self.retries:
+                    reason = "stalled" if isinstance(exc, TimeoutError) else str(exc) or "dropped"
+                    raise UpstreamError(
+                        f"{remote.path}: transfer from {self.host} failed ({reason}) after "
+                        f"{writer.offset} of {remote.size} bytes",
+                        hint="re-run to resume from the bytes already on disk",
+                    ) from None
+                await asyncio.sleep(min(0.1 * 2**failures, 2.0))
+
+    async def _locate(self, session: aiohttp.ClientSession, url: str, remote: RemoteFile) -> str:
+        """Follow the Hub's redirect once (LFS files live on a CDN) and check the declared size."""
+        async with session.head(url, headers=self.headers(), allow_redirects=False) as resp:
+            if resp.status >= 400:
+                raise self._http_error(resp.status, remote.path, resp.headers.get("X-Error-Code"))
+            size = resp.headers.get("X-Linked-Size") or resp.headers.get("Content-Length")
+            if size is not None and size.isdigit() and int(size) != remote.size:
+                raise SizeMismatch(
+                    f"{remote.path}: {self.host} now says {size} bytes, declared {remote.size}"
+                )
+            location = resp.headers.get("Location")
+            return (
+                urljoin(url, location)
+                if resp.status in (301, 302, 303, 307, 308) and location
+                else url
+            )
+
+    async def _stream(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        writer: BlobWriter,
+        advance: Callable[[int], None],
+        remote: RemoteFile,
+    ) -> None:
+        start = writer.offset
+        headers = self.headers()
+        if start:
+            headers["Range"] = f"bytes={start}-"
+        async with session.get(url, headers=headers) as resp:
+            if resp.status >= 400:
+                raise self._http_error(resp.status, remote.path, resp.headers.get("X-Error-Code"))
+            if start and resp.status != 206:
+                await asyncio.to_thread(writer.restart)
+                advance(-start)
+            pending: asyncio.Future[None] | None = None
+            buffer = bytearray()
+            async for chunk in resp.content.iter_chunked(STREAM_CHUNK):
+                buffer += chunk
+                if len(buffer) >= STREAM_CHUNK:
+                    if pending is not None:
+                        await pending
+                    data, buffer = bytes(buffer), bytearray()
+                    pending = asyncio.ensure_future(asyncio.to_thread(writer.write, data))
+                    advance(len(data))
+            if pending is not None:
+                await pending
+            if buffer:
+                await asyncio.to_thread(writer.write, bytes(buffer))
+                advance(len(buffer))
+        if writer.offset < remote.size:
+            raise aiohttp.ClientPayloadError("connection closed early")
+
+    async def _part(self, session: aiohttp.ClientSession, url: str, lo: int, hi: int) -> bytes:
+        async with session.get(url, headers={"Range": f"bytes={lo}-{hi - 1}"}) as resp:
+            if resp.status != 206:
+                raise UpstreamError(f"{self.host} does not serve byte ranges (HTTP {resp.status})")
+            data = await resp.read()
+        if len(data) != hi - lo:
+            raise aiohttp.ClientPayloadError(f"short range: {len(data)} of {hi - lo} bytes")
+        return data
+
+    async def _ranged(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        writer: BlobWriter,
+        advance: Callable[[int], None],
+    ) -> None:
+        """Parts in flight ahead of the hash, written strictly in order (one pass, resumable).
+
+        Each part in flight holds one permit of the transfer's buffer budget. A file waits for a
+        permit only while it has nothing in flight, so files never deadlock on each other.
+        """
+        size = writer.expected.size
+        bounds = deque(
+            (lo, min(lo + self.part_size, size))
+            for lo in range(writer.offset, size, self.part_size)
+        )
+        inflight: deque[asyncio.Task[bytes]] = deque()
+        try:
+            while bounds or inflight:
+                while (
+                    bounds
+                    and len(inflight) < self.parts
+                    and (not inflight or not self._budget.locked())
+                ):
+                    await self._budget.acquire()
+                    inflight.append(
+                        asyncio.create_task(self._part(session, url, *bounds.popleft()))
+                    )
+                try:
+                    data = await inflight.popleft()
+                    await asyncio.to_thread(writer.write, data)
+                finally:
+                    self._budget.release()
+                advance(len(data))
+        finally:
+            for task in inflight:
+                task.cancel()
+                self._budget.release()
