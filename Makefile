@@ -17,6 +17,7 @@ venv: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check hubd cli tests bench
+	$(BIN)/ruff format --check hubd cli tests bench
 	$(BIN)/mypy
 
 test: lint

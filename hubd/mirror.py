@@ -20,7 +20,7 @@ from . import __version__
 from .card import card_record
 from .catalog.queries import FileRecord, RevisionRecord, find_revision, record_revision
 from .context import Context
-from .errors import EntryNotFound, InvalidReference, OfflineError
+from .errors import EntryNotFound, IntegrityError, InvalidReference, OfflineError
 from .lineage import adapter_lineage
 from .refs import RepoRef, is_commit
 from .sources.base import NullProgress, Progress, RemoteFile, RemoteRevision
@@ -110,8 +110,14 @@ async def _fetch(
         start = writer.offset
         progress.file_started(item.path, item.size, start)
         url = source.file_url(remote.repo_id, remote.commit, item.path)
-        await source.download(session, item, url, writer, lambda n: progress.advance(item.path, n))
-        digest = await asyncio.to_thread(writer.commit)
+        try:
+            await source.download(
+                session, item, url, writer, lambda n: progress.advance(item.path, n)
+            )
+            digest = await asyncio.to_thread(writer.commit)
+        except IntegrityError:
+            await asyncio.to_thread(writer.discard)
+            raise
         progress.file_done(item.path)
         return digest, item.size - start
     finally:
@@ -237,7 +243,8 @@ async def mirror(
             by_key[item.sha256 or f"git-{item.git_oid}"] = digest
             moved += nbytes
         for item in files:
-            digests.setdefault(item.path, by_key[item.sha256 or f"git-{item.git_oid}"])
+            if item.path not in digests:
+                digests[item.path] = by_key[item.sha256 or f"git-{item.git_oid}"]
 
     snapshot, is_adapter, base = await asyncio.to_thread(_record, ctx, ref, remote, files, digests)
     result = MirrorResult(

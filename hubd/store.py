@@ -141,7 +141,7 @@ class BlobWriter:
 
     def write(self, chunk: bytes) -> None:
         if self.offset + len(chunk) > self.expected.size:
-            self._discard()
+            self.discard()
             raise SizeMismatch(
                 f"{self.expected.label}: source sent more than the declared "
                 f"{self.expected.size} bytes"
@@ -153,7 +153,8 @@ class BlobWriter:
             raise _disk_error(exc, self.expected.label) from None
         self.offset += len(chunk)
 
-    def _discard(self) -> None:
+    def discard(self) -> None:
+        """Drop the temp file: its bytes are known bad (the source lied or corrupted them)."""
         self._file.close()
         self.partial.unlink(missing_ok=True)
 
@@ -164,10 +165,10 @@ class BlobWriter:
             raise SizeMismatch(f"{exp.label}: got {self.offset} bytes, source declared {exp.size}")
         digest = self._sha256.hexdigest()
         if exp.sha256 and digest != exp.sha256:
-            self._discard()
+            self.discard()
             raise HashMismatch(f"{exp.label}: sha256 mismatch: expected {exp.sha256}, got {digest}")
         if exp.git_oid and not exp.sha256 and self._sha1.hexdigest() != exp.git_oid:
-            self._discard()
+            self.discard()
             raise HashMismatch(
                 f"{exp.label}: git blob sha1 mismatch: expected {exp.git_oid}, "
                 f"got {self._sha1.hexdigest()}"

@@ -29,10 +29,17 @@ def test_migrations_match_the_models(tmp_path: Path) -> None:
 
 def record(commit: str, refs: list[str], sha: str = "a" * 64) -> RevisionRecord:
     return RevisionRecord(
-        repo_id="acme/m", commit=commit, source_endpoint="http://hub", refs=refs,
+        repo_id="acme/m",
+        commit=commit,
+        source_endpoint="http://hub",
+        refs=refs,
         files=[FileRecord("model.safetensors", 10, sha, "b" * 40, True)],
-        card=CardRecord(license="mit", base_model=["x/y"]), is_adapter=False,
-        base_model="x/y", node="n1", client="hubd/test", fetched_at=datetime.now(UTC),
+        card=CardRecord(license="mit", base_model=["x/y"]),
+        is_adapter=False,
+        base_model="x/y",
+        node="n1",
+        client="hubd/test",
+        fetched_at=datetime.now(UTC),
     )
 
 

@@ -23,7 +23,7 @@ def test_default_home_follows_xdg(tmp_path: Path) -> None:
 
 
 def test_precedence_toml_env_flag(tmp_path: Path) -> None:
-    (tmp_path / "hubd.toml").write_text('[mirror]\nconcurrency = 3\nparts = 2\n')
+    (tmp_path / "hubd.toml").write_text("[mirror]\nconcurrency = 3\nparts = 2\n")
     env = {"HUBD_HOME": str(tmp_path), "HUBD_PARTS": "5", "HF_ENDPOINT": "http://hf.local/"}
     s = load_settings(env)
     assert (s.concurrency, s.parts, s.endpoint) == (3, 5, "http://hf.local")
@@ -38,9 +38,14 @@ def test_offline_and_token_from_hf_variables(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("toml", "env"),
-    [("[mirror]\nconcurrency = 'many'\n", {}), ("nonsense = 1\n", {}), ("[[broken\n", {}),
-     ("token = 'hf_secret'\n", {}), ("", {"HUBD_CONCURRENCY": "0"}),
-     ("", {"HUBD_TIMEOUT": "-1"})],
+    [
+        ("[mirror]\nconcurrency = 'many'\n", {}),
+        ("nonsense = 1\n", {}),
+        ("[[broken\n", {}),
+        ("token = 'hf_secret'\n", {}),
+        ("", {"HUBD_CONCURRENCY": "0"}),
+        ("", {"HUBD_TIMEOUT": "-1"}),
+    ],
 )
 def test_bad_config_is_a_config_error(tmp_path: Path, toml: str, env: dict[str, str]) -> None:
     (tmp_path / "hubd.toml").write_text(toml)

@@ -13,8 +13,20 @@ def test_parse_repo_and_revision() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["", "noslash", "a/b/c", "../b", "a/..", "a/b@", "a/b@../x", "a/b@/abs", "/a/b",
-             "a/b c", "a/b@x\x00y"],
+    "text",
+    [
+        "",
+        "noslash",
+        "a/b/c",
+        "../b",
+        "a/..",
+        "a/b@",
+        "a/b@../x",
+        "a/b@/abs",
+        "/a/b",
+        "a/b c",
+        "a/b@x\x00y",
+    ],
 )
 def test_parse_rejects(text: str) -> None:
     with pytest.raises(InvalidReference):
@@ -28,8 +40,18 @@ def test_is_commit() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["../etc/passwd", "a/../../b", "/etc/passwd", "a\\b", "a\x00b", "", "a//b", "./a",
-     "C:/windows", "a/."],
+    [
+        "../etc/passwd",
+        "a/../../b",
+        "/etc/passwd",
+        "a\\b",
+        "a\x00b",
+        "",
+        "a//b",
+        "./a",
+        "C:/windows",
+        "a/.",
+    ],
 )
 def test_unsafe_paths(path: str) -> None:
     with pytest.raises(UnsafePath):

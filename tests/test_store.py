@@ -89,8 +89,10 @@ def test_concurrent_writers_produce_one_blob(tmp_path: Path) -> None:
     store = Store(tmp_path)
     expected = Expected("a/b/f", len(DATA), sha(DATA))
     results: list[str] = []
-    threads = [threading.Thread(target=lambda: results.append(write(store, expected, DATA)))
-               for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: results.append(write(store, expected, DATA)))
+        for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -16,15 +16,32 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on every backend (SQLite stores no zone and returns naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, datetime: UTCDateTime}
 
 
 class Repo(Base):
@@ -35,7 +52,7 @@ class Repo(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     repo_id: Mapped[str] = mapped_column(String(200), unique=True)
     kind: Mapped[str] = mapped_column(String(20), default="model")  # model | adapter
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     revisions: Mapped[list[Revision]] = relationship(
         back_populates="repo", cascade="all, delete-orphan", order_by="Revision.mirrored_at"
@@ -53,7 +70,7 @@ class Revision(Base):
     repo_pk: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), index=True)
     commit: Mapped[str] = mapped_column(String(40))
     state: Mapped[str] = mapped_column(String(20), default="verified")  # verified | failed
-    mirrored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    mirrored_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     source_endpoint: Mapped[str] = mapped_column(String(500))
     is_adapter: Mapped[bool] = mapped_column(Boolean, default=False)
     base_model: Mapped[str | None] = mapped_column(String(200), index=True)
@@ -80,7 +97,7 @@ class Ref(Base):
     repo_pk: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     commit: Mapped[str] = mapped_column(String(40))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     repo: Mapped[Repo] = relationship(back_populates="refs")
 
@@ -92,7 +109,7 @@ class Blob(Base):
 
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class File(Base):
@@ -151,7 +168,7 @@ class Provenance(Base):
     source_url: Mapped[str] = mapped_column(String(1000))
     commit: Mapped[str] = mapped_column(String(40))
     node: Mapped[str] = mapped_column(String(200))
-    fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     client: Mapped[str] = mapped_column(String(100))
 
     revision: Mapped[Revision] = relationship(back_populates="provenance")

@@ -74,10 +74,14 @@ def record_revision(session: Session, rec: RevisionRecord) -> Revision:
         select(Revision).where(Revision.repo_pk == repo.id, Revision.commit == rec.commit)
     )
     if revision is None:
-        revision = Revision(repo=repo, commit=rec.commit, source_endpoint=rec.source_endpoint)
+        revision = Revision(
+            repo=repo,
+            commit=rec.commit,
+            source_endpoint=rec.source_endpoint,
+            mirrored_at=rec.fetched_at,
+        )
         session.add(revision)
     revision.state = "verified"
-    revision.mirrored_at = rec.fetched_at
     revision.is_adapter = rec.is_adapter
     revision.base_model = rec.base_model
     session.flush()

@@ -220,23 +220,41 @@ class HfSource:
             if start and resp.status != 206:
                 await asyncio.to_thread(writer.restart)
                 advance(-start)
+                start = 0
+            self._check_length(resp, start, remote)
             pending: asyncio.Future[None] | None = None
             buffer = bytearray()
-            async for chunk in resp.content.iter_chunked(STREAM_CHUNK):
-                buffer += chunk
-                if len(buffer) >= STREAM_CHUNK:
-                    if pending is not None:
-                        await pending
-                    data, buffer = bytes(buffer), bytearray()
-                    pending = asyncio.ensure_future(asyncio.to_thread(writer.write, data))
-                    advance(len(data))
-            if pending is not None:
-                await pending
-            if buffer:
-                await asyncio.to_thread(writer.write, bytes(buffer))
-                advance(len(buffer))
+            try:
+                async for chunk in resp.content.iter_chunked(STREAM_CHUNK):
+                    buffer += chunk
+                    if len(buffer) >= STREAM_CHUNK:
+                        if pending is not None:
+                            await pending
+                        data, buffer = bytes(buffer), bytearray()
+                        pending = asyncio.ensure_future(asyncio.to_thread(writer.write, data))
+                        advance(len(data))
+            finally:
+                # Keep what arrived before a drop or interrupt: the next attempt resumes after it.
+                if pending is not None:
+                    await pending
+                if buffer:
+                    await asyncio.to_thread(writer.write, bytes(buffer))
+                    advance(len(buffer))
         if writer.offset < remote.size:
             raise aiohttp.ClientPayloadError("connection closed early")
+
+    def _check_length(self, resp: aiohttp.ClientResponse, start: int, remote: RemoteFile) -> None:
+        """A body that cannot end at the declared size is refused before a byte is stored."""
+        total = resp.content_length
+        content_range = resp.headers.get("Content-Range", "")
+        if content_range.rpartition("/")[2].isdigit():
+            total = int(content_range.rpartition("/")[2])
+        elif total is not None:
+            total += start
+        if total is not None and total != remote.size:
+            raise SizeMismatch(
+                f"{remote.path}: {self.host} sends {total} bytes, it declared {remote.size}"
+            )
 
     async def _part(self, session: aiohttp.ClientSession, url: str, lo: int, hi: int) -> bytes:
         async with session.get(url, headers={"Range": f"bytes={lo}-{hi - 1}"}) as resp:

@@ -1,0 +1,99 @@
+"""Fixtures: an isolated environment, a fresh hubd home, a loopback fake Hub, the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+# huggingface_hub reads HF_HOME (its token file) at import: isolate before anything imports it.
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="hubd-test-hf-")
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+import pytest  # noqa: E402
+
+from hubd.cli.main import main  # noqa: E402
+from hubd.config import Settings, load_settings  # noqa: E402
+from hubd.context import Context  # noqa: E402
+from hubd.testing.fakehub import FakeHub  # noqa: E402
+from hubd.testing.modelgen import tiny_lora_files, tiny_model_files  # noqa: E402
+
+MODEL = "acme/tiny-llama"
+LORA = "acme/tiny-llama-lora"
+GATED = "acme/gated-llama"
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No HUBD_* or HF_* from the developer's shell; HUBD_HOME in the test's tmp dir."""
+    for key in list(os.environ):
+        if key.startswith("HUBD_") or key in ("HF_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE"):
+            monkeypatch.delenv(key)
+    home = tmp_path / "home"
+    monkeypatch.setenv("HUBD_HOME", str(home))
+    monkeypatch.setenv("HUBD_NODE_NAME", "test-node")
+    return home
+
+
+@pytest.fixture
+def home(isolated_env: Path) -> Path:
+    return isolated_env
+
+
+@pytest.fixture
+def hub() -> Iterator[FakeHub]:
+    """A loopback Hub serving a tiny model, a LoRA adapter for it, and a gated copy."""
+    fake = FakeHub()
+    fake.add_repo(MODEL, tiny_model_files(seed=0), tags=["v1.0"])
+    fake.add_repo(LORA, tiny_lora_files(base_model=MODEL))
+    fake.add_repo(GATED, tiny_model_files(seed=2, license="llama3"), gated=True)
+    fake.tokens.add("hf_valid_token")
+    with fake:
+        yield fake
+
+
+@pytest.fixture
+def settings(home: Path, hub: FakeHub) -> Settings:
+    return load_settings(endpoint=hub.endpoint)
+
+
+@pytest.fixture
+def ctx(settings: Settings) -> Iterator[Context]:
+    context = Context.open(settings)
+    yield context
+    context.close()
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def hubd(capsys: pytest.CaptureFixture[str]) -> object:
+    """Run the CLI in-process, as `hubd ARGS…` would, returning exit code and output."""
+
+    def run(*args: str) -> Result:
+        capsys.readouterr()
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+def hubd_process(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """`hubd ARGS…` as a separate process (for kill -9 and concurrency tests)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "hubd.cli.main", *args],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

@@ -1,0 +1,35 @@
+"""Every schema is valid JSON Schema, and every example validates (examples are loaded by hubd)."""
+
+import json
+import tomllib
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from hubd.config import load_settings
+
+SCHEMAS = Path(__file__).parent.parent / "schemas"
+
+
+def schema(name: str) -> dict[str, object]:
+    loaded: dict[str, object] = json.loads((SCHEMAS / name).read_text())
+    return loaded
+
+
+@pytest.mark.parametrize("path", sorted(SCHEMAS.glob("*.schema.json")), ids=lambda p: p.name)
+def test_schema_is_valid(path: Path) -> None:
+    jsonschema.Draft202012Validator.check_schema(json.loads(path.read_text()))
+
+
+def test_example_config_validates_and_loads(tmp_path: Path) -> None:
+    text = (SCHEMAS / "examples" / "hubd.toml").read_text()
+    jsonschema.validate(tomllib.loads(text), schema("config.schema.json"))
+    (tmp_path / "hubd.toml").write_text(text)
+    settings = load_settings({"HUBD_HOME": str(tmp_path)})
+    assert settings.node_name == "registry-1" and settings.parts == 4
+
+
+def validate(name: str, instance: object) -> None:
+    """Validate a hubd output against schemas/NAME (used by the CLI tests)."""
+    jsonschema.validate(instance, schema(name), format_checker=jsonschema.FormatChecker())
