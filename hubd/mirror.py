@@ -97,6 +97,9 @@ async def _fetch(
     writer = ctx.store.writer(
         Expected(f"{remote.repo_id}/{item.path}", item.size, item.sha256, item.git_oid)
     )
+    # Opening may wait for another process's lock; it runs in a thread that cannot be
+    # cancelled, so on cancellation wait for it and release at once. Releasing is quick and
+    # done synchronously: a release queued on the executor could be cancelled and leak the lock.
     entering = asyncio.ensure_future(asyncio.to_thread(writer.__enter__))
     try:
         await asyncio.shield(entering)
@@ -116,12 +119,12 @@ async def _fetch(
             )
             digest = await asyncio.to_thread(writer.commit)
         except IntegrityError:
-            await asyncio.to_thread(writer.discard)
+            writer.discard()
             raise
         progress.file_done(item.path)
         return digest, item.size - start
     finally:
-        await asyncio.to_thread(writer.__exit__, None, None, None)
+        writer.__exit__(None, None, None)
 
 
 def _planned_blob(ctx: Context, item: RemoteFile) -> str | None:

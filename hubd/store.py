@@ -18,6 +18,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +74,7 @@ class BlobWriter:
         self.partial = store.tmp_dir / f"{expected.key}.partial"
         self._lock_path = store.tmp_dir / f"{expected.key}.lock"
         self._lock_fd = -1
-        self._fh: object = None
+        self._io = threading.Lock()  # a write in a worker thread finishes before close
         self.offset = 0
         self.present: str | None = None
         self._sha256 = hashlib.sha256()
@@ -86,6 +87,13 @@ class BlobWriter:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         except OSError as exc:
             raise _disk_error(exc, str(self._lock_path)) from None
+        try:
+            return self._open()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+
+    def _open(self) -> BlobWriter:
         digest = self.expected.sha256 or self.store.known_git_blob(self.expected.git_oid)
         if digest and self.store.has_blob(digest, self.expected.size):
             self.present = digest
@@ -115,9 +123,10 @@ class BlobWriter:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        file = getattr(self, "_file", None)
-        if file is not None:
-            file.close()
+        with self._io:
+            file = getattr(self, "_file", None)
+            if file is not None:
+                file.close()
         if self._lock_fd >= 0:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
@@ -146,12 +155,13 @@ class BlobWriter:
                 f"{self.expected.label}: source sent more than the declared "
                 f"{self.expected.size} bytes"
             )
-        self._update(chunk)
-        try:
-            self._file.write(chunk)
-        except OSError as exc:
-            raise _disk_error(exc, self.expected.label) from None
-        self.offset += len(chunk)
+        with self._io:
+            self._update(chunk)
+            try:
+                self._file.write(chunk)
+            except OSError as exc:
+                raise _disk_error(exc, self.expected.label) from None
+            self.offset += len(chunk)
 
     def discard(self) -> None:
         """Drop the temp file: its bytes are known bad (the source lied or corrupted them)."""

@@ -123,7 +123,7 @@ def test_corrupted_byte_leaves_nothing(ctx: Context, hub: FakeHub) -> None:
     digest = hashlib.sha256(tiny_model_files(seed=0)[SHARD]).hexdigest()
     assert SHARD in str(err.value) and digest in str(err.value)
     assert not ctx.store.has_blob(digest)
-    assert not list(ctx.settings.store_dir.glob("tmp/*.partial"))
+    assert not (ctx.store.tmp_dir / f"{digest}.partial").exists()  # bad bytes are dropped
     assert not (ctx.settings.store_dir / "snapshots").exists()
     with ctx.catalog() as session, pytest.raises(Exception, match="not in the catalog"):
         get_repo(session, MODEL)
@@ -234,3 +234,15 @@ def test_json_summary_fields(ctx: Context, hub: FakeHub) -> None:
     data = run(ctx, MODEL).to_json()
     assert json.loads(json.dumps(data))["repo"] == MODEL
     assert {"repo", "commit", "files", "bytes_transferred", "bytes_reused", "seconds"} <= set(data)
+
+
+def test_failed_mirror_releases_every_lock(ctx: Context, hub: FakeHub) -> None:
+    """Many files failing at once (a wrong token): a later mirror in-process must not hang."""
+    files = {f"part-{i:02d}.json": b"{}" + bytes([i]) for i in range(24)}
+    hub.add_repo("acme/many", {"README.md": b"# many\n", **files}, gated=True)
+    wrong = replace(ctx, settings=replace(ctx.settings, token="hf_wrong", concurrency=16))
+    for _ in range(3):
+        with pytest.raises(GatedRepo):
+            run(wrong, "acme/many")
+    right = replace(wrong, settings=replace(wrong.settings, token="hf_valid_token"))
+    assert run(right, "acme/many").files == 25
