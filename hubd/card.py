@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from huggingface_hub import ModelCard
-
 from .catalog.queries import CardRecord
 
 
@@ -29,6 +27,8 @@ def card_record(text: str | None, fallback: dict[str, Any], gated: str | None) -
     """Card fields from README.md when the revision has one, else from the source's cardData."""
     data = fallback
     if text is not None:
+        from huggingface_hub import ModelCard  # yaml + jinja: deferred to keep start-up fast
+
         card = ModelCard(text, ignore_metadata_errors=True)
         data = card.data.to_dict()  # type: ignore[no-untyped-call]
     return CardRecord(

@@ -78,7 +78,7 @@ class Settings:
         "Ranged requests in flight for one large file (1 disables ranged parts).",
     )
     part_size: int = _setting(
-        32 * 1024 * 1024,
+        8 * 1024 * 1024,
         "mirror.part_size",
         "HUBD_PART_SIZE",
         "Bytes per ranged part; files larger than this are fetched in parts.",

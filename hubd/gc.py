@@ -42,7 +42,7 @@ def remove(ctx: Context, ref: RepoRef) -> list[str]:
 
 def collect(ctx: Context, partials: bool = False) -> GcResult:
     """Delete blobs no revision references, and optionally interrupted transfers."""
-    with ctx.catalog.begin() as session:
+    with ctx.store.guard(exclusive=True), ctx.catalog.begin() as session:
         delete_unreferenced_blobs(session)
         keep = referenced_blobs(session)
         removed, freed = ctx.store.collect_garbage(keep, partials=partials)

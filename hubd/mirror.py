@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,6 +86,21 @@ def _source(ctx: Context) -> HfSource:
     )
 
 
+async def enter_in_thread(manager: AbstractContextManager[Any]) -> None:
+    """Enter a context manager whose ``__enter__`` blocks (a file lock) without blocking the loop.
+
+    The thread cannot be cancelled, so on cancellation wait for it and exit at once. Callers
+    exit synchronously too: an exit queued on the executor could be cancelled and leak the lock.
+    """
+    entering = asyncio.ensure_future(asyncio.to_thread(manager.__enter__))
+    try:
+        await asyncio.shield(entering)
+    except asyncio.CancelledError:
+        await entering
+        manager.__exit__(None, None, None)
+        raise
+
+
 async def _fetch(
     ctx: Context,
     source: HfSource,
@@ -97,16 +113,7 @@ async def _fetch(
     writer = ctx.store.writer(
         Expected(f"{remote.repo_id}/{item.path}", item.size, item.sha256, item.git_oid)
     )
-    # Opening may wait for another process's lock; it runs in a thread that cannot be
-    # cancelled, so on cancellation wait for it and release at once. Releasing is quick and
-    # done synchronously: a release queued on the executor could be cancelled and leak the lock.
-    entering = asyncio.ensure_future(asyncio.to_thread(writer.__enter__))
-    try:
-        await asyncio.shield(entering)
-    except asyncio.CancelledError:
-        await entering
-        writer.__exit__(None, None, None)
-        raise
+    await enter_in_thread(writer)
     try:
         if writer.present is not None:
             return writer.present, 0
@@ -208,6 +215,34 @@ async def mirror(
     source = _source(ctx)
     remote = await asyncio.to_thread(source.resolve, ref)
     files = select_files(remote.files, include, exclude)
+    guard = ctx.store.guard(exclusive=False)
+    await enter_in_thread(guard)
+    try:
+        result = await _transfer(ctx, source, ref, remote, files, progress, started)
+    finally:
+        guard.__exit__(None, None, None)
+    if with_base and result.base_model:
+        try:
+            base_ref = RepoRef.parse(result.base_model)
+        except InvalidReference:
+            raise InvalidReference(
+                f"{ref.repo_id} is an adapter for {result.base_model!r}, "
+                "which is not a repo id to mirror"
+            ) from None
+        result.base = await mirror(ctx, base_ref, progress=progress)
+    return result
+
+
+async def _transfer(
+    ctx: Context,
+    source: HfSource,
+    ref: RepoRef,
+    remote: RemoteRevision,
+    files: list[RemoteFile],
+    progress: Progress,
+    started: float,
+) -> MirrorResult:
+    """Plan, fetch and record one revision (under the store's shared guard)."""
 
     digests: dict[str, str] = {}
     todo: dict[str, RemoteFile] = {}
@@ -250,7 +285,7 @@ async def mirror(
                 digests[item.path] = by_key[item.sha256 or f"git-{item.git_oid}"]
 
     snapshot, is_adapter, base = await asyncio.to_thread(_record, ctx, ref, remote, files, digests)
-    result = MirrorResult(
+    return MirrorResult(
         repo=remote.repo_id,
         revision=ref.revision or "main",
         commit=remote.commit,
@@ -264,12 +299,3 @@ async def mirror(
         is_adapter=is_adapter,
         base_model=base,
     )
-    if with_base and base:
-        try:
-            base_ref = RepoRef.parse(base)
-        except InvalidReference:
-            raise InvalidReference(
-                f"{ref.repo_id} is an adapter for {base!r}, which is not a repo id to mirror"
-            ) from None
-        result.base = await mirror(ctx, base_ref, progress=progress)
-    return result

@@ -20,6 +20,7 @@ import os
 import shutil
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -210,6 +211,17 @@ class Store:
         self.snapshots_dir = root / "snapshots"
         self.refs_dir = root / "refs"
         self.git_index_dir = root / "blobs" / "git"
+
+    @contextmanager
+    def guard(self, *, exclusive: bool) -> Iterator[None]:
+        """Mirrors hold this shared, gc exclusively: gc never deletes a blob not yet recorded."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / ".gc.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
 
     def blob_path(self, sha256: str) -> Path:
         return self.blobs_dir / sha256[:2] / sha256

@@ -2,9 +2,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
-from hubd.catalog.db import create_catalog_engine, open_catalog
+from hubd.catalog.db import HEAD, MIGRATIONS, create_catalog_engine, current_revision, open_catalog
 from hubd.catalog.models import Base
 from hubd.catalog.queries import (
     CardRecord,
@@ -25,6 +27,16 @@ def test_migrations_match_the_models(tmp_path: Path) -> None:
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+def test_head_constant_is_alembics_head(tmp_path: Path) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    assert current_revision(create_catalog_engine(url)) is None
+    open_catalog(url)
+    assert current_revision(create_catalog_engine(url)) == HEAD
 
 
 def record(commit: str, refs: list[str], sha: str = "a" * 64) -> RevisionRecord:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from conftest import GATED, LORA, MODEL
 
 from hubd.catalog.queries import get_repo
+from hubd.cli.progress import BarProgress
 from hubd.context import Context
 from hubd.errors import (
     EntryNotFound,
@@ -27,7 +29,7 @@ from hubd.errors import (
 from hubd.mirror import MirrorResult, mirror
 from hubd.refs import RepoRef
 from hubd.testing.fakehub import FakeHub
-from hubd.testing.modelgen import tiny_model_files
+from hubd.testing.modelgen import tiny_lora_gguf, tiny_model_files
 from hubd.verify.hashes import git_blob_sha1
 
 SHARD = "model-00001-of-00002.safetensors"
@@ -246,3 +248,31 @@ def test_failed_mirror_releases_every_lock(ctx: Context, hub: FakeHub) -> None:
             run(wrong, "acme/many")
     right = replace(wrong, settings=replace(wrong.settings, token="hf_valid_token"))
     assert run(right, "acme/many").files == 25
+
+
+def test_gguf_adapter_is_recorded_as_adapter(ctx: Context, hub: FakeHub) -> None:
+    card = b"---\nlicense: mit\nbase_model: acme/tiny-llama\n---\n# a GGUF LoRA\n"
+    hub.add_repo("acme/lora-gguf", {"README.md": card, "adapter-f32.gguf": tiny_lora_gguf()})
+    result = run(ctx, "acme/lora-gguf")
+    assert result.is_adapter and result.base_model == MODEL
+    with ctx.catalog() as session:
+        assert get_repo(session, "acme/lora-gguf").kind == "adapter"
+
+
+def test_progress_bars_draw_per_file_and_overall(
+    ctx: Context, hub: FakeHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(ctx, MODEL, progress=BarProgress())
+    err = capsys.readouterr().err
+    assert "7 file(s)" in err and SHARD[-40:] in err and "B/s" in err
+
+
+def test_mirror_waits_while_gc_holds_the_store(ctx: Context, hub: FakeHub) -> None:
+    done: list[MirrorResult] = []
+    with ctx.store.guard(exclusive=True):
+        worker = threading.Thread(target=lambda: done.append(run(ctx, MODEL)))
+        worker.start()
+        worker.join(0.5)
+        assert worker.is_alive() and not done
+    worker.join(20)
+    assert done and done[0].files == len(tiny_model_files(seed=0))

@@ -23,7 +23,7 @@ def test_schema_is_valid(path: Path) -> None:
 
 
 def test_example_config_validates_and_loads(tmp_path: Path) -> None:
-    text = (SCHEMAS / "examples" / "hubd.toml").read_text()
+    text = (SCHEMAS.parent / "deploy" / "hubd.example.toml").read_text()
     jsonschema.validate(tomllib.loads(text), schema("config.schema.json"))
     (tmp_path / "hubd.toml").write_text(text)
     settings = load_settings({"HUBD_HOME": str(tmp_path)})

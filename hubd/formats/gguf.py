@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gguf import GGUFReader, GGUFValueType
-
 
 def gguf_string(path: Path, key: str) -> str | None:
     """A string metadata value, or None if absent or the file is not valid GGUF."""
+    from gguf import GGUFReader, GGUFValueType  # numpy: 0.15 s of start-up, only for GGUF repos
+
     try:
         reader = GGUFReader(path)
     except (ValueError, OSError, IndexError):

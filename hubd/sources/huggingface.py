@@ -41,7 +41,7 @@ from .base import RemoteFile, RemoteRevision
 
 STREAM_CHUNK = 1024 * 1024
 # Look-ahead ranged parts buffered in memory across all files of one transfer.
-BUFFER_BUDGET = 64 * 1024 * 1024
+BUFFER_BUDGET = 48 * 1024 * 1024
 
 TOKEN_HINT = "pass a token with HF_TOKEN=hf_... (or `hf auth login`) for an account with access"
 

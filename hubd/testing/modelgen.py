@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,34 @@ def tiny_lora_files(*, base_model: str, seed: int = 1) -> dict[str, bytes]:
         "adapter_model.safetensors": save(tensors, metadata={"format": "pt"}),
         "README.md": _readme(card, f"Tiny LoRA adapter for {base_model} (seed {seed})."),
     }
+
+
+def tiny_lora_gguf(*, seed: int = 1, rank: int = 4, architecture: str = "llama") -> bytes:
+    """A llama.cpp LoRA adapter GGUF (``general.type = adapter``) for the tiny model's shapes."""
+    from gguf import GGUFWriter
+
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "adapter.gguf"
+        writer = GGUFWriter(path, architecture)
+        writer.add_type("adapter")
+        writer.add_string("adapter.type", "lora")
+        writer.add_float32("adapter.lora.alpha", float(rank * 2))
+        for layer in range(LAYERS):
+            for name in ("attn_q", "attn_v"):
+                writer.add_tensor(
+                    f"blk.{layer}.{name}.weight.lora_a",
+                    rng.standard_normal((rank, HIDDEN), dtype=np.float32),
+                )
+                writer.add_tensor(
+                    f"blk.{layer}.{name}.weight.lora_b",
+                    rng.standard_normal((HIDDEN, rank), dtype=np.float32),
+                )
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        return path.read_bytes()
 
 
 def write_files(root: Path, files: Mapping[str, bytes]) -> None:

@@ -1,0 +1,164 @@
+"""Benchmark: `hubd mirror` next to huggingface_hub's `snapshot_download`, same server, same run.
+
+A generated repo (default 1 GiB: safetensors shards and small files) is served by the loopback
+Hugging Face–compatible server in its own process. Each client runs as a fresh process into an
+empty home/cache, alternating, several rounds; we report the median wall time, throughput and
+peak RSS of each and the ratio. hubd verifies every sha256 while it downloads; snapshot_download
+does not. Then `hubd verify` of the result next to `sha256sum` over the same blob files.
+
+    .venv/bin/python bench/mirror.py [--bytes N] [--shards K] [--rounds R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+REPO = "bench/model"
+
+
+@dataclass
+class Run:
+    seconds: float
+    peak_rss_mb: float
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> Run:
+    """Wall time and peak RSS of one child process (os.wait4 gives that child's own rusage)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(f"{cmd[0]} failed: {proc.stderr.read().decode() if proc.stderr else ''}")
+    return Run(seconds, usage.ru_maxrss / 1024)
+
+
+def start_server(work: Path, repo_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port_file = work / "endpoint"
+    port_file.unlink(missing_ok=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hubd.testing",
+            "serve",
+            "--repo",
+            f"{REPO}={repo_dir}",
+            "--port-file",
+            str(port_file),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(600):
+        if port_file.exists() and port_file.read_text().strip():
+            return server, port_file.read_text().strip()
+        time.sleep(0.1)
+    server.kill()
+    raise SystemExit("bench: the loopback server did not start")
+
+
+def generate(repo_dir: Path, total: int, shards: int) -> None:
+    marker = repo_dir / ".complete"
+    if marker.exists() and marker.read_text() == f"{total}/{shards}":
+        return
+    shutil.rmtree(repo_dir, ignore_errors=True)
+    from hubd.testing.modelgen import big_safetensors_repo
+
+    big_safetensors_repo(repo_dir, total_bytes=total, shards=shards)
+    marker.write_text(f"{total}/{shards}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bytes", type=int, default=1024**3)
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="HUBD_VAR=VALUE",
+        help="extra setting for the hubd runs, e.g. HUBD_PARTS=1",
+    )
+    args = parser.parse_args()
+
+    work = ROOT / ".bench"
+    work.mkdir(exist_ok=True)
+    repo_dir = work / "repo"
+    generate(repo_dir, args.bytes, args.shards)
+    total = sum(p.stat().st_size for p in repo_dir.rglob("*") if p.is_file() and p.name[0] != ".")
+    server, endpoint = start_server(work, repo_dir)
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUBD_"))}
+    base_env.update(
+        HF_ENDPOINT=endpoint,
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+        HF_HOME=str(work / "hf-home"),
+    )
+    hubd_home, hf_cache = work / "hubd-home", work / "hf-cache"
+    download = (
+        f"from huggingface_hub import snapshot_download; "
+        f"snapshot_download({REPO!r}, cache_dir={str(hf_cache)!r})"
+    )
+    results: dict[str, list[Run]] = {"hubd mirror": [], "snapshot_download": []}
+    try:
+        for _ in range(args.rounds):
+            for name in results:
+                if name == "hubd mirror":
+                    shutil.rmtree(hubd_home, ignore_errors=True)
+                    cmd = [str(BIN / "hubd"), "mirror", REPO, "--quiet"]
+                    env = {
+                        **base_env,
+                        **dict(kv.split("=", 1) for kv in args.set),
+                        "HUBD_HOME": str(hubd_home),
+                    }
+                else:
+                    shutil.rmtree(hf_cache, ignore_errors=True)
+                    cmd, env = [sys.executable, "-c", download], base_env
+                subprocess.run(["sync"], check=True)
+                results[name].append(timed(cmd, env))
+        blobs = sorted(
+            str(p) for p in (hubd_home / "store" / "blobs" / "sha256").rglob("*") if p.is_file()
+        )
+        verify = timed([str(BIN / "hubd"), "verify"], {**base_env, "HUBD_HOME": str(hubd_home)})
+        sha256sum = timed(["sha256sum", *blobs], base_env)
+    finally:
+        server.terminate()
+        server.wait()
+
+    mib = total / 2**20
+    print(
+        f"repo: {mib:.0f} MiB in {args.shards} shards + small files; "
+        f"{args.rounds} rounds, median; loopback server in its own process"
+    )
+    print(f"{'client':<20} {'seconds':>8} {'MB/s':>8} {'peak RSS MB':>12}")
+    medians = {}
+    for name, runs in results.items():
+        seconds = statistics.median(r.seconds for r in runs)
+        rss = max(r.peak_rss_mb for r in runs)
+        medians[name] = seconds
+        print(f"{name:<20} {seconds:8.2f} {total / 1e6 / seconds:8.0f} {rss:12.0f}")
+    ratio = medians["hubd mirror"] / medians["snapshot_download"]
+    print(
+        f"ratio hubd/snapshot_download: {ratio:.2f}x time "
+        "(target <= 1.0x; hubd verifies every sha256, snapshot_download does not)"
+    )
+    print(
+        f"hubd verify: {verify.seconds:.2f} s; sha256sum over the same blobs: "
+        f"{sha256sum.seconds:.2f} s; ratio {verify.seconds / sha256sum.seconds:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
