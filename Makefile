@@ -33,6 +33,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/mirror.py
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) .demo .bench .mypy_cache .ruff_cache .pytest_cache

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job end to end, offline: a generated model and its LoRA adapter served by a loopback
-# Hugging Face–compatible server, mirrored into a fresh hubd home, verified and shown.
+# Hugging Face–compatible server, mirrored into a fresh hubd home, verified, shown, and answered by
+# llama.cpp (a GGUF quantization with a GGUF LoRA; random weights, so the text is noise).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="$PWD/.venv/bin"
@@ -15,9 +16,15 @@ step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 "$BIN/python" -m hubd.testing generate tiny-model "$WORK/repos/acme/tiny-llama"
 "$BIN/python" -m hubd.testing generate tiny-lora "$WORK/repos/acme/tiny-llama-lora" \
     --base acme/tiny-llama
+"$BIN/python" -m hubd.testing generate tiny-gguf "$WORK/repos/acme/tiny-llama-GGUF" \
+    --base acme/tiny-llama
+"$BIN/python" -m hubd.testing generate tiny-gguf-lora "$WORK/repos/acme/tiny-llama-gguf-lora" \
+    --base acme/tiny-llama-GGUF
 "$BIN/python" -m hubd.testing serve \
     --repo "acme/tiny-llama=$WORK/repos/acme/tiny-llama" \
     --repo "acme/tiny-llama-lora=$WORK/repos/acme/tiny-llama-lora" \
+    --repo "acme/tiny-llama-GGUF=$WORK/repos/acme/tiny-llama-GGUF" \
+    --repo "acme/tiny-llama-gguf-lora=$WORK/repos/acme/tiny-llama-gguf-lora" \
     --port-file "$WORK/endpoint" >"$WORK/hub.log" 2>&1 &
 HUB_PID=$!
 trap 'kill $HUB_PID 2>/dev/null || true' EXIT
@@ -32,5 +39,10 @@ step "$BIN/hubd" mirror acme/tiny-llama
 step "$BIN/hubd" verify
 step "$BIN/hubd" ls
 step "$BIN/hubd" show acme/tiny-llama-lora
+step "$BIN/hubd" mirror acme/tiny-llama-gguf-lora --with-base
+step "$BIN/hubd" run acme/tiny-llama --file '*.gguf' -p "Why is drinking water so healthy?" \
+    || true  # safetensors only: hubd names the GGUF quantization to run instead
+step "$BIN/hubd" run --lora acme/tiny-llama-gguf-lora -p "Why is drinking water so healthy?" \
+    --max-tokens 16
 echo
 echo "demo: ok (home: $HUBD_HOME)"

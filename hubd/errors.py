@@ -9,6 +9,7 @@ Every failure a user can cause or meet is a :class:`HubdError`; the CLI maps eac
     HubdError                      exit 1   500
     ├── ConfigError                exit 2   500   bad hubd.toml, HUBD_* value or flag
     ├── InvalidReference           exit 2   400   bad repo id, revision or glob
+    ├── InvalidRequest             exit 2   400   a request that cannot be served as asked
     ├── NotFound                   exit 3   404
     │   ├── RepoNotFound
     │   ├── RevisionNotFound
@@ -22,7 +23,9 @@ Every failure a user can cause or meet is a :class:`HubdError`; the CLI maps eac
     │   └── SizeMismatch                          byte count does not match the declared size
     ├── UnsafePath                 exit 7   400   a file name with '..', absolute, '\\' or NUL
     ├── StoreError                 exit 8   507   disk full, permissions, corrupt store
-    └── VerificationFailed         exit 1   500   `hubd verify` found damaged blobs
+    ├── VerificationFailed         exit 1   500   `hubd verify` found damaged blobs
+    ├── RuntimeCrashed             exit 10  500   llama.cpp died (the worker process, not hubd)
+    └── InvalidModelFile           exit 11  422   a GGUF or LoRA llama.cpp must not load
 """
 
 from __future__ import annotations
@@ -53,6 +56,12 @@ class InvalidReference(HubdError):
     exit_code = 2
     http_status = 400
     code = "InvalidReference"
+
+
+class InvalidRequest(HubdError):
+    exit_code = 2
+    http_status = 400
+    code = "InvalidRequest"
 
 
 class NotFound(HubdError):
@@ -121,3 +130,14 @@ class StoreError(HubdError):
 
 class VerificationFailed(HubdError):
     code = "VerificationFailed"
+
+
+class RuntimeCrashed(HubdError):
+    exit_code = 10
+    code = "RuntimeCrashed"
+
+
+class InvalidModelFile(HubdError):
+    exit_code = 11
+    http_status = 422
+    code = "InvalidModelFile"

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .catalog.queries import CardRecord
-from .formats.gguf import gguf_string
+from .errors import InvalidModelFile
+from .formats.gguf import inspect
 
 
 def adapter_lineage(files: Mapping[str, Path], card: CardRecord) -> tuple[bool, str | None]:
@@ -27,6 +28,9 @@ def adapter_lineage(files: Mapping[str, Path], card: CardRecord) -> tuple[bool, 
         if isinstance(declared, str) and declared:
             base = base or declared
     for path, local in files.items():
-        if path.endswith(".gguf") and gguf_string(local, "general.type") == "adapter":
-            is_adapter = True
+        if path.endswith(".gguf"):
+            try:
+                is_adapter = is_adapter or inspect(local, path).kind == "adapter"
+            except InvalidModelFile:
+                continue
     return is_adapter, base if is_adapter or card.base_model else None

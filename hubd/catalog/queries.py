@@ -242,3 +242,17 @@ def revisions_with_files(session: Session, repo_id: str | None = None) -> list[R
     if repo_id is not None:
         stmt = stmt.where(Repo.repo_id == repo_id)
     return list(session.scalars(stmt))
+
+
+def derived_repos(session: Session, base_repo: str, relation: str) -> list[str]:
+    """Repos whose card names ``base_repo`` as base with this relation (e.g. quantized)."""
+    return list(
+        session.scalars(
+            select(Repo.repo_id)
+            .join(Revision)
+            .join(ModelCard)
+            .where(Revision.base_model == base_repo, ModelCard.base_model_relation == relation)
+            .distinct()
+            .order_by(Repo.repo_id)
+        )
+    )

@@ -5,6 +5,8 @@ python -m hubd.testing serve --repo org/name=DIR [--repo ...] [--gated org/name]
 python -m hubd.testing generate tiny-model DIR [--seed N] [--shards K]
 python -m hubd.testing generate tiny-lora DIR --base org/name [--seed N]
 python -m hubd.testing generate big DIR --bytes N --shards K [--seed N]
+python -m hubd.testing generate tiny-gguf DIR [--base org/name] [--seed N]
+python -m hubd.testing generate tiny-gguf-lora DIR --base org/name [--seed N]
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from pathlib import Path
 from hubd.testing.fakehub import FakeHub
 from hubd.testing.modelgen import (
     big_safetensors_repo,
+    tiny_gguf_files,
+    tiny_gguf_lora_files,
     tiny_lora_files,
     tiny_model_files,
     write_files,
@@ -71,6 +75,12 @@ def _generate(args: argparse.Namespace) -> None:
         if not args.base:
             raise SystemExit("generate tiny-lora requires --base org/name")
         write_files(args.dir, tiny_lora_files(base_model=args.base, seed=args.seed))
+    elif args.kind == "tiny-gguf":
+        write_files(args.dir, tiny_gguf_files(base_model=args.base, seed=args.seed))
+    elif args.kind == "tiny-gguf-lora":
+        if not args.base:
+            raise SystemExit("generate tiny-gguf-lora requires --base org/name")
+        write_files(args.dir, tiny_gguf_lora_files(base_model=args.base, seed=args.seed))
     else:
         if args.bytes is None:
             raise SystemExit("generate big requires --bytes N")
@@ -89,11 +99,15 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--port-file", help="write the endpoint URL here once listening")
 
     generate = commands.add_parser("generate", help="write a generated repo to DIR")
-    generate.add_argument("kind", choices=["tiny-model", "tiny-lora", "big"])
+    generate.add_argument(
+        "kind", choices=["tiny-model", "tiny-lora", "tiny-gguf", "tiny-gguf-lora", "big"]
+    )
     generate.add_argument("dir", type=Path)
     generate.add_argument("--seed", type=int)
     generate.add_argument("--shards", type=int)
-    generate.add_argument("--base", metavar="ORG/NAME", help="base model (tiny-lora)")
+    generate.add_argument(
+        "--base", metavar="ORG/NAME", help="base model (tiny-lora, tiny-gguf, tiny-gguf-lora)"
+    )
     generate.add_argument("--bytes", type=int, help="total weight bytes (big)")
 
     args = parser.parse_args(argv)
@@ -102,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     # Defaults differ per kind (the LoRA seed defaults to 1, big needs an explicit shard count).
     if args.seed is None:
-        args.seed = 1 if args.kind == "tiny-lora" else 0
+        args.seed = 1 if args.kind in ("tiny-lora", "tiny-gguf-lora") else 0
     if args.shards is None:
         args.shards = 1 if args.kind == "big" else 2
     _generate(args)

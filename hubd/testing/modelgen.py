@@ -148,8 +148,80 @@ def tiny_lora_files(*, base_model: str, seed: int = 1) -> dict[str, bytes]:
     }
 
 
-def tiny_lora_gguf(*, seed: int = 1, rank: int = 4, architecture: str = "llama") -> bytes:
-    """A llama.cpp LoRA adapter GGUF (``general.type = adapter``) for the tiny model's shapes."""
+def tiny_llama_gguf(
+    *,
+    seed: int = 0,
+    license: str = "apache-2.0",
+    hidden: int = HIDDEN,
+    layers: int = LAYERS,
+    ff: int = INTERMEDIATE,
+) -> bytes:
+    """A runnable llama GGUF (random weights, a few hundred KB) that llama.cpp loads.
+
+    The tokenizer is llama's SentencePiece layout: <unk>, <s>, </s> and the 256 byte tokens
+    <0x00>..<0xFF>, so any text tokenizes. Default shapes match :func:`tiny_lora_gguf`; larger
+    ``hidden``/``layers``/``ff`` make a model big enough to time (benchmarks).
+    """
+    from gguf import GGUFWriter, TokenType
+
+    rng = np.random.default_rng(seed)
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
+    types = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL] + [TokenType.BYTE] * 256
+    heads, context = 2, 512
+
+    def weight(*shape: int) -> np.ndarray[Any, np.dtype[np.float32]]:
+        return (rng.standard_normal(shape) * 0.1).astype(np.float32)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.gguf"
+        writer = GGUFWriter(path, "llama")
+        writer.add_name("tiny-llama")
+        writer.add_license(license)
+        writer.add_context_length(context)
+        writer.add_embedding_length(hidden)
+        writer.add_block_count(layers)
+        writer.add_feed_forward_length(ff)
+        writer.add_head_count(heads)
+        writer.add_head_count_kv(heads)
+        writer.add_layer_norm_rms_eps(1e-5)
+        writer.add_rope_dimension_count(hidden // heads)
+        writer.add_tokenizer_model("llama")
+        writer.add_token_list(tokens)
+        writer.add_token_scores([0.0] * len(tokens))
+        writer.add_token_types(types)
+        writer.add_bos_token_id(1)
+        writer.add_eos_token_id(2)
+        writer.add_unk_token_id(0)
+        writer.add_tensor("token_embd.weight", weight(len(tokens), hidden))
+        writer.add_tensor("output_norm.weight", np.ones(hidden, dtype=np.float32))
+        # Zero logits for <unk>, <s>, </s> against large random ones for the byte tokens:
+        # generation practically never ends early, so tests can count tokens.
+        output = weight(len(tokens), hidden) * 10
+        output[:3] = 0
+        writer.add_tensor("output.weight", output)
+        for layer in range(layers):
+            blk = f"blk.{layer}"
+            writer.add_tensor(f"{blk}.attn_norm.weight", np.ones(hidden, dtype=np.float32))
+            for name in ("attn_q", "attn_k", "attn_v", "attn_output"):
+                writer.add_tensor(f"{blk}.{name}.weight", weight(hidden, hidden))
+            writer.add_tensor(f"{blk}.ffn_norm.weight", np.ones(hidden, dtype=np.float32))
+            writer.add_tensor(f"{blk}.ffn_gate.weight", weight(ff, hidden))
+            writer.add_tensor(f"{blk}.ffn_up.weight", weight(ff, hidden))
+            writer.add_tensor(f"{blk}.ffn_down.weight", weight(hidden, ff))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        return path.read_bytes()
+
+
+def tiny_lora_gguf(
+    *, seed: int = 1, rank: int = 4, architecture: str = "llama", hidden: int = HIDDEN
+) -> bytes:
+    """A llama.cpp LoRA adapter GGUF (``general.type = adapter``) for the tiny model's shapes.
+
+    ``architecture`` and ``hidden`` other than the defaults make adapters that do not fit.
+    """
     from gguf import GGUFWriter
 
     rng = np.random.default_rng(seed)
@@ -163,17 +235,43 @@ def tiny_lora_gguf(*, seed: int = 1, rank: int = 4, architecture: str = "llama")
             for name in ("attn_q", "attn_v"):
                 writer.add_tensor(
                     f"blk.{layer}.{name}.weight.lora_a",
-                    rng.standard_normal((rank, HIDDEN), dtype=np.float32),
+                    rng.standard_normal((rank, hidden), dtype=np.float32),
                 )
                 writer.add_tensor(
                     f"blk.{layer}.{name}.weight.lora_b",
-                    rng.standard_normal((HIDDEN, rank), dtype=np.float32),
+                    rng.standard_normal((hidden, rank), dtype=np.float32),
                 )
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
         return path.read_bytes()
+
+
+def tiny_gguf_files(*, base_model: str | None = None, seed: int = 0) -> dict[str, bytes]:
+    """A GGUF quantization repo of the tiny model (two files; Q4_K_M is the default choice)."""
+    card: dict[str, Any] = {"license": "apache-2.0", "tags": ["gguf", "hubd-test"]}
+    if base_model:
+        card.update(base_model=base_model, base_model_relation="quantized")
+    return {
+        "README.md": _readme(card, "# tiny-llama GGUF\n\nRandom weights, for tests.\n"),
+        "tiny-llama-Q4_K_M.gguf": tiny_llama_gguf(seed=seed),
+        "tiny-llama-Q8_0.gguf": tiny_llama_gguf(seed=seed + 1),
+    }
+
+
+def tiny_gguf_lora_files(*, base_model: str, seed: int = 1) -> dict[str, bytes]:
+    """A llama.cpp LoRA adapter repo for :func:`tiny_gguf_files`."""
+    card = {
+        "license": "apache-2.0",
+        "base_model": base_model,
+        "base_model_relation": "adapter",
+        "tags": ["lora", "gguf", "hubd-test"],
+    }
+    return {
+        "README.md": _readme(card, "# tiny-llama GGUF LoRA\n\nRandom weights, for tests.\n"),
+        "tiny-llama-lora-f32.gguf": tiny_lora_gguf(seed=seed),
+    }
 
 
 def write_files(root: Path, files: Mapping[str, bytes]) -> None:

@@ -1,0 +1,70 @@
+"""`hubd mirror`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import click
+
+from hubd.mirror import MirrorResult, mirror
+from hubd.refs import RepoRef
+
+from .common import json_option, open_context
+from .output import emit_json, human_bytes, progress_wanted
+from .progress import BarProgress
+
+
+@click.command("mirror")
+@click.argument("repo")
+@click.option("--include", multiple=True, metavar="GLOB", help="Only files matching (repeatable).")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files matching (repeatable).")
+@click.option("--with-base", is_flag=True, help="For an adapter, mirror its base model too.")
+@click.option("--endpoint", help="Hugging Face endpoint (default $HF_ENDPOINT or huggingface.co).")
+@click.option("--concurrency", type=click.IntRange(1, 64), help="Files in parallel.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@json_option
+@click.pass_obj
+def mirror_cmd(
+    obj: dict[str, Any],
+    repo: str,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    with_base: bool,
+    endpoint: str | None,
+    concurrency: int | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Mirror REPO (org/name[@revision]) into the store, verifying every byte."""
+    ref = RepoRef.parse(repo)
+    context = open_context(obj, endpoint=endpoint, concurrency=concurrency)
+    progress = BarProgress() if progress_wanted(quiet, as_json) else None
+    result = asyncio.run(
+        mirror(
+            context, ref, include=include, exclude=exclude, with_base=with_base, progress=progress
+        )
+    )
+    if as_json:
+        emit_json(result.to_json())
+    elif not quiet:
+        _print_mirror(result)
+
+
+def _print_mirror(result: MirrorResult) -> None:
+    where = f"{result.repo}@{result.revision}"
+    if result.up_to_date:
+        click.echo(
+            f"{where} is up to date ({result.commit[:12]}, {result.files} files); no bytes moved"
+        )
+    else:
+        click.echo(
+            f"mirrored {where} -> {result.commit[:12]}: {result.files} files, "
+            f"{human_bytes(result.bytes_transferred)} transferred, "
+            f"{human_bytes(result.bytes_reused)} reused, {result.seconds:.1f} s"
+        )
+    if result.is_adapter:
+        click.echo(f"  adapter for {result.base_model or 'an unknown base model'}")
+    click.echo(f"  snapshot: {result.snapshot}")
+    if result.base is not None:
+        _print_mirror(result.base)

@@ -1,0 +1,132 @@
+"""What the registry holds: `hubd ls`, `show`, `verify`, `rm`, `gc`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from hubd.catalog.queries import get_repo, list_repos
+from hubd.catalog.views import repo_detail, repo_summary
+from hubd.errors import VerificationFailed
+from hubd.gc import collect, remove
+from hubd.refs import RepoRef
+from hubd.verify.blobs import verify_store
+
+from .common import json_option, open_context
+from .output import emit_json, human_bytes, table
+
+
+@click.command("ls")
+@json_option
+@click.pass_obj
+def ls_cmd(obj: dict[str, Any], as_json: bool) -> None:
+    """List the repos in the catalog."""
+    context = open_context(obj)
+    with context.catalog() as session:
+        rows = [repo_summary(repo) for repo in list_repos(session)]
+    if as_json:
+        emit_json(rows)
+        return
+    table(
+        ["REPO", "KIND", "REVISIONS", "REFS", "LICENSE", "MIRRORED"],
+        [
+            [
+                r["repo"],
+                r["kind"],
+                r["revisions"],
+                ",".join(f"{k}={v[:7]}" for k, v in r["refs"].items()),
+                r["license"],
+                (r["mirrored_at"] or "")[:19],
+            ]
+            for r in rows
+        ],
+    )
+
+
+@click.command("show")
+@click.argument("repo")
+@json_option
+@click.pass_obj
+def show_cmd(obj: dict[str, Any], repo: str, as_json: bool) -> None:
+    """Show a repo's revisions, files, card and provenance."""
+    ref = RepoRef.parse(repo)
+    context = open_context(obj)
+    with context.catalog() as session:
+        detail = repo_detail(get_repo(session, ref.repo_id))
+    if as_json:
+        emit_json(detail)
+        return
+    click.echo(f"{detail['repo']}  ({detail['kind']}, license: {detail['license'] or 'unknown'})")
+    for rev in detail["revisions"]:
+        refs = ", ".join(rev["refs"]) or "-"
+        click.echo(f"\nrevision {rev['commit']}  refs: {refs}  state: {rev['state']}")
+        click.echo(f"  mirrored {rev['mirrored_at'][:19]} from {rev['source']}")
+        if rev["base_model"]:
+            relation = "adapter for" if rev["is_adapter"] else "based on"
+            click.echo(f"  {relation} {rev['base_model']}")
+        for hop in rev["provenance"]:
+            click.echo(
+                f"  provenance #{hop['hop']}: {hop['source']} @ {hop['commit'][:12]} "
+                f"-> {hop['node']} ({hop['client']}, {hop['fetched_at'][:19]})"
+            )
+        table(
+            ["  FILE", "SIZE", "SHA256"],
+            [[f"  {f['path']}", human_bytes(f["size"]), f["sha256"][:16]] for f in rev["files"]],
+        )
+
+
+@click.command("verify")
+@click.argument("repo", required=False)
+@json_option
+@click.pass_obj
+def verify_cmd(obj: dict[str, Any], repo: str | None, as_json: bool) -> None:
+    """Re-hash stored blobs (of REPO, or all); exit 1 on any mismatch."""
+    repo_id = RepoRef.parse(repo).repo_id if repo else None
+    context = open_context(obj)
+    report = verify_store(context, repo_id)
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        for d in report.damaged:
+            state = "missing" if d.actual is None else f"sha256 {d.actual} != {d.expected}"
+            click.echo(f"DAMAGED {d.repo}@{d.commit[:12]} {d.path}: {state}")
+        click.echo(
+            f"verified {report.blobs} blobs ({human_bytes(report.bytes)}) in "
+            f"{report.revisions} revisions: "
+            + ("all ok" if report.ok else f"{len(report.damaged)} damaged file(s)")
+        )
+    if not report.ok:
+        raise VerificationFailed(
+            f"{len(report.damaged)} damaged file(s) in the store",
+            hint="re-mirror the named revisions to repair them",
+        )
+
+
+@click.command("rm")
+@click.argument("repo")
+@json_option
+@click.pass_obj
+def rm_cmd(obj: dict[str, Any], repo: str, as_json: bool) -> None:
+    """Remove REPO[@revision] from the catalog and snapshots (blobs stay until `hubd gc`)."""
+    ref = RepoRef.parse(repo)
+    commits = remove(open_context(obj), ref)
+    if as_json:
+        emit_json({"repo": ref.repo_id, "removed": commits})
+    else:
+        for commit in commits:
+            click.echo(f"removed {ref.repo_id}@{commit[:12]}")
+        click.echo("run `hubd gc` to free the space of blobs nothing references")
+
+
+@click.command("gc")
+@click.option("--partials", is_flag=True, help="Also delete interrupted transfers.")
+@json_option
+@click.pass_obj
+def gc_cmd(obj: dict[str, Any], partials: bool, as_json: bool) -> None:
+    """Delete blobs that no revision references."""
+    result = collect(open_context(obj), partials=partials)
+    if as_json:
+        emit_json({"removed": result.removed, "freed_bytes": result.freed_bytes})
+    else:
+        click.echo(f"removed {result.removed} file(s), freed {human_bytes(result.freed_bytes)}")

@@ -1,0 +1,59 @@
+"""Verify before load: a full sha256 the first time, then a cheap (size, mtime, inode) check.
+
+The record lives in the store, not the catalog: inode and mtime describe this node's disk, and a
+catalog may be shared by several nodes. Any change to the blob file means a full re-hash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ..errors import HashMismatch
+from ..store import Store
+from ..verify.hashes import sha256_file
+
+
+def _stamp(path: Path) -> dict[str, int]:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
+
+
+def _record_path(store: Store, sha256: str) -> Path:
+    return store.root / "verified" / sha256[:2] / sha256
+
+
+def check_blob(store: Store, sha256: str, label: str) -> bool:
+    """Raise HashMismatch unless the blob is intact; True when a full hash was needed."""
+    blob = store.blob_path(sha256)
+    try:
+        stamp = _stamp(blob)
+    except FileNotFoundError:
+        raise HashMismatch(f"{label}: the blob is missing from the store") from None
+    record = _record_path(store, sha256)
+    try:
+        if json.loads(record.read_text()) == stamp:
+            return False
+    except (FileNotFoundError, ValueError):
+        pass
+    actual = sha256_file(blob)
+    if actual != sha256:
+        raise HashMismatch(
+            f"{label}: sha256 mismatch on disk: expected {sha256}, got {actual}; refusing to load",
+            hint="`hubd verify` lists damaged files; mirror the revision again to repair",
+        )
+    record.parent.mkdir(parents=True, exist_ok=True)
+    tmp = record.with_name(f".{sha256}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps(stamp))
+    os.replace(tmp, record)
+    return True
+
+
+def check_blobs(store: Store, blobs: list[tuple[str, str]]) -> int:
+    """Check (sha256, label) pairs in parallel, each blob once; returns how many needed a hash."""
+    unique = dict(blobs)
+    with ThreadPoolExecutor(max_workers=max(1, min(len(unique), os.cpu_count() or 1))) as pool:
+        return sum(pool.map(lambda b: check_blob(store, *b), unique.items()))

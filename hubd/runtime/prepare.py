@@ -1,0 +1,108 @@
+"""From a repo (and optional LoRA repo) to verified snapshot paths that passed the preflight.
+
+The worker process and the OpenAI-compatible server only ever see what ``prepare`` returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from ..catalog.models import Revision
+from ..catalog.queries import derived_repos, find_revision
+from ..context import Context
+from ..errors import EntryNotFound, IntegrityError, InvalidReference, NotFound
+from ..formats.gguf import check_lora, check_model, inspect
+from ..refs import RepoRef
+from .loadcheck import check_blobs
+from .selection import GgufChoice, GgufFile, choose
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Verified, preflighted paths for llama.cpp, and where they came from."""
+
+    repo: str
+    commit: str
+    model: Path
+    lora: Path | None
+    lora_repo: str | None
+    full_hashes: int
+
+
+def _revision(session: Session, ref: RepoRef) -> Revision:
+    revision = find_revision(session, ref.repo_id, ref.revision)
+    if revision is None:
+        raise NotFound(f"{ref} is not in the catalog", hint=f"hubd mirror {ref}")
+    if revision.state != "verified":
+        raise IntegrityError(f"{ref} is in state {revision.state!r}, not verified; refusing")
+    return revision
+
+
+def _ggufs(revision: Revision) -> list[GgufFile]:
+    return [GgufFile(f.path, f.size, f.sha256) for f in revision.files if f.path.endswith(".gguf")]
+
+
+def _no_gguf(session: Session, repo_id: str) -> EntryNotFound:
+    quantized = derived_repos(session, repo_id, "quantized")
+    hint = (
+        "GGUF quantizations of it in the catalog: " + ", ".join(quantized)
+        if quantized
+        else "mirror a GGUF quantization of it (a repo whose card says base_model: " + repo_id + ")"
+    )
+    return EntryNotFound(
+        f"{repo_id} has no GGUF file (safetensors only); llama.cpp needs GGUF", hint=hint
+    )
+
+
+def prepare(
+    ctx: Context,
+    repo: RepoRef | None,
+    *,
+    pattern: str | None = None,
+    lora: RepoRef | None = None,
+) -> Prepared:
+    """Resolve, verify (full hash first, cheap stamp after) and preflight what will be loaded."""
+    with ctx.catalog() as session:
+        adapter: tuple[Revision, GgufChoice] | None = None
+        if lora is not None:
+            lora_rev = _revision(session, lora)
+            files = _ggufs(lora_rev)
+            if not files:
+                raise EntryNotFound(
+                    f"{lora.repo_id} has no GGUF adapter; llama.cpp applies LoRAs in GGUF",
+                    hint="convert it with llama.cpp's convert_lora_to_gguf.py and `hubd add` it",
+                )
+            adapter = (lora_rev, choose(files, None, lora.repo_id))
+            if repo is None:
+                if not lora_rev.base_model:
+                    raise InvalidReference(
+                        f"{lora.repo_id} records no base model; name the base repo to run"
+                    )
+                repo = RepoRef.parse(lora_rev.base_model)
+        if repo is None:
+            raise InvalidReference("name a repo to run (or --lora with a recorded base)")
+        revision = _revision(session, repo)
+        files = _ggufs(revision)
+        if not files:
+            raise _no_gguf(session, repo.repo_id)
+        model = choose(files, pattern, repo.repo_id)
+        base_dir = ctx.store.snapshot_dir(repo.repo_id, revision.commit)
+        label = f"{repo.repo_id}@{revision.commit[:12]}"
+        blobs = [(p.sha256, f"{label} {p.path}") for p in model.parts]
+        lora_path = lora_repo = None
+        if adapter is not None:
+            lora_rev, lora_choice = adapter
+            lora_repo = lora_rev.repo.repo_id
+            part = lora_choice.parts[0]
+            lora_path = ctx.store.snapshot_dir(lora_repo, lora_rev.commit) / part.path
+            blobs.append((part.sha256, f"{lora_repo}@{lora_rev.commit[:12]} {part.path}"))
+        commit = revision.commit
+    full = check_blobs(ctx.store, blobs)
+    infos = [inspect(base_dir / p.path, p.path) for p in model.parts]
+    check_model(infos)
+    if lora_path is not None:
+        check_lora(inspect(lora_path), infos)
+    return Prepared(repo.repo_id, commit, base_dir / model.name, lora_path, lora_repo, full)

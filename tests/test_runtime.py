@@ -1,0 +1,230 @@
+"""llama.cpp over verified files: real completions from a generated tiny llama GGUF and LoRA."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from conftest import Result
+
+from hubd.errors import InvalidModelFile, RuntimeCrashed
+from hubd.formats.gguf import inspect
+from hubd.runtime.openai import ServedModel, serve
+from hubd.runtime.selection import GgufFile, choose
+from hubd.runtime.worker import Request, complete
+from hubd.testing.fakehub import FakeHub
+from hubd.testing.modelgen import tiny_llama_gguf, tiny_lora_gguf, tiny_model_files
+
+Hubd = Callable[..., Result]
+BASE = "acme/tiny-gguf"
+LORA = "acme/tiny-lora-gguf"
+PROMPT = "Why is drinking water so healthy?"
+
+
+def card(**fields: str) -> bytes:
+    lines = "".join(f"{k}: {v}\n" for k, v in fields.items())
+    return f"---\n{lines}---\n# test repo\n".encode()
+
+
+@pytest.fixture
+def gguf_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    fake = FakeHub()
+    fake.add_repo(
+        BASE,
+        {
+            "README.md": card(license="apache-2.0"),
+            "tiny-llama-Q8_0.gguf": tiny_llama_gguf(seed=3),
+            "tiny-llama-Q4_K_M.gguf": tiny_llama_gguf(seed=0),
+        },
+    )
+    lora_card = card(license="apache-2.0", base_model=BASE, base_model_relation="adapter")
+    fake.add_repo(LORA, {"README.md": lora_card, "adapter-f32.gguf": tiny_lora_gguf()})
+    fake.add_repo(
+        "acme/lora-gpt2", {"README.md": lora_card, "a.gguf": tiny_lora_gguf(architecture="gpt2")}
+    )
+    fake.add_repo("acme/lora-wide", {"README.md": lora_card, "a.gguf": tiny_lora_gguf(hidden=24)})
+    fake.add_repo("acme/safetensors-only", tiny_model_files(seed=4))
+    fake.add_repo(
+        "acme/safetensors-only-GGUF",
+        {
+            "README.md": card(base_model="acme/safetensors-only", base_model_relation="quantized"),
+            "m-Q4_K_M.gguf": tiny_llama_gguf(seed=4),
+        },
+    )
+    with fake:
+        monkeypatch.setenv("HF_ENDPOINT", fake.endpoint)
+        yield fake
+
+
+@pytest.fixture
+def mirrored(hubd: Hubd, gguf_hub: FakeHub) -> Hubd:
+    for repo in (
+        BASE,
+        LORA,
+        "acme/lora-gpt2",
+        "acme/lora-wide",
+        "acme/safetensors-only",
+        "acme/safetensors-only-GGUF",
+    ):
+        assert hubd("mirror", repo, "-q").code == 0
+    return hubd
+
+
+def run_json(hubd: Hubd, *args: str) -> dict[str, object]:
+    result = hubd("run", *args, "--json")
+    assert result.code == 0, result.err
+    data: dict[str, object] = json.loads(result.out)
+    return data
+
+
+def test_run_prefers_q4_k_m_and_verifies_once(mirrored: Hubd) -> None:
+    first = run_json(mirrored, BASE, "-p", PROMPT, "--max-tokens", "8")
+    assert str(first["model"]).endswith("tiny-llama-Q4_K_M.gguf")
+    assert first["completion_tokens"] == 8 and first["finish_reason"] == "length"
+    assert first["full_hash_checks"] == 1
+    again = run_json(mirrored, BASE, "-p", PROMPT, "--max-tokens", "4", "--file", "*Q4_K_M*")
+    assert again["full_hash_checks"] == 0 and again["completion_tokens"] == 4
+
+
+def test_run_streams_text_to_stdout(mirrored: Hubd) -> None:
+    result = mirrored("run", BASE, "-p", PROMPT, "--max-tokens", "6")
+    assert result.code == 0 and result.out.endswith("\n") and len(result.out) > 1
+
+
+def test_lora_alone_finds_its_base(mirrored: Hubd) -> None:
+    data = run_json(
+        mirrored, "--lora", LORA, "--lora-scale", "0.5", "-p", PROMPT, "--max-tokens", "5"
+    )
+    assert data["repo"] == BASE and data["lora_repo"] == LORA
+    assert data["completion_tokens"] == 5
+
+
+def test_tampered_file_is_never_loaded(mirrored: Hubd, home: Path) -> None:
+    run_json(mirrored, BASE, "-p", "x", "--max-tokens", "1")  # verified and stamped
+    model = Path(str(run_json(mirrored, BASE, "-p", "x", "--max-tokens", "1")["model"]))
+    blob = model.resolve()
+    os.chmod(blob, 0o644)
+    data = bytearray(blob.read_bytes())
+    data[-10] ^= 0x01
+    blob.write_bytes(bytes(data))
+    result = mirrored("run", BASE, "-p", "x")
+    assert result.code == 6 and "refusing to load" in result.err
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        ([BASE, "--lora", "acme/lora-gpt2"], 11, "LoRA for 'gpt2'"),
+        ([BASE, "--lora", "acme/lora-wide"], 11, "do not fit"),
+        ([BASE, "--lora", BASE], 11, "is not a LoRA adapter"),
+        ([LORA], 11, "is a LoRA adapter, not a model"),
+        ([BASE, "--file", "*Q2_K*"], 3, "no GGUF file in acme/tiny-gguf matches"),
+        (["acme/never-mirrored"], 3, "not in the catalog"),
+        (["acme/safetensors-only"], 3, "acme/safetensors-only-GGUF"),
+        ([BASE, "--max-tokens", "5000", "--ctx-size", "64"], 2, "exceed the context size"),
+    ],
+)
+def test_refusals(mirrored: Hubd, args: list[str], code: int, message: str) -> None:
+    result = mirrored("run", *args, "-p", PROMPT)
+    assert result.code == code, result.err
+    assert message in result.err and "hubd: error:" in result.err
+
+
+def test_run_needs_a_prompt(mirrored: Hubd) -> None:
+    result = mirrored("run", BASE)
+    assert result.code == 2 and "--prompt" in result.err
+
+
+def test_native_crash_is_an_error_not_the_end(tmp_path: Path) -> None:
+    """What preflight prevents: llama.cpp given a model as its LoRA kills its process."""
+    model = tmp_path / "m.gguf"
+    model.write_bytes(tiny_llama_gguf())
+    with pytest.raises(RuntimeCrashed):
+        asyncio.run(complete(Request(model=str(model), prompt="x", lora=str(model))))
+
+
+def test_preflight_rejects_damaged_gguf(tmp_path: Path) -> None:
+    data = tiny_llama_gguf()
+    cases = {
+        "truncated": data[: len(data) - 100],
+        "magic": b"GGML" + data[4:],
+        "header": data[:8] + (10**12).to_bytes(8, "little") + data[16:],
+    }
+    for name, content in cases.items():
+        path = tmp_path / f"{name}.gguf"
+        path.write_bytes(content)
+        with pytest.raises(InvalidModelFile):
+            inspect(path)
+
+
+def test_selection_rules() -> None:
+    def files(*names: str, size: int = 10) -> list[GgufFile]:
+        return [GgufFile(n, size + i, "0" * 64) for i, n in enumerate(names)]
+
+    assert choose(files("a-Q8_0.gguf", "a-Q4_K_M.gguf"), None, "r").name == "a-Q4_K_M.gguf"
+    assert choose(files("a-Q8_0.gguf", "a-Q2_K.gguf"), None, "r").name == "a-Q8_0.gguf"
+    split = files("m-00001-of-00002.gguf", "m-00002-of-00002.gguf", "small.gguf", size=1)
+    chosen = choose(split, "m-*", "r")
+    assert [p.path for p in chosen.parts] == ["m-00001-of-00002.gguf", "m-00002-of-00002.gguf"]
+    with pytest.raises(Exception, match="part"):
+        choose(files("m-00001-of-00003.gguf", "m-00003-of-00003.gguf"), None, "r")
+
+
+@pytest.mark.slow
+def test_openai_api_serves_verified_models_by_alias(mirrored: Hubd, home: Path) -> None:
+    from hubd.config import load_settings
+    from hubd.context import Context
+    from hubd.refs import RepoRef
+    from hubd.runtime.prepare import prepare
+
+    ctx = Context.open(load_settings())
+    prepared = prepare(ctx, RepoRef.parse(BASE), lora=RepoRef.parse(LORA))
+    loop = asyncio.new_event_loop()
+    address: list[str] = []
+    ready = threading.Event()
+
+    async def announce(url: str) -> None:
+        address.append(url)
+        ready.set()
+
+    task = loop.create_task(
+        serve([ServedModel("tiny", prepared)], "127.0.0.1", 0, n_ctx=256, ready=announce)
+    )
+    thread = threading.Thread(target=loop.run_until_complete, args=(task,), daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(120), "the OpenAI server did not come up"
+        asyncio.run(_exercise_openai(address[0]))
+    finally:
+        loop.call_soon_threadsafe(task.cancel)
+        thread.join(30)
+    assert not thread.is_alive()
+
+
+async def _exercise_openai(base: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/v1/models") as r:
+            assert [m["id"] for m in (await r.json())["data"]] == ["tiny"]
+        body = {"model": "tiny", "prompt": PROMPT, "max_tokens": 4}
+        async with session.post(f"{base}/v1/completions", json=body) as r:
+            assert r.status == 200
+            assert (await r.json())["usage"]["completion_tokens"] >= 1
+        async with session.post(f"{base}/v1/completions", json={**body, "model": "gpt-4"}) as r:
+            assert r.status == 404 and (await r.json())["error"]["code"] == "model_not_found"
+        async with session.post(f"{base}/v1/completions", data=b"{not json") as r:
+            assert r.status == 400
+        chat = {
+            "model": "tiny",
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 3,
+            "stream": True,
+        }
+        async with session.post(f"{base}/v1/chat/completions", json=chat) as r:
+            assert r.status == 200
+            assert (await r.text()).count("data: ") >= 2
