@@ -32,7 +32,8 @@ import sys, time, codecs
 from llama_cpp import Llama
 path, n = sys.argv[1], int(sys.argv[2])
 llm = Llama(model_path=path, n_ctx=2048, seed=0, verbose=False)
-tokens, decoder, first, count = llm.tokenize(sys.argv[3].encode()), codecs.getincrementaldecoder("utf-8")("replace"), None, 0
+tokens = llm.tokenize(sys.argv[3].encode())
+decoder, first, count = codecs.getincrementaldecoder("utf-8")("replace"), None, 0
 for token in llm.generate(tokens, temp=0.8):
     first = first or time.perf_counter()
     count += 1
