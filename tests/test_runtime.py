@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import threading
@@ -196,7 +197,13 @@ def test_openai_api_serves_verified_models_by_alias(mirrored: Hubd, home: Path) 
     task = loop.create_task(
         serve([ServedModel("tiny", prepared)], "127.0.0.1", 0, n_ctx=256, ready=announce)
     )
-    thread = threading.Thread(target=loop.run_until_complete, args=(task,), daemon=True)
+
+    def run_until_cancelled() -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            loop.run_until_complete(task)
+        loop.close()
+
+    thread = threading.Thread(target=run_until_cancelled, daemon=True)
     thread.start()
     try:
         assert ready.wait(120), "the OpenAI server did not come up"
