@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from loopback import start_hub
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 REPO = "bench/model"
@@ -41,31 +43,6 @@ def timed(cmd: list[str], env: dict[str, str]) -> Run:
     if status != 0:
         raise SystemExit(f"{cmd[0]} failed: {proc.stderr.read().decode() if proc.stderr else ''}")
     return Run(seconds, usage.ru_maxrss / 1024)
-
-
-def start_server(work: Path, repo_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port_file = work / "endpoint"
-    port_file.unlink(missing_ok=True)
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hubd.testing",
-            "serve",
-            "--repo",
-            f"{REPO}={repo_dir}",
-            "--port-file",
-            str(port_file),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(600):
-        if port_file.exists() and port_file.read_text().strip():
-            return server, port_file.read_text().strip()
-        time.sleep(0.1)
-    server.kill()
-    raise SystemExit("bench: the loopback server did not start")
 
 
 def generate(repo_dir: Path, total: int, shards: int) -> None:
@@ -98,7 +75,7 @@ def main() -> None:
     repo_dir = work / "repo"
     generate(repo_dir, args.bytes, args.shards)
     total = sum(p.stat().st_size for p in repo_dir.rglob("*") if p.is_file() and p.name[0] != ".")
-    server, endpoint = start_server(work, repo_dir)
+    server, endpoint = start_hub(work, REPO, repo_dir)
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUBD_"))}
     base_env.update(
         HF_ENDPOINT=endpoint,

@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from loopback import start_hub
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 REPO = "bench/llm"
@@ -74,28 +76,11 @@ def main() -> None:
     model = tiny_llama_gguf(hidden=args.hidden, layers=args.layers, ff=args.ff)
     (work / "repo" / "bench-F32.gguf").write_bytes(model)
     (work / "repo" / "README.md").write_text("---\nlicense: apache-2.0\n---\n# bench\n")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hubd.testing",
-            "serve",
-            "--repo",
-            f"{REPO}={work / 'repo'}",
-            "--port-file",
-            str(work / "endpoint"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server, endpoint = start_hub(work, REPO, work / "repo")
     try:
-        for _ in range(300):
-            if (work / "endpoint").exists():
-                break
-            time.sleep(0.1)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUBD_"))}
         env.update(
-            HF_ENDPOINT=(work / "endpoint").read_text().strip(),
+            HF_ENDPOINT=endpoint,
             HUBD_HOME=str(work / "home"),
             HF_HOME=str(work / "hf-home"),
         )

@@ -145,6 +145,7 @@ def _record(
     remote: RemoteRevision,
     files: list[RemoteFile],
     digests: dict[str, str],
+    upstream: list[dict[str, str]],
 ) -> tuple[Path, bool, str | None]:
     """Link the snapshot, parse card and lineage, and commit the catalog rows (blocking)."""
     store = ctx.store
@@ -169,6 +170,7 @@ def _record(
         node=ctx.settings.node_name,
         client=f"hubd/{__version__}",
         fetched_at=datetime.now(UTC),
+        upstream=upstream,
     )
     with ctx.catalog.begin() as session:
         record_revision(session, record)
@@ -284,7 +286,10 @@ async def _transfer(
             if item.path not in digests:
                 digests[item.path] = by_key[item.sha256 or f"git-{item.git_oid}"]
 
-    snapshot, is_adapter, base = await asyncio.to_thread(_record, ctx, ref, remote, files, digests)
+    upstream = await source.upstream_provenance(remote.repo_id, remote.commit)
+    snapshot, is_adapter, base = await asyncio.to_thread(
+        _record, ctx, ref, remote, files, digests, upstream
+    )
     return MirrorResult(
         repo=remote.repo_id,
         revision=ref.revision or "main",

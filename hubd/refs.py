@@ -60,8 +60,8 @@ def is_commit(revision: str) -> bool:
 def safe_relpath(path: str) -> str:
     """Return ``path`` if it is a plain relative POSIX path inside a repo, else raise UnsafePath."""
     if not path or "\x00" in path or "\\" in path or path.startswith("/"):
-        raise UnsafePath(f"refusing unsafe file name from the source: {path!r}")
+        raise UnsafePath(f"unsafe file name {path!r}: no .., absolute paths, backslashes or NUL")
     parts = path.split("/")
     if any(part in ("", ".", "..") for part in parts) or re.match(r"^[A-Za-z]:", path):
-        raise UnsafePath(f"refusing unsafe file name from the source: {path!r}")
+        raise UnsafePath(f"unsafe file name {path!r}: no .., absolute paths, backslashes or NUL")
     return path

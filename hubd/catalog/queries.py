@@ -54,6 +54,7 @@ class RevisionRecord:
     node: str
     client: str
     fetched_at: datetime
+    upstream: Sequence[dict[str, str]] = ()  # hops recorded by the hubd node we mirrored from
 
 
 def _get_or_create_repo(session: Session, repo_id: str) -> Repo:
@@ -139,8 +140,20 @@ def record_revision(session: Session, rec: RevisionRecord) -> Revision:
             ref.commit = rec.commit
             ref.updated_at = utcnow()
 
+    if not revision.provenance:
+        for hop in rec.upstream:
+            revision.provenance.append(
+                Provenance(
+                    hop=len(revision.provenance),
+                    source_url=hop["source"],
+                    commit=hop["commit"],
+                    node=hop["node"],
+                    fetched_at=datetime.fromisoformat(hop["fetched_at"]),
+                    client=hop["client"],
+                )
+            )
     source_url = f"{rec.source_endpoint}/{rec.repo_id}"
-    if not any(p.source_url == source_url for p in revision.provenance):
+    if not any(p.source_url == source_url and p.node == rec.node for p in revision.provenance):
         revision.provenance.append(
             Provenance(
                 hop=len(revision.provenance),
@@ -192,7 +205,17 @@ def get_repo(session: Session, repo_id: str) -> Repo:
 def find_revision(session: Session, repo_id: str, revision: str | None) -> Revision | None:
     """A revision by commit, commit prefix (7+ hex) or ref name; ``None`` means the main ref."""
     name = revision or "main"
-    stmt = select(Revision).join(Repo).where(Repo.repo_id == repo_id)
+    stmt = (
+        select(Revision)
+        .join(Repo)
+        .where(Repo.repo_id == repo_id)
+        .options(
+            selectinload(Revision.files),
+            selectinload(Revision.card),
+            selectinload(Revision.repo),
+            selectinload(Revision.provenance),
+        )
+    )
     ref_commit = session.scalar(
         select(Ref.commit).join(Repo).where(Repo.repo_id == repo_id, Ref.name == name)
     )
@@ -256,3 +279,31 @@ def derived_repos(session: Session, base_repo: str, relation: str) -> list[str]:
             .order_by(Repo.repo_id)
         )
     )
+
+
+def repo_exists(session: Session, repo_id: str) -> bool:
+    return session.scalar(select(Repo.id).where(Repo.repo_id == repo_id)) is not None
+
+
+def catalog_page(session: Session, since: datetime | None, limit: int) -> list[dict[str, Any]]:
+    """Verified revisions mirrored after ``since``, oldest first (a peer's sync cursor)."""
+    stmt = (
+        select(Revision)
+        .join(Repo)
+        .where(Revision.state == "verified")
+        .options(selectinload(Revision.repo), selectinload(Revision.files))
+        .order_by(Revision.mirrored_at, Revision.id)
+        .limit(limit)
+    )
+    if since is not None:
+        stmt = stmt.where(Revision.mirrored_at > since)
+    return [
+        {
+            "repo": r.repo.repo_id,
+            "commit": r.commit,
+            "mirrored_at": r.mirrored_at.isoformat(),
+            "files": len(r.files),
+            "size": sum(f.size for f in r.files),
+        }
+        for r in session.scalars(stmt)
+    ]

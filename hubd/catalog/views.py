@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .models import Repo, Revision
+from .models import Provenance, Repo, Revision
 
 
 def _refs_by_commit(repo: Repo) -> dict[str, list[str]]:
@@ -12,6 +12,17 @@ def _refs_by_commit(repo: Repo) -> dict[str, list[str]]:
     for ref in sorted(repo.refs, key=lambda r: r.name):
         refs.setdefault(ref.commit, []).append(ref.name)
     return refs
+
+
+def provenance_hop(hop: Provenance) -> dict[str, Any]:
+    return {
+        "hop": hop.hop,
+        "source": hop.source_url,
+        "commit": hop.commit,
+        "node": hop.node,
+        "fetched_at": hop.fetched_at.isoformat(),
+        "client": hop.client,
+    }
 
 
 def repo_summary(repo: Repo) -> dict[str, Any]:
@@ -57,17 +68,7 @@ def revision_detail(revision: Revision, refs: list[str]) -> dict[str, Any]:
             "language": card.language,
             "gated": card.gated,
         },
-        "provenance": [
-            {
-                "hop": p.hop,
-                "source": p.source_url,
-                "commit": p.commit,
-                "node": p.node,
-                "fetched_at": p.fetched_at.isoformat(),
-                "client": p.client,
-            }
-            for p in revision.provenance
-        ],
+        "provenance": [provenance_hop(p) for p in revision.provenance],
     }
 
 

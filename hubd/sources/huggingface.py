@@ -131,6 +131,29 @@ class HfSource:
             card_data=_card_dict(info.card_data),
         )
 
+    async def upstream_provenance(self, repo_id: str, commit: str) -> list[dict[str, Any]]:
+        """The chain of custody a hubd peer recorded for this commit; [] from a plain Hub."""
+        url = f"{self.endpoint}/api/hubd/models/{repo_id}/revision/{commit}/provenance"
+        try:
+            async with (
+                self.session() as session,
+                session.get(url, headers=self.headers()) as resp,
+            ):
+                if resp.status != 200:
+                    return []
+                body = await resp.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return []
+        hops = body.get("provenance") if isinstance(body, dict) else None
+        keys = ("source", "commit", "node", "fetched_at", "client")
+        if not isinstance(hops, list):
+            return []
+        return [
+            {k: str(h[k]) for k in keys}
+            for h in hops
+            if isinstance(h, dict) and all(k in h for k in keys) and h["commit"] == commit
+        ]
+
     def file_url(self, repo_id: str, commit: str, path: str) -> str:
         return f"{self.endpoint}/{repo_id}/resolve/{commit}/{quote(path)}"
 

@@ -1,0 +1,36 @@
+"""`hubd daemon`: the HTTP API (Hugging Face–compatible, plus /api/hubd) over this registry."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hubd.daemon import run_daemon
+
+from .common import open_context
+
+
+@click.command("daemon")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option(
+    "--url-file", type=click.Path(path_type=Path), help="Write the listening URL here when ready."
+)
+@click.pass_obj
+def daemon_cmd(obj: dict[str, Any], host: str, port: int, url_file: Path | None) -> None:
+    """Serve this registry over the Hugging Face API until SIGTERM or Ctrl-C."""
+    context = open_context(obj)
+
+    def ready(url: str) -> None:
+        click.echo(f"hubd daemon: serving {context.settings.home} at {url}", err=True)
+        if url_file is not None:
+            tmp = url_file.with_name(f".{url_file.name}.tmp")
+            tmp.write_text(url)
+            os.replace(tmp, url_file)
+
+    asyncio.run(run_daemon(context, host, port, ready))
+    click.echo("hubd daemon: stopped", err=True)

@@ -1,0 +1,1 @@
+"""hubd's HTTP server."""

@@ -1,0 +1,117 @@
+"""The hubd HTTP server: the Hugging Face API plus hubd's own endpoints under /api/hubd/.
+
+Every error leaves as JSON with the right status and, for the Hub's own errors, the
+``X-Error-Code`` header huggingface_hub maps to its exceptions. A client never sees a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from .. import __version__
+from ..catalog.queries import catalog_page
+from ..catalog.views import provenance_hop
+from ..context import Context
+from ..errors import HubdError, InvalidRequest
+from ..refs import RepoRef
+from . import hfapi
+from .hfapi import CONTEXT
+
+log = logging.getLogger("hubd.server")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except HubdError as exc:
+        headers = {"X-Error-Code": exc.code}
+        return web.json_response(
+            {"error": exc.message, "code": exc.code}, status=exc.http_status, headers=headers
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return web.json_response({"error": exc.reason}, status=exc.status)
+    except Exception:
+        log.exception("unhandled error serving %s", request.path)
+        return web.json_response({"error": "internal error"}, status=500)
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "version": __version__})
+
+
+async def hubd_catalog(request: web.Request) -> web.Response:
+    """GET /api/hubd/catalog?since=ISO&limit=N: revisions in mirror order, for incremental sync."""
+    ctx = request.app[CONTEXT]
+    try:
+        since = datetime.fromisoformat(request.query["since"]) if "since" in request.query else None
+        limit = min(int(request.query.get("limit", "500")), 5000)
+    except ValueError:
+        raise InvalidRequest("since must be an ISO 8601 time, limit a number") from None
+    if limit < 1:
+        raise InvalidRequest("limit must be positive")
+
+    def page() -> list[dict[str, Any]]:
+        with ctx.catalog() as session:
+            return catalog_page(session, since, limit)
+
+    rows = await asyncio.to_thread(page)
+    return web.json_response({"revisions": rows, "next": rows[-1]["mirrored_at"] if rows else None})
+
+
+def _revision_of(request: web.Request) -> tuple[str, str]:
+    repo = RepoRef.parse(f"{request.match_info['org']}/{request.match_info['name']}")
+    return repo.repo_id, request.match_info["rev"]
+
+
+async def hubd_manifest(request: web.Request) -> web.Response:
+    """GET /api/hubd/models/{org}/{name}/revision/{rev}/manifest: files, sizes, sha256."""
+    repo_id, rev = _revision_of(request)
+    revision, refs = await asyncio.to_thread(hfapi.revision_of, request.app[CONTEXT], repo_id, rev)
+    return web.json_response(
+        {
+            "repo": repo_id,
+            "commit": revision.commit,
+            "refs": refs,
+            "files": [
+                {
+                    "path": f.path,
+                    "size": f.size,
+                    "sha256": f.sha256,
+                    "git_oid": f.git_oid,
+                    "lfs": f.lfs,
+                }
+                for f in revision.files
+            ],
+        }
+    )
+
+
+async def hubd_provenance(request: web.Request) -> web.Response:
+    """GET /api/hubd/models/{org}/{name}/revision/{rev}/provenance: the chain of custody."""
+    repo_id, rev = _revision_of(request)
+    revision, _ = await asyncio.to_thread(hfapi.revision_of, request.app[CONTEXT], repo_id, rev)
+    hops = [provenance_hop(p) for p in revision.provenance]
+    return web.json_response({"repo": repo_id, "commit": revision.commit, "provenance": hops})
+
+
+def create_app(ctx: Context) -> web.Application:
+    app = web.Application(middlewares=[errors], client_max_size=1024 * 1024)
+    app[CONTEXT] = ctx
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/hubd/catalog", hubd_catalog)
+    hubd_rev = "/api/hubd/models/{org}/{name}/revision/{rev}"
+    app.router.add_get(hubd_rev + "/manifest", hubd_manifest)
+    app.router.add_get(hubd_rev + "/provenance", hubd_provenance)
+    app.router.add_get("/api/models/{tail:.+}", hfapi.api_models)
+    app.router.add_get("/{org}/{name}/resolve/{tail:.+}", hfapi.resolve)
+    return app

@@ -1,0 +1,181 @@
+"""The Hugging Face Hub API, served from the catalog and the store.
+
+The subset huggingface_hub uses to download (model info, tree, resolve) with the Hub's headers
+and error contract, so unmodified clients and other hubd nodes pull from a hubd node as they
+would from huggingface.co. Paths are parsed from the raw URL (a revision may hold an encoded
+'/'), and every piece is validated before it touches the catalog or the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import unquote, urlencode
+
+from aiohttp import web
+
+from ..catalog.models import File, Revision
+from ..catalog.queries import find_revision, ref_names, repo_exists
+from ..context import Context
+from ..errors import EntryNotFound, InvalidRequest, RepoNotFound, RevisionNotFound
+from ..refs import RepoRef, check_revision, safe_relpath
+from ..verify.hashes import lfs_pointer
+
+CONTEXT = web.AppKey("ctx", Context)
+PAGE = 1000
+MAX_QUERY = 2048
+
+
+def _segments(request: web.Request, skip: int) -> list[str]:
+    raw = request.raw_path.partition("?")[0]
+    if len(request.query_string) > MAX_QUERY:
+        raise InvalidRequest("query string too long")
+    parts = [unquote(p) for p in raw.split("/")[1:]]
+    if any(p in ("", ".", "..") or "\\" in p or "\x00" in p for p in parts[: skip + 3]):
+        raise InvalidRequest(f"malformed path {raw!r}")
+    return parts[skip:]
+
+
+def _repo(org: str, name: str) -> str:
+    return RepoRef.parse(f"{org}/{name}").repo_id
+
+
+def revision_of(ctx: Context, repo_id: str, rev: str | None) -> tuple[Revision, list[str]]:
+    """(revision with files, its ref names), or the Hub's RepoNotFound / RevisionNotFound."""
+    if rev is not None:
+        check_revision(rev)
+    with ctx.catalog() as session:
+        revision = find_revision(session, repo_id, rev)
+        if revision is None or revision.state != "verified":
+            if not repo_exists(session, repo_id):
+                raise RepoNotFound(f"Repository {repo_id} not found")
+            raise RevisionNotFound(f"Revision {rev!r} not found in {repo_id}")
+        return revision, ref_names(session, revision)
+
+
+def _sibling(f: File) -> dict[str, Any]:
+    entry: dict[str, Any] = {"rfilename": f.path, "size": f.size, "blobId": f.git_oid}
+    if f.lfs:
+        entry["lfs"] = {
+            "sha256": f.sha256,
+            "size": f.size,
+            "pointerSize": len(lfs_pointer(f.sha256, f.size)),
+        }
+    return entry
+
+
+def model_info(revision: Revision, repo_id: str) -> dict[str, Any]:
+    card = revision.card
+    data = card.data if card else {}
+    return {
+        "_id": revision.commit[:24],
+        "id": repo_id,
+        "modelId": repo_id,
+        "sha": revision.commit,
+        "lastModified": revision.mirrored_at.isoformat().replace("+00:00", "Z"),
+        "createdAt": revision.mirrored_at.isoformat().replace("+00:00", "Z"),
+        "private": False,
+        "disabled": False,
+        "gated": False,
+        "downloads": 0,
+        "likes": 0,
+        "tags": card.tags if card else [],
+        "pipeline_tag": card.pipeline_tag if card else None,
+        "library_name": data.get("library_name"),
+        "cardData": data,
+        "siblings": [_sibling(f) for f in revision.files],
+    }
+
+
+def _tree(revision: Revision, base: str, recursive: bool) -> list[dict[str, Any]]:
+    prefix = f"{base}/" if base else ""
+    entries: dict[str, dict[str, Any]] = {}
+    for f in revision.files:
+        if not f.path.startswith(prefix):
+            continue
+        rest = f.path[len(prefix) :]
+        if "/" in rest and not recursive:
+            directory = prefix + rest.split("/", 1)[0]
+            entries.setdefault(
+                directory, {"type": "directory", "oid": "", "size": 0, "path": directory}
+            )
+            continue
+        parts = rest.split("/")
+        for depth in range(1, len(parts)):
+            directory = prefix + "/".join(parts[:depth])
+            entries.setdefault(
+                directory, {"type": "directory", "oid": "", "size": 0, "path": directory}
+            )
+        entry: dict[str, Any] = {
+            "type": "file",
+            "oid": f.git_oid or "",
+            "size": f.size,
+            "path": f.path,
+        }
+        if f.lfs:
+            entry["lfs"] = {
+                "oid": f.sha256,
+                "size": f.size,
+                "pointerSize": len(lfs_pointer(f.sha256, f.size)),
+            }
+        entries[f.path] = entry
+    if base and not entries:
+        raise EntryNotFound(f"{base} not found in this revision")
+    return [entries[k] for k in sorted(entries)]
+
+
+async def api_models(request: web.Request) -> web.Response:
+    """/api/models/{org}/{name}[/revision/{rev} | /tree/{rev}[/{path}]]"""
+    ctx = request.app[CONTEXT]
+    parts = _segments(request, 2)
+    if len(parts) < 2:
+        raise InvalidRequest("expected /api/models/{org}/{name}")
+    repo_id = _repo(parts[0], parts[1])
+    tail = parts[2:]
+    if not tail or (tail[0] == "revision" and len(tail) == 2):
+        revision, _ = await asyncio.to_thread(revision_of, ctx, repo_id, tail[1] if tail else None)
+        return web.json_response(model_info(revision, repo_id))
+    if tail[0] == "tree" and len(tail) >= 2:
+        base = "/".join(tail[2:])
+        if base:
+            safe_relpath(base)
+        revision, _ = await asyncio.to_thread(revision_of, ctx, repo_id, tail[1])
+        recursive = request.query.get("recursive", "false").lower() in ("1", "true")
+        entries = _tree(revision, base, recursive)
+        try:
+            start = int(request.query.get("cursor", "0"))
+        except ValueError:
+            raise InvalidRequest("bad cursor") from None
+        if start < 0:
+            raise InvalidRequest("bad cursor")
+        page = entries[start : start + PAGE]
+        response = web.json_response(page)
+        if start + PAGE < len(entries):
+            query = {**request.query, "cursor": str(start + PAGE)}
+            url = request.url.with_query(None)
+            response.headers["Link"] = f'<{url}?{urlencode(query)}>; rel="next"'
+        return response
+    raise EntryNotFound("no such API route")
+
+
+async def resolve(request: web.Request) -> web.StreamResponse:
+    """HEAD/GET /{org}/{name}/resolve/{rev}/{path}: the bytes, with the Hub's headers."""
+    ctx = request.app[CONTEXT]
+    parts = _segments(request, 0)
+    if len(parts) < 5 or parts[2] != "resolve":
+        raise EntryNotFound("no such route")
+    repo_id = _repo(parts[0], parts[1])
+    path = safe_relpath("/".join(parts[4:]))
+    revision, _ = await asyncio.to_thread(revision_of, ctx, repo_id, parts[3])
+    match = next((f for f in revision.files if f.path == path), None)
+    if match is None:
+        raise EntryNotFound(f"{path} not found in {repo_id}@{revision.commit}")
+    etag = f'"{match.sha256 if match.lfs else match.git_oid or match.sha256}"'
+    headers = {
+        "X-Repo-Commit": revision.commit,
+        "X-Linked-Etag": etag,
+        "X-Linked-Size": str(match.size),
+        "Accept-Ranges": "bytes",
+        "Content-Disposition": f'inline; filename="{path.rsplit("/", 1)[-1]}"',
+    }
+    return web.FileResponse(ctx.store.blob_path(match.sha256), headers=headers)
