@@ -34,6 +34,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/mirror.py
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/audit.py
 
 clean:
 	rm -rf $(VENV) .demo .bench .mypy_cache .ruff_cache .pytest_cache

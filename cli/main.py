@@ -27,6 +27,7 @@ COMMANDS = {
     "gc": "registry:gc_cmd",
     "config": "settings:config_cmd",
     "run": "run:run_cmd",
+    "audit": "audit:audit_cmd",
     "daemon": "daemon:daemon_cmd",
 }
 

@@ -66,5 +66,7 @@ def _print_mirror(result: MirrorResult) -> None:
     if result.is_adapter:
         click.echo(f"  adapter for {result.base_model or 'an unknown base model'}")
     click.echo(f"  snapshot: {result.snapshot}")
+    if result.review:
+        click.echo(f"  needs review: {result.review}")
     if result.base is not None:
         _print_mirror(result.base)

@@ -107,6 +107,13 @@ class Settings:
         "HUBD_NODE_NAME",
         "This node's name in provenance records (default the host name).",
     )
+    policy: Path | None = _setting(
+        None,
+        "audit.policy",
+        "HUBD_POLICY",
+        "Policy file (TOML, schemas/policy.schema.json) that `hubd audit` checks and "
+        "`hubd mirror` enforces before downloading (default: none).",
+    )
 
     def resolved(self) -> Settings:
         """Fill derived defaults; idempotent."""
@@ -167,7 +174,7 @@ def _convert(name: str, raw: Any, source: str) -> Any:
             if number <= 0:
                 raise ValueError(raw)
             return number
-        if kind == "Path":
+        if kind in ("Path", "Path | None"):
             return Path(str(raw)).expanduser()
         return str(raw)
     except (TypeError, ValueError):

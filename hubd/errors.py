@@ -8,6 +8,7 @@ Every failure a user can cause or meet is a :class:`HubdError`; the CLI maps eac
 
     HubdError                      exit 1   500
     ├── ConfigError                exit 2   500   bad hubd.toml, HUBD_* value or flag
+    │   └── InvalidPolicy                         a policy file hubd cannot use as written
     ├── InvalidReference           exit 2   400   bad repo id, revision or glob
     ├── InvalidRequest             exit 2   400   a request that cannot be served as asked
     ├── NotFound                   exit 3   404
@@ -23,7 +24,9 @@ Every failure a user can cause or meet is a :class:`HubdError`; the CLI maps eac
     │   └── SizeMismatch                          byte count does not match the declared size
     ├── UnsafePath                 exit 7   400   a file name with '..', absolute, '\\' or NUL
     ├── StoreError                 exit 8   507   disk full, permissions, corrupt store
+    ├── PolicyViolation            exit 9   403   the policy denies mirroring this repo
     ├── VerificationFailed         exit 1   500   `hubd verify` found damaged blobs
+    ├── NotCompliant               exit 1   500   `hubd audit` found policy violations
     ├── RuntimeCrashed             exit 10  500   llama.cpp died (the worker process, not hubd)
     └── InvalidModelFile           exit 11  422   a GGUF or LoRA llama.cpp must not load
 """
@@ -50,6 +53,10 @@ class HubdError(Exception):
 class ConfigError(HubdError):
     exit_code = 2
     code = "ConfigError"
+
+
+class InvalidPolicy(ConfigError):
+    code = "InvalidPolicy"
 
 
 class InvalidReference(HubdError):
@@ -128,8 +135,18 @@ class StoreError(HubdError):
     code = "StoreError"
 
 
+class PolicyViolation(HubdError):
+    exit_code = 9
+    http_status = 403
+    code = "PolicyViolation"
+
+
 class VerificationFailed(HubdError):
     code = "VerificationFailed"
+
+
+class NotCompliant(HubdError):
+    code = "NotCompliant"
 
 
 class RuntimeCrashed(HubdError):

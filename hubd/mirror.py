@@ -18,6 +18,7 @@ import aiohttp
 from huggingface_hub.utils import filter_repo_objects
 
 from . import __version__
+from .audit.gate import check_mirror
 from .card import card_record
 from .catalog.queries import FileRecord, RevisionRecord, find_revision, record_revision
 from .context import Context
@@ -47,6 +48,7 @@ class MirrorResult:
     is_adapter: bool
     base_model: str | None
     base: MirrorResult | None = None
+    review: str | None = None  # the policy let it through but asks a person to review it
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -216,6 +218,7 @@ async def mirror(
         return _offline_answer(ctx, ref, started)
     source = _source(ctx)
     remote = await asyncio.to_thread(source.resolve, ref)
+    decision = await asyncio.to_thread(check_mirror, ctx, source, remote)  # before any byte
     files = select_files(remote.files, include, exclude)
     guard = ctx.store.guard(exclusive=False)
     await enter_in_thread(guard)
@@ -223,6 +226,8 @@ async def mirror(
         result = await _transfer(ctx, source, ref, remote, files, progress, started)
     finally:
         guard.__exit__(None, None, None)
+    if decision is not None and decision.action == "review":
+        result.review = decision.message
     if with_base and result.base_model:
         try:
             base_ref = RepoRef.parse(result.base_model)

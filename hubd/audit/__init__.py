@@ -1,0 +1,75 @@
+"""Compliance audits: what hubd holds, under which terms, open source or only open weights, and
+whether a policy allows it. Answers come from the catalog and the verified store, never the source.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from .. import __version__
+from ..catalog.queries import find_revision
+from ..context import Context
+from ..errors import NotFound, RevisionNotFound
+from .declared import DeclarationReader
+from .facts import RevisionRow, head_finder, load_catalog
+from .inheritance import Lineage, policy_facts
+from .openness import assess
+from .policy import Policy, evaluate, load_policy
+from .results import AuditReport, RevisionAudit
+from .scan import Scanner
+
+__all__ = ["AuditReport", "RevisionAudit", "audit"]
+
+
+def audit(
+    ctx: Context,
+    repo_id: str | None = None,
+    revision: str | None = None,
+    policy: Policy | None = None,
+) -> AuditReport:
+    """Audit every verified revision (or one repo, or one revision) against ``policy``.
+
+    Without ``policy`` the file named by the ``audit.policy`` setting is used, if any.
+    """
+    if policy is None and ctx.settings.policy is not None:
+        policy = load_policy(ctx.settings.policy)
+    with ctx.catalog() as session:
+        rows = load_catalog(session, repo_id)
+        commit = None
+        if repo_id is not None and revision is not None:
+            found = find_revision(session, repo_id, revision)
+            if found is None:
+                raise RevisionNotFound(
+                    f"{repo_id}@{revision} is not in the catalog", hint=f"see `hubd show {repo_id}`"
+                )
+            commit = found.commit
+    targets = [row for row in rows if commit is None or row.commit == commit]
+    if repo_id is not None and not targets:
+        raise NotFound(f"{repo_id} is not in the catalog", hint="see `hubd ls`")
+    scanner = Scanner(ctx.store)
+    declared = DeclarationReader(scanner)
+    lineage = Lineage(head_finder(ctx.catalog, rows, complete=repo_id is None), declared)
+    return AuditReport(
+        generated_at=datetime.now(UTC),
+        version=__version__,
+        policy=policy.source if policy else None,
+        revisions=tuple(_judge(row, lineage, declared, scanner, policy) for row in targets),
+    )
+
+
+def _judge(
+    row: RevisionRow,
+    lineage: Lineage,
+    declared: DeclarationReader,
+    scanner: Scanner,
+    policy: Policy | None,
+) -> RevisionAudit:
+    effective = lineage.effective(row)
+    return RevisionAudit(
+        row=row,
+        declared=declared(row),
+        effective=effective,
+        openness=assess(row, effective.license),
+        findings=tuple(scanner.revision(row.files)),
+        decision=evaluate(policy, policy_facts(row.repo_id, effective)),
+    )
