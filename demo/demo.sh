@@ -1,48 +1,64 @@
 #!/usr/bin/env bash
-# The main job end to end, offline: a generated model and its LoRA adapter served by a loopback
-# Hugging Face–compatible server, mirrored into a fresh hubd home, verified, shown, and answered by
-# llama.cpp (a GGUF quantization with a GGUF LoRA; random weights, so the text is noise).
+# The main job end to end, offline. Generated models (safetensors + a PEFT LoRA, and a GGUF
+# quantization + a GGUF LoRA) are served by a loopback stand-in for huggingface.co. Node A
+# mirrors them and serves them as a hubd peer; node B (the demo's home) mirrors from peer A,
+# verifies every byte, audits the licenses, shows the two-hop provenance, and has llama.cpp
+# answer a prompt (random weights: the text is noise, but it is llama.cpp's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="$PWD/.venv/bin"
 WORK="${HUBD_DEMO_DIR:-$PWD/.demo}"
 rm -rf "$WORK"
 mkdir -p "$WORK"
-export HUBD_HOME="$WORK/home" HF_HOME="$WORK/hf-home" HF_HUB_DISABLE_TELEMETRY=1
-unset HF_TOKEN HF_HUB_OFFLINE HUBD_ENDPOINT HUBD_CATALOG_URL HUBD_STORE || true
+export HF_HOME="$WORK/hf-home" HF_HUB_DISABLE_TELEMETRY=1
+unset HF_TOKEN HF_HUB_OFFLINE HF_ENDPOINT HUBD_ENDPOINT HUBD_CATALOG_URL HUBD_STORE \
+    HUBD_POLICY || true
+PIDS=()
+trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+wait_for() {  # FILE PID: the URL a background server writes once it listens
+    for _ in $(seq 200); do [ -s "$1" ] && return 0; kill -0 "$2" || break; sleep 0.1; done
+    echo "demo: server did not start" >&2
+    exit 1
+}
 
-"$BIN/python" -m hubd.testing generate tiny-model "$WORK/repos/acme/tiny-llama"
-"$BIN/python" -m hubd.testing generate tiny-lora "$WORK/repos/acme/tiny-llama-lora" \
-    --base acme/tiny-llama
-"$BIN/python" -m hubd.testing generate tiny-gguf "$WORK/repos/acme/tiny-llama-GGUF" \
-    --base acme/tiny-llama
-"$BIN/python" -m hubd.testing generate tiny-gguf-lora "$WORK/repos/acme/tiny-llama-gguf-lora" \
-    --base acme/tiny-llama-GGUF
-"$BIN/python" -m hubd.testing serve \
-    --repo "acme/tiny-llama=$WORK/repos/acme/tiny-llama" \
-    --repo "acme/tiny-llama-lora=$WORK/repos/acme/tiny-llama-lora" \
-    --repo "acme/tiny-llama-GGUF=$WORK/repos/acme/tiny-llama-GGUF" \
-    --repo "acme/tiny-llama-gguf-lora=$WORK/repos/acme/tiny-llama-gguf-lora" \
-    --port-file "$WORK/endpoint" >"$WORK/hub.log" 2>&1 &
-HUB_PID=$!
-trap 'kill $HUB_PID 2>/dev/null || true' EXIT
-for _ in $(seq 100); do [ -s "$WORK/endpoint" ] && break; sleep 0.1; done
-[ -s "$WORK/endpoint" ] || { cat "$WORK/hub.log"; echo "demo: fake hub did not start" >&2; exit 1; }
-export HF_ENDPOINT
-HF_ENDPOINT="$(cat "$WORK/endpoint")"
-echo "loopback Hugging Face endpoint: $HF_ENDPOINT"
+gen() { "$BIN/python" -m hubd.testing generate "$@"; }
+gen tiny-model "$WORK/repos/acme/tiny-llama"
+gen tiny-lora "$WORK/repos/acme/tiny-llama-lora" --base acme/tiny-llama
+gen tiny-gguf "$WORK/repos/acme/tiny-llama-GGUF" --base acme/tiny-llama
+gen tiny-gguf-lora "$WORK/repos/acme/tiny-llama-gguf-lora" --base acme/tiny-llama-GGUF
+REPOS=(acme/tiny-llama acme/tiny-llama-lora acme/tiny-llama-GGUF acme/tiny-llama-gguf-lora)
+SERVE=()
+for r in "${REPOS[@]}"; do SERVE+=(--repo "$r=$WORK/repos/$r"); done
+"$BIN/python" -m hubd.testing serve "${SERVE[@]}" --port-file "$WORK/hub-url" \
+    >"$WORK/hub.log" 2>&1 &
+PIDS+=($!)
+wait_for "$WORK/hub-url" "${PIDS[-1]}"
+HUB="$(cat "$WORK/hub-url")"
+echo "stand-in for huggingface.co on loopback: $HUB"
 
-step "$BIN/hubd" mirror acme/tiny-llama-lora --with-base
-step "$BIN/hubd" mirror acme/tiny-llama
+echo; echo "== node A mirrors from the Hub and serves as a peer"
+export HUBD_HOME="$WORK/node-a" HUBD_NODE_NAME=node-a
+step "$BIN/hubd" mirror acme/tiny-llama-lora --with-base --endpoint "$HUB"
+step "$BIN/hubd" mirror acme/tiny-llama-gguf-lora --with-base --endpoint "$HUB" --quiet
+"$BIN/hubd" daemon --port 0 --url-file "$WORK/peer-url" 2>"$WORK/peer.log" &
+PIDS+=($!)
+wait_for "$WORK/peer-url" "${PIDS[-1]}"
+PEER="$(cat "$WORK/peer-url")"
+
+echo; echo "== node B mirrors from peer A ($PEER), verifies, audits, runs"
+export HUBD_HOME="$WORK/home" HUBD_NODE_NAME=node-b
+step "$BIN/hubd" mirror acme/tiny-llama-lora --with-base --endpoint "$PEER"
+step "$BIN/hubd" mirror acme/tiny-llama-gguf-lora --with-base --endpoint "$PEER"
+step "$BIN/hubd" mirror acme/tiny-llama --endpoint "$PEER"
 step "$BIN/hubd" verify
 step "$BIN/hubd" ls
 step "$BIN/hubd" show acme/tiny-llama-lora
-step "$BIN/hubd" mirror acme/tiny-llama-gguf-lora --with-base
-step "$BIN/hubd" run acme/tiny-llama --file '*.gguf' -p "Why is drinking water so healthy?" \
+step "$BIN/hubd" audit
+step "$BIN/hubd" run acme/tiny-llama -p "Why is drinking water so healthy?" \
     || true  # safetensors only: hubd names the GGUF quantization to run instead
 step "$BIN/hubd" run --lora acme/tiny-llama-gguf-lora -p "Why is drinking water so healthy?" \
     --max-tokens 16
 echo
-echo "demo: ok (home: $HUBD_HOME)"
+echo "demo: ok (node B: $HUBD_HOME, peer A: $WORK/node-a)"
