@@ -29,6 +29,7 @@ COMMANDS = {
     "run": "run:run_cmd",
     "audit": "audit:audit_cmd",
     "daemon": "daemon:daemon_cmd",
+    "add": "publish:add_cmd",
 }
 
 

@@ -141,15 +141,19 @@ def _planned_blob(ctx: Context, item: RemoteFile) -> str | None:
     return digest if digest and ctx.store.has_blob(digest, item.size) else None
 
 
-def _record(
+def record_snapshot(
     ctx: Context,
     ref: RepoRef,
     remote: RemoteRevision,
-    files: list[RemoteFile],
+    files: Sequence[RemoteFile],
     digests: dict[str, str],
-    upstream: list[dict[str, str]],
+    upstream: Sequence[dict[str, str]] = (),
+    source_url: str | None = None,
 ) -> tuple[Path, bool, str | None]:
-    """Link the snapshot, parse card and lineage, and commit the catalog rows (blocking)."""
+    """Link the snapshot, parse card and lineage, and commit the catalog rows (blocking).
+
+    Shared by mirror and `hubd add`: ``digests`` maps every path to its verified blob.
+    """
     store = ctx.store
     snapshot = store.link_snapshot(remote.repo_id, remote.commit, digests.items())
     readme = digests.get("README.md")
@@ -173,6 +177,7 @@ def _record(
         client=f"hubd/{__version__}",
         fetched_at=datetime.now(UTC),
         upstream=upstream,
+        source_url=source_url,
     )
     with ctx.catalog.begin() as session:
         record_revision(session, record)
@@ -293,7 +298,7 @@ async def _transfer(
 
     upstream = await source.upstream_provenance(remote.repo_id, remote.commit)
     snapshot, is_adapter, base = await asyncio.to_thread(
-        _record, ctx, ref, remote, files, digests, upstream
+        record_snapshot, ctx, ref, remote, files, digests, upstream
     )
     return MirrorResult(
         repo=remote.repo_id,

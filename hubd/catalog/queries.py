@@ -55,6 +55,7 @@ class RevisionRecord:
     client: str
     fetched_at: datetime
     upstream: Sequence[dict[str, str]] = ()  # hops recorded by the hubd node we mirrored from
+    source_url: str | None = None  # default: {source_endpoint}/{repo_id}
 
 
 def _get_or_create_repo(session: Session, repo_id: str) -> Repo:
@@ -152,7 +153,7 @@ def record_revision(session: Session, rec: RevisionRecord) -> Revision:
                     client=hop["client"],
                 )
             )
-    source_url = f"{rec.source_endpoint}/{rec.repo_id}"
+    source_url = rec.source_url or f"{rec.source_endpoint}/{rec.repo_id}"
     if not any(p.source_url == source_url and p.node == rec.node for p in revision.provenance):
         revision.provenance.append(
             Provenance(
