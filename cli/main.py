@@ -30,6 +30,7 @@ COMMANDS = {
     "audit": "audit:audit_cmd",
     "daemon": "daemon:daemon_cmd",
     "add": "publish:add_cmd",
+    "peers": "peers:peers_group",
 }
 
 

@@ -21,6 +21,7 @@ from .progress import BarProgress
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files matching (repeatable).")
 @click.option("--with-base", is_flag=True, help="For an adapter, mirror its base model too.")
 @click.option("--endpoint", help="Hugging Face endpoint (default $HF_ENDPOINT or huggingface.co).")
+@click.option("--from", "from_", metavar="PEER|URL", help="Only this peer (a name or a URL).")
 @click.option("--concurrency", type=click.IntRange(1, 64), help="Files in parallel.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @json_option
@@ -32,6 +33,7 @@ def mirror_cmd(
     exclude: tuple[str, ...],
     with_base: bool,
     endpoint: str | None,
+    from_: str | None,
     concurrency: int | None,
     quiet: bool,
     as_json: bool,
@@ -42,7 +44,13 @@ def mirror_cmd(
     progress = BarProgress() if progress_wanted(quiet, as_json) else None
     result = asyncio.run(
         mirror(
-            context, ref, include=include, exclude=exclude, with_base=with_base, progress=progress
+            context,
+            ref,
+            include=include,
+            exclude=exclude,
+            with_base=with_base,
+            progress=progress,
+            from_=from_,
         )
     )
     if as_json:

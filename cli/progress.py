@@ -34,6 +34,7 @@ class BarProgress:
         self._total = self._bar(total=total_bytes, desc=f"{files} file(s)", position=0)
 
     def file_started(self, path: str, size: int, offset: int) -> None:
+        self.file_done(path)  # a retry from another source restarts the file's bar
         position = self._free.pop() if self._free else len(self._bars) + 1
         self._bars[path] = self._bar(total=size, initial=offset, desc=path[-40:], position=position)
         if self._total is not None:

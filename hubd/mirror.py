@@ -6,6 +6,7 @@ The CLI runs :func:`mirror` in-process; the daemon will run the same function fo
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -22,8 +23,18 @@ from .audit.gate import check_mirror
 from .card import card_record
 from .catalog.queries import FileRecord, RevisionRecord, find_revision, record_revision
 from .context import Context
-from .errors import EntryNotFound, IntegrityError, InvalidReference, OfflineError
+from .errors import (
+    AccessDenied,
+    EntryNotFound,
+    HubdError,
+    IntegrityError,
+    InvalidReference,
+    NotFound,
+    OfflineError,
+    UpstreamError,
+)
 from .lineage import adapter_lineage
+from .peers import sources
 from .refs import RepoRef, is_commit
 from .sources.base import NullProgress, Progress, RemoteFile, RemoteRevision
 from .sources.huggingface import HfSource
@@ -76,16 +87,51 @@ def select_files(
     return sorted(chosen + extra, key=lambda f: f.path)
 
 
-def _source(ctx: Context) -> HfSource:
-    s = ctx.settings
-    return HfSource(
-        s.endpoint,
-        token=s.token,
-        timeout=s.timeout,
-        parts=s.parts,
-        part_size=s.part_size,
-        retries=s.retries,
-    )
+# A file that fails this way from one source may still come whole from another.
+FILE_FAILURES = (UpstreamError, IntegrityError, EntryNotFound, AccessDenied)
+log = logging.getLogger("hubd.mirror")
+
+
+async def _resolve_first(
+    candidates: list[HfSource], ref: RepoRef
+) -> tuple[HfSource, RemoteRevision, list[HfSource]]:
+    """The first source that resolves ``ref``, its answer, and the sources after it."""
+    errors: list[HubdError] = []
+    for index, source in enumerate(candidates):
+        try:
+            remote = await asyncio.to_thread(source.resolve, ref)
+        except (NotFound, UpstreamError, AccessDenied) as exc:
+            errors.append(exc)
+            continue
+        return source, remote, candidates[index + 1 :]
+    denied = [e for e in errors if isinstance(e, AccessDenied)]
+    raise (denied or errors)[-1]
+
+
+class _Alternatives:
+    """Which fallback sources hold the same commit with the same file (resolved lazily, once)."""
+
+    def __init__(self, remote: RemoteRevision) -> None:
+        self.remote = remote
+        self._answers: dict[str, asyncio.Task[dict[str, RemoteFile]]] = {}
+
+    async def offers(self, source: HfSource, item: RemoteFile) -> bool:
+        if source.endpoint not in self._answers:
+            self._answers[source.endpoint] = asyncio.ensure_future(self._files(source))
+        theirs = (await self._answers[source.endpoint]).get(item.path)
+        return theirs is not None and (theirs.size, theirs.sha256, theirs.git_oid) == (
+            item.size,
+            item.sha256,
+            item.git_oid,
+        )
+
+    async def _files(self, source: HfSource) -> dict[str, RemoteFile]:
+        pinned = RepoRef.parse(f"{self.remote.repo_id}@{self.remote.commit}")
+        try:
+            answer = await asyncio.to_thread(source.resolve, pinned)
+        except HubdError:
+            return {}
+        return {f.path: f for f in answer.files}
 
 
 async def enter_in_thread(manager: AbstractContextManager[Any]) -> None:
@@ -149,6 +195,7 @@ def record_snapshot(
     digests: dict[str, str],
     upstream: Sequence[dict[str, str]] = (),
     source_url: str | None = None,
+    served_by: dict[str, str] | None = None,
 ) -> tuple[Path, bool, str | None]:
     """Link the snapshot, parse card and lineage, and commit the catalog rows (blocking).
 
@@ -169,7 +216,17 @@ def record_snapshot(
         commit=remote.commit,
         source_endpoint=remote.endpoint,
         refs=refs,
-        files=[FileRecord(f.path, f.size, digests[f.path], f.git_oid, f.lfs) for f in files],
+        files=[
+            FileRecord(
+                f.path,
+                f.size,
+                digests[f.path],
+                f.git_oid,
+                f.lfs,
+                (served_by or {}).get(f.path, remote.endpoint),
+            )
+            for f in files
+        ],
         card=card,
         is_adapter=is_adapter,
         base_model=base,
@@ -215,20 +272,25 @@ async def mirror(
     exclude: Sequence[str] = (),
     with_base: bool = False,
     progress: Progress | None = None,
+    from_: str | None = None,
 ) -> MirrorResult:
-    """Mirror ``ref`` into the store and catalog; every byte verified before it is visible."""
+    """Mirror ``ref`` into the store and catalog; every byte verified before it is visible.
+
+    Sources: ``from_`` (a peer name or URL) alone, else the peers in order, then the Hub. The
+    first that resolves the revision serves it; a file that fails from it is fetched from the
+    next source that declares the same commit and digest.
+    """
     progress = progress or NullProgress()
     started = time.monotonic()
     if ctx.settings.offline:
         return _offline_answer(ctx, ref, started)
-    source = _source(ctx)
-    remote = await asyncio.to_thread(source.resolve, ref)
+    source, remote, fallbacks = await _resolve_first(sources(ctx, from_), ref)
     decision = await asyncio.to_thread(check_mirror, ctx, source, remote)  # before any byte
     files = select_files(remote.files, include, exclude)
     guard = ctx.store.guard(exclusive=False)
     await enter_in_thread(guard)
     try:
-        result = await _transfer(ctx, source, ref, remote, files, progress, started)
+        result = await _transfer(ctx, source, fallbacks, ref, remote, files, progress, started)
     finally:
         guard.__exit__(None, None, None)
     if decision is not None and decision.action == "review":
@@ -241,13 +303,14 @@ async def mirror(
                 f"{ref.repo_id} is an adapter for {result.base_model!r}, "
                 "which is not a repo id to mirror"
             ) from None
-        result.base = await mirror(ctx, base_ref, progress=progress)
+        result.base = await mirror(ctx, base_ref, progress=progress, from_=from_)
     return result
 
 
 async def _transfer(
     ctx: Context,
     source: HfSource,
+    fallbacks: list[HfSource],
     ref: RepoRef,
     remote: RemoteRevision,
     files: list[RemoteFile],
@@ -271,14 +334,28 @@ async def _transfer(
     up_to_date = not todo and {f.path for f in files} <= known_paths
 
     moved = 0
+    served_by: dict[str, str] = {}
     if todo:
         progress.begin(len(todo), sum(f.size for f in todo.values()))
         semaphore = asyncio.Semaphore(ctx.settings.concurrency)
 
-        async def one(item: RemoteFile) -> tuple[RemoteFile, str, int]:
+        alternatives = _Alternatives(remote)
+
+        async def one(item: RemoteFile) -> tuple[RemoteFile, str, int, str]:
             async with semaphore:
-                digest, nbytes = await _fetch(ctx, source, session, remote, item, progress)
-                return item, digest, nbytes
+                failure: HubdError | None = None
+                for src in [source, *fallbacks]:
+                    if src is not source and not await alternatives.offers(src, item):
+                        continue
+                    if failure is not None:
+                        log.warning("%s: %s; trying %s", item.path, failure, src.endpoint)
+                    try:
+                        digest, nbytes = await _fetch(ctx, src, session, remote, item, progress)
+                        return item, digest, nbytes, src.endpoint
+                    except FILE_FAILURES as exc:
+                        failure = exc
+                assert failure is not None
+                raise failure
 
         try:
             async with source.session() as session, asyncio.TaskGroup() as group:
@@ -289,8 +366,9 @@ async def _transfer(
             progress.end()
         by_key = {}
         for task in tasks:
-            item, digest, nbytes = task.result()
+            item, digest, nbytes, endpoint = task.result()
             by_key[item.sha256 or f"git-{item.git_oid}"] = digest
+            served_by[item.path] = endpoint
             moved += nbytes
         for item in files:
             if item.path not in digests:
@@ -298,7 +376,7 @@ async def _transfer(
 
     upstream = await source.upstream_provenance(remote.repo_id, remote.commit)
     snapshot, is_adapter, base = await asyncio.to_thread(
-        record_snapshot, ctx, ref, remote, files, digests, upstream
+        record_snapshot, ctx, ref, remote, files, digests, upstream, None, served_by
     )
     return MirrorResult(
         repo=remote.repo_id,

@@ -127,6 +127,7 @@ class File(Base):
     sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"), index=True)
     git_oid: Mapped[str | None] = mapped_column(String(40))
     lfs: Mapped[bool] = mapped_column(Boolean, default=False)
+    source: Mapped[str | None] = mapped_column(String(500))  # endpoint that served the bytes
 
     revision: Mapped[Revision] = relationship(back_populates="files")
 
@@ -172,3 +173,20 @@ class Provenance(Base):
     client: Mapped[str] = mapped_column(String(100))
 
     revision: Mapped[Revision] = relationship(back_populates="provenance")
+
+
+class Peer(Base):
+    """Another hubd node (or any HF endpoint) to mirror from, tried in ``position`` order.
+
+    Only where its token lives is recorded (a file or an environment variable), never the token.
+    """
+
+    __tablename__ = "peers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    url: Mapped[str] = mapped_column(String(500))
+    token_file: Mapped[str | None] = mapped_column(String(1000))
+    token_env: Mapped[str | None] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(Integer)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

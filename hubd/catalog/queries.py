@@ -21,6 +21,7 @@ class FileRecord:
     sha256: str
     git_oid: str | None
     lfs: bool
+    source: str | None = None  # the endpoint that served the bytes
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ def record_revision(session: Session, rec: RevisionRecord) -> Revision:
                     sha256=item.sha256,
                     git_oid=item.git_oid,
                     lfs=item.lfs,
+                    source=item.source,
                 )
             )
         elif row.sha256 != item.sha256:
