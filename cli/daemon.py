@@ -15,15 +15,17 @@ from .common import open_context
 
 
 @click.command("daemon")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option("--host", help="Listen address (default: server.host, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port (default: server.port, 8080).")
 @click.option(
     "--url-file", type=click.Path(path_type=Path), help="Write the listening URL here when ready."
 )
 @click.pass_obj
-def daemon_cmd(obj: dict[str, Any], host: str, port: int, url_file: Path | None) -> None:
+def daemon_cmd(
+    obj: dict[str, Any], host: str | None, port: int | None, url_file: Path | None
+) -> None:
     """Serve this registry over the Hugging Face API until SIGTERM or Ctrl-C."""
-    context = open_context(obj)
+    context = open_context(obj, host=host, port=port)
 
     def ready(url: str) -> None:
         click.echo(f"hubd daemon: serving {context.settings.home} at {url}", err=True)
@@ -32,5 +34,6 @@ def daemon_cmd(obj: dict[str, Any], host: str, port: int, url_file: Path | None)
             tmp.write_text(url)
             os.replace(tmp, url_file)
 
-    asyncio.run(run_daemon(context, host, port, ready))
+    settings = context.settings
+    asyncio.run(run_daemon(context, settings.host, settings.port, ready))
     click.echo("hubd daemon: stopped", err=True)

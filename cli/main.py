@@ -31,6 +31,7 @@ COMMANDS = {
     "daemon": "daemon:daemon_cmd",
     "add": "publish:add_cmd",
     "peers": "peers:peers_group",
+    "tokens": "tokens:tokens_group",
 }
 
 

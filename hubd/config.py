@@ -114,6 +114,26 @@ class Settings:
         "Policy file (TOML, schemas/policy.schema.json) that `hubd audit` checks and "
         "`hubd mirror` enforces before downloading (default: none).",
     )
+    host: str = _setting(
+        "127.0.0.1", "server.host", "HUBD_HOST", "Address `hubd daemon` listens on."
+    )
+    port: int = _setting(8080, "server.port", "HUBD_PORT", "Port `hubd daemon` listens on.")
+    tls_cert: Path | None = _setting(
+        None,
+        "server.tls_cert",
+        "HUBD_TLS_CERT",
+        "PEM certificate (chain) for HTTPS; with server.tls_key (default: plain HTTP).",
+    )
+    tls_key: Path | None = _setting(
+        None, "server.tls_key", "HUBD_TLS_KEY", "PEM private key for server.tls_cert."
+    )
+    auth_required: bool = _setting(
+        False,
+        "auth.required",
+        "HUBD_AUTH_REQUIRED",
+        "Require `Authorization: Bearer <token>` (from `hubd tokens create`) on every call "
+        "but /healthz.",
+    )
 
     def resolved(self) -> Settings:
         """Fill derived defaults; idempotent."""
@@ -166,7 +186,9 @@ def _convert(name: str, raw: Any, source: str) -> Any:
             raise ValueError(raw)
         if kind == "int":
             value = int(raw)
-            if value < 0 or (value == 0 and name not in ("verify_workers", "retries")):
+            if value < 0 or (value == 0 and name not in ("verify_workers", "retries", "port")):
+                raise ValueError(raw)
+            if name == "port" and value > 65535:
                 raise ValueError(raw)
             return value
         if kind == "float":

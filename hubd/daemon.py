@@ -7,18 +7,36 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 from collections.abc import Callable
 
 from aiohttp import web
 
 from .context import Context
+from .errors import ConfigError
 from .server.app import create_app
+
+
+def tls_context(ctx: Context) -> ssl.SSLContext | None:
+    """HTTPS when server.tls_cert and server.tls_key are set; both or neither."""
+    cert, key = ctx.settings.tls_cert, ctx.settings.tls_key
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise ConfigError("server.tls_cert and server.tls_key go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load TLS certificate {cert} / key {key}: {exc}") from None
+    return context
 
 
 async def run_daemon(
     ctx: Context, host: str, port: int, on_ready: Callable[[str], None] | None = None
 ) -> None:
     """Serve on host:port (0 = any free port) until a stop signal arrives."""
+    tls = tls_context(ctx)
     runner = web.AppRunner(create_app(ctx), access_log=None, shutdown_timeout=5)
     await runner.setup()
     stop = asyncio.Event()
@@ -26,10 +44,10 @@ async def run_daemon(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, ssl_context=tls).start()
         bound = runner.addresses[0]
         if on_ready is not None:
-            on_ready(f"http://{bound[0]}:{bound[1]}")
+            on_ready(f"{'https' if tls else 'http'}://{bound[0]}:{bound[1]}")
         await stop.wait()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -18,8 +18,9 @@ from .. import __version__
 from ..catalog.queries import catalog_page
 from ..catalog.views import provenance_hop
 from ..context import Context
-from ..errors import HubdError, InvalidRequest
+from ..errors import AccessDenied, HubdError, InvalidRequest
 from ..refs import RepoRef
+from ..tokens import token_scope
 from . import hfapi
 from .hfapi import CONTEXT
 
@@ -104,8 +105,24 @@ async def hubd_provenance(request: web.Request) -> web.Response:
     return web.json_response({"repo": repo_id, "commit": revision.commit, "provenance": hops})
 
 
+@web.middleware
+async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """With auth.required, every call but /healthz needs a valid bearer token."""
+    ctx = request.app[CONTEXT]
+    if not ctx.settings.auth_required or request.path == "/healthz":
+        return await handler(request)
+    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise AccessDenied(
+            "this hubd requires a bearer token", hint="create one with `hubd tokens create`"
+        )
+    if await asyncio.to_thread(token_scope, ctx, secret.strip()) is None:
+        raise AccessDenied("invalid or revoked token")
+    return await handler(request)
+
+
 def create_app(ctx: Context) -> web.Application:
-    app = web.Application(middlewares=[errors], client_max_size=1024 * 1024)
+    app = web.Application(middlewares=[errors, auth], client_max_size=1024 * 1024)
     app[CONTEXT] = ctx
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/hubd/catalog", hubd_catalog)
