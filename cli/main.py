@@ -32,6 +32,8 @@ COMMANDS = {
     "add": "publish:add_cmd",
     "peers": "peers:peers_group",
     "tokens": "tokens:tokens_group",
+    "jobs": "jobs:jobs_group",
+    "watch": "jobs:watch_group",
 }
 
 

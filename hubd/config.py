@@ -127,6 +127,13 @@ class Settings:
     tls_key: Path | None = _setting(
         None, "server.tls_key", "HUBD_TLS_KEY", "PEM private key for server.tls_cert."
     )
+    jobs: int = _setting(2, "jobs.concurrency", "HUBD_JOBS", "Mirror jobs the daemon runs at once.")
+    jobs_poll: float = _setting(
+        5.0,
+        "jobs.poll",
+        "HUBD_JOBS_POLL",
+        "Seconds between the daemon's looks at the job queue and the watch list.",
+    )
     auth_required: bool = _setting(
         False,
         "auth.required",

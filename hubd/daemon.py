@@ -1,6 +1,7 @@
-"""`hubd daemon`: serve the registry until SIGTERM or Ctrl-C, then stop cleanly.
+"""`hubd daemon`: the HTTP server, the job workers and the watch-list scheduler.
 
-For now the daemon is the HTTP server; the job queue and the watch list will run here too.
+Runs until SIGTERM or Ctrl-C, then stops cleanly: jobs in flight go back to the queue and their
+transfers resume from the bytes on disk when a daemon next runs them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from aiohttp import web
 
 from .context import Context
 from .errors import ConfigError
+from .jobs import requeue_interrupted, work
 from .server.app import create_app
+from .watch import schedule
 
 
 def tls_context(ctx: Context) -> ssl.SSLContext | None:
@@ -45,10 +48,17 @@ async def run_daemon(
         loop.add_signal_handler(sig, stop.set)
     try:
         await web.TCPSite(runner, host, port, ssl_context=tls).start()
+        node, poll = ctx.settings.node_name, ctx.settings.jobs_poll
+        await asyncio.to_thread(requeue_interrupted, ctx, node)
+        background = [asyncio.create_task(work(ctx, node, poll)) for _ in range(ctx.settings.jobs)]
+        background.append(asyncio.create_task(schedule(ctx, poll)))
         bound = runner.addresses[0]
         if on_ready is not None:
             on_ready(f"{'https' if tls else 'http'}://{bound[0]}:{bound[1]}")
         await stop.wait()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

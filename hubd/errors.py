@@ -16,6 +16,7 @@ Every failure a user can cause or meet is a :class:`HubdError`; the CLI maps eac
     │   ├── RevisionNotFound
     │   └── EntryNotFound
     ├── AccessDenied               exit 4   401
+    │   ├── Forbidden                  403        a token without the scope the call needs
     │   └── GatedRepo                             gated upstream repo, no (valid) token
     ├── UpstreamError              exit 5   502   endpoint unreachable, stalled, 5xx, bad answer
     │   └── OfflineError                          HF_HUB_OFFLINE=1 and the answer needs the network
@@ -93,6 +94,11 @@ class AccessDenied(HubdError):
     exit_code = 4
     http_status = 401
     code = "AccessDenied"
+
+
+class Forbidden(AccessDenied):
+    http_status = 403
+    code = "Forbidden"
 
 
 class GatedRepo(AccessDenied):

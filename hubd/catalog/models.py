@@ -203,3 +203,35 @@ class ApiToken(Base):
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Job(Base):
+    """A queued mirror, persisted so that a restarted daemon resumes it."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo: Mapped[str] = mapped_column(String(300))  # org/name[@revision]
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    node: Mapped[str | None] = mapped_column(String(200))  # who runs or ran it
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Watch(Base):
+    """A repo the daemon keeps in sync by queueing a mirror every ``every_seconds``."""
+
+    __tablename__ = "watches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo: Mapped[str] = mapped_column(String(300), unique=True)
+    every_seconds: Mapped[int] = mapped_column(Integer)
+    next_run_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_job_id: Mapped[int | None] = mapped_column(Integer)

@@ -18,11 +18,14 @@ from .. import __version__
 from ..catalog.queries import catalog_page
 from ..catalog.views import provenance_hop
 from ..context import Context
-from ..errors import AccessDenied, HubdError, InvalidRequest
+from ..errors import AccessDenied, Forbidden, HubdError, InvalidRequest
+from ..jobs import enqueue, job_metrics, list_jobs, mirror_options
 from ..refs import RepoRef
 from ..tokens import token_scope
 from . import hfapi
-from .hfapi import CONTEXT
+from .hfapi import CONTEXT, SERVED
+
+SCOPE = web.RequestKey("scope", str)
 
 log = logging.getLogger("hubd.server")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -116,14 +119,62 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise AccessDenied(
             "this hubd requires a bearer token", hint="create one with `hubd tokens create`"
         )
-    if await asyncio.to_thread(token_scope, ctx, secret.strip()) is None:
+    scope = await asyncio.to_thread(token_scope, ctx, secret.strip())
+    if scope is None:
         raise AccessDenied("invalid or revoked token")
+    request[SCOPE] = scope
     return await handler(request)
+
+
+async def jobs_list(request: web.Request) -> web.Response:
+    """GET /api/hubd/jobs: the newest jobs with their state and progress."""
+    jobs = await asyncio.to_thread(list_jobs, request.app[CONTEXT])
+    return web.json_response({"jobs": [j.to_json() for j in jobs]})
+
+
+async def jobs_submit(request: web.Request) -> web.Response:
+    """POST /api/hubd/jobs {"repo": …, "include": […], …}: queue a mirror (write scope)."""
+    ctx = request.app[CONTEXT]
+    if ctx.settings.auth_required and request.get(SCOPE) != "write":
+        raise Forbidden("queueing a mirror needs a token with write scope")
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InvalidRequest("the body is not JSON") from None
+    if not isinstance(body, dict) or not isinstance(body.get("repo"), str):
+        raise InvalidRequest('expected {"repo": "org/name[@revision]", …}')
+    options = {**mirror_options(), **{k: v for k, v in body.items() if k != "repo"}}
+    job = await asyncio.to_thread(enqueue, ctx, body["repo"], options)
+    return web.json_response(job.to_json(), status=202)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format: bytes served and mirrored, jobs by state, integrity failures."""
+    ctx = request.app[CONTEXT]
+    by_state, mirrored, integrity = await asyncio.to_thread(job_metrics, ctx)
+    lines = [
+        "# TYPE hubd_bytes_served_total counter",
+        f"hubd_bytes_served_total {request.app[SERVED]['bytes']}",
+        "# TYPE hubd_bytes_mirrored_total counter",
+        f"hubd_bytes_mirrored_total {mirrored}",
+        "# TYPE hubd_jobs gauge",
+        *(
+            f'hubd_jobs{{state="{s}"}} {by_state.get(s, 0)}'
+            for s in ("queued", "running", "done", "failed")
+        ),
+        "# TYPE hubd_verification_failures_total counter",
+        f"hubd_verification_failures_total {integrity}",
+    ]
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")
 
 
 def create_app(ctx: Context) -> web.Application:
     app = web.Application(middlewares=[errors, auth], client_max_size=1024 * 1024)
     app[CONTEXT] = ctx
+    app[SERVED] = {"bytes": 0}
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/hubd/jobs", jobs_list)
+    app.router.add_post("/api/hubd/jobs", jobs_submit)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/hubd/catalog", hubd_catalog)
     hubd_rev = "/api/hubd/models/{org}/{name}/revision/{rev}"

@@ -22,6 +22,7 @@ from ..refs import RepoRef, check_revision, safe_relpath
 from ..verify.hashes import lfs_pointer
 
 CONTEXT = web.AppKey("ctx", Context)
+SERVED = web.AppKey("served", dict[str, int])
 PAGE = 1000
 MAX_QUERY = 2048
 
@@ -178,4 +179,8 @@ async def resolve(request: web.Request) -> web.StreamResponse:
         "Accept-Ranges": "bytes",
         "Content-Disposition": f'inline; filename="{path.rsplit("/", 1)[-1]}"',
     }
+    if request.method == "GET":
+        span = request.http_range
+        start, stop = span.start or 0, match.size if span.stop is None else span.stop
+        request.app[SERVED]["bytes"] += max(0, min(stop, match.size) - start)
     return web.FileResponse(ctx.store.blob_path(match.sha256), headers=headers)

@@ -1,0 +1,250 @@
+"""The job queue: mirrors queued in the catalog and run by daemon workers.
+
+A job is claimed in one transaction (``FOR UPDATE SKIP LOCKED`` where the database has it; SQLite
+serialises writers with ``BEGIN IMMEDIATE``), so no job runs twice. A daemon that stops or dies
+mid-job leaves it to be requeued when it starts again; the mirror itself resumes from the bytes
+already on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from .catalog.models import Job, utcnow
+from .context import Context
+from .errors import HubdError, InvalidRequest, NotFound
+from .mirror import mirror
+from .refs import RepoRef
+
+log = logging.getLogger("hubd.jobs")
+ACTIVE = ("queued", "running")
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    id: int
+    repo: str
+    options: dict[str, Any]
+    state: str
+    node: str | None
+    attempts: int
+    bytes_done: int
+    bytes_total: int
+    error: str | None
+    result: dict[str, Any] | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("created_at", "started_at", "finished_at"):
+            data[key] = data[key].isoformat() if data[key] else None
+        return data
+
+
+def _info(job: Job) -> JobInfo:
+    return JobInfo(
+        job.id,
+        job.repo,
+        dict(job.options),
+        job.state,
+        job.node,
+        job.attempts,
+        job.bytes_done,
+        job.bytes_total,
+        job.error,
+        job.result,
+        job.created_at,
+        job.started_at,
+        job.finished_at,
+    )
+
+
+def mirror_options(
+    include: tuple[str, ...] = (),
+    exclude: tuple[str, ...] = (),
+    with_base: bool = False,
+    from_: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "include": list(include),
+        "exclude": list(exclude),
+        "with_base": with_base,
+        "from": from_,
+    }
+
+
+def enqueue(ctx: Context, repo: str, options: dict[str, Any] | None = None) -> JobInfo:
+    """Queue a mirror of ``repo``; the same repo and options already waiting is that job."""
+    ref = RepoRef.parse(repo)
+    options = options if options is not None else mirror_options()
+    unknown = set(options) - set(mirror_options())
+    if unknown:
+        raise InvalidRequest(f"unknown job options: {', '.join(sorted(unknown))}")
+    with ctx.catalog.begin() as session:
+        for job in session.scalars(select(Job).where(Job.repo == str(ref), Job.state.in_(ACTIVE))):
+            if job.options == options:
+                return _info(job)
+        job = Job(repo=str(ref), options=options, state="queued")
+        session.add(job)
+        session.flush()
+        return _info(job)
+
+
+def list_jobs(ctx: Context, limit: int = 100) -> list[JobInfo]:
+    with ctx.catalog() as session:
+        jobs = session.scalars(select(Job).order_by(Job.id.desc()).limit(limit))
+        return [_info(j) for j in jobs]
+
+
+def get_job(ctx: Context, job_id: int) -> JobInfo:
+    with ctx.catalog() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id}")
+        return _info(job)
+
+
+def job_metrics(ctx: Context) -> tuple[dict[str, int], int, int]:
+    """(jobs by state, bytes mirrored by finished jobs, jobs failed on integrity)."""
+    with ctx.catalog() as session:
+        rows = session.execute(select(Job.state, func.count()).group_by(Job.state))
+        by_state = {state: n for state, n in rows}
+        mirrored = sum(
+            int((r or {}).get("bytes_transferred", 0))
+            for r in session.scalars(select(Job.result).where(Job.state == "done"))
+        )
+        integrity = session.scalar(
+            select(func.count()).where(Job.state == "failed", Job.error.like("%mismatch%"))
+        )
+    return by_state, mirrored, int(integrity or 0)
+
+
+def claim(ctx: Context, node: str) -> JobInfo | None:
+    """Take the oldest queued job for ``node`` (blocking; one transaction)."""
+    with ctx.catalog.begin() as session:
+        job = session.scalar(
+            select(Job)
+            .where(Job.state == "queued")
+            .order_by(Job.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        if job is None:
+            return None
+        job.state, job.node, job.started_at = "running", node, utcnow()
+        job.attempts += 1
+        return _info(job)
+
+
+def requeue_interrupted(ctx: Context, node: str) -> int:
+    """Jobs this node was running when it stopped go back to the queue."""
+    with ctx.catalog.begin() as session:
+        result = session.execute(
+            update(Job)
+            .where(Job.state == "running", Job.node == node)
+            .values(state="queued", node=None)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _finish(ctx: Context, job_id: int, state: str, **values: Any) -> None:
+    with ctx.catalog.begin() as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(state=state, finished_at=utcnow() if state != "queued" else None, **values)
+        )
+
+
+class JobProgress:
+    """Progress events kept in memory; the worker writes them to the catalog once a second."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.total = 0
+
+    def begin(self, files: int, total_bytes: int) -> None:
+        self.total += total_bytes
+
+    def file_started(self, path: str, size: int, offset: int) -> None:
+        self.done += offset
+
+    def advance(self, path: str, nbytes: int) -> None:
+        self.done += nbytes
+
+    def file_done(self, path: str) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+
+async def run_job(ctx: Context, job: JobInfo) -> None:
+    """Run a claimed job to done, failed, or (if the daemon stops) back to queued."""
+    progress = JobProgress()
+
+    async def report() -> None:
+        while True:
+            await asyncio.sleep(1)
+            await asyncio.to_thread(_write_progress, ctx, job.id, progress)
+
+    reporter = asyncio.create_task(report())
+    opts = job.options
+    try:
+        result = await mirror(
+            ctx,
+            RepoRef.parse(job.repo),
+            include=opts.get("include", ()),
+            exclude=opts.get("exclude", ()),
+            with_base=bool(opts.get("with_base")),
+            progress=progress,
+            from_=opts.get("from"),
+        )
+    except HubdError as exc:
+        log.warning("job %d (%s) failed: %s", job.id, job.repo, exc)
+        _finish(ctx, job.id, "failed", error=str(exc), bytes_done=progress.done)
+    except asyncio.CancelledError:
+        _finish(ctx, job.id, "queued", node=None, bytes_done=progress.done)
+        raise
+    except Exception as exc:
+        log.exception("job %d (%s) crashed", job.id, job.repo)
+        _finish(ctx, job.id, "failed", error=f"internal error: {exc}")
+    else:
+        _finish(
+            ctx,
+            job.id,
+            "done",
+            result=result.to_json(),
+            bytes_done=progress.total,
+            bytes_total=progress.total,
+        )
+    finally:
+        reporter.cancel()
+
+
+def _write_progress(ctx: Context, job_id: int, progress: JobProgress) -> None:
+    with ctx.catalog.begin() as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == "running")
+            .values(bytes_done=progress.done, bytes_total=progress.total)
+        )
+
+
+async def work(ctx: Context, node: str, poll: float) -> None:
+    """One worker: claim, run, repeat; idle workers look again every ``poll`` seconds."""
+    while True:
+        job = await asyncio.to_thread(claim, ctx, node)
+        if job is None:
+            await asyncio.sleep(poll)
+            continue
+        log.info("job %d: mirroring %s", job.id, job.repo)
+        await run_job(ctx, job)
