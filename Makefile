@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/mirror.py
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/audit.py
+	$(BIN)/python bench/serve.py
 
 clean:
 	rm -rf $(VENV) .demo .bench .mypy_cache .ruff_cache .pytest_cache
