@@ -205,13 +205,37 @@ def get_repo(session: Session, repo_id: str) -> Repo:
     return repo
 
 
-def find_revision(session: Session, repo_id: str, revision: str | None) -> Revision | None:
-    """A revision by commit, commit prefix (7+ hex) or ref name; ``None`` means the main ref."""
+def commit_for(session: Session, repo_id: str, revision: str | None) -> str | None:
+    """The commit a ref names, or the one commit a 7+ hex prefix matches; None means main."""
     name = revision or "main"
-    stmt = (
+    ref_commit = session.scalar(
+        select(Ref.commit).join(Repo).where(Repo.repo_id == repo_id, Ref.name == name)
+    )
+    if ref_commit is not None:
+        return ref_commit
+    if len(name) >= 7:
+        matches = list(
+            session.scalars(
+                select(Revision.commit)
+                .join(Repo)
+                .where(Repo.repo_id == repo_id, Revision.commit.startswith(name))
+                .limit(2)
+            )
+        )
+        if len(matches) == 1:
+            return matches[0]
+    return None
+
+
+def find_revision(session: Session, repo_id: str, revision: str | None) -> Revision | None:
+    """A revision (files, card, provenance loaded) by commit, commit prefix or ref name."""
+    commit = commit_for(session, repo_id, revision)
+    if commit is None:
+        return None
+    return session.scalar(
         select(Revision)
         .join(Repo)
-        .where(Repo.repo_id == repo_id)
+        .where(Repo.repo_id == repo_id, Revision.commit == commit)
         .options(
             selectinload(Revision.files),
             selectinload(Revision.card),
@@ -219,16 +243,21 @@ def find_revision(session: Session, repo_id: str, revision: str | None) -> Revis
             selectinload(Revision.provenance),
         )
     )
-    ref_commit = session.scalar(
-        select(Ref.commit).join(Repo).where(Repo.repo_id == repo_id, Ref.name == name)
+
+
+def verified_file(session: Session, repo_id: str, commit: str, path: str) -> File | None:
+    """One file of a verified revision: what serving a download needs, in one query."""
+    return session.scalar(
+        select(File)
+        .join(Revision)
+        .join(Repo)
+        .where(
+            Repo.repo_id == repo_id,
+            Revision.commit == commit,
+            Revision.state == "verified",
+            File.path == path,
+        )
     )
-    if ref_commit is not None:
-        return session.scalar(stmt.where(Revision.commit == ref_commit))
-    if len(name) >= 7:
-        matches = list(session.scalars(stmt.where(Revision.commit.startswith(name))))
-        if len(matches) == 1:
-            return matches[0]
-    return None
 
 
 def ref_names(session: Session, revision: Revision) -> list[str]:

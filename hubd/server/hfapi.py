@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlencode
 from aiohttp import web
 
 from ..catalog.models import File, Revision
-from ..catalog.queries import find_revision, ref_names, repo_exists
+from ..catalog.queries import commit_for, find_revision, ref_names, repo_exists, verified_file
 from ..context import Context
 from ..errors import EntryNotFound, InvalidRequest, RepoNotFound, RevisionNotFound
 from ..refs import RepoRef, check_revision, safe_relpath
@@ -52,6 +52,17 @@ def revision_of(ctx: Context, repo_id: str, rev: str | None) -> tuple[Revision, 
                 raise RepoNotFound(f"Repository {repo_id} not found")
             raise RevisionNotFound(f"Revision {rev!r} not found in {repo_id}")
         return revision, ref_names(session, revision)
+
+
+def _file_of(ctx: Context, repo_id: str, rev: str, path: str) -> tuple[str, File]:
+    """(commit, file) for a download in two small queries; the Hub's errors otherwise."""
+    with ctx.catalog() as session:
+        commit = commit_for(session, repo_id, rev)
+        match = verified_file(session, repo_id, commit, path) if commit else None
+        if match is not None and commit is not None:
+            return commit, match
+    revision_of(ctx, repo_id, rev)  # raises RepoNotFound / RevisionNotFound if that is why
+    raise EntryNotFound(f"{path} not found in {repo_id}@{commit}")
 
 
 def _sibling(f: File) -> dict[str, Any]:
@@ -167,13 +178,10 @@ async def resolve(request: web.Request) -> web.StreamResponse:
         raise EntryNotFound("no such route")
     repo_id = _repo(parts[0], parts[1])
     path = safe_relpath("/".join(parts[4:]))
-    revision, _ = await asyncio.to_thread(revision_of, ctx, repo_id, parts[3])
-    match = next((f for f in revision.files if f.path == path), None)
-    if match is None:
-        raise EntryNotFound(f"{path} not found in {repo_id}@{revision.commit}")
+    commit, match = await asyncio.to_thread(_file_of, ctx, repo_id, check_revision(parts[3]), path)
     etag = f'"{match.sha256 if match.lfs else match.git_oid or match.sha256}"'
     headers = {
-        "X-Repo-Commit": revision.commit,
+        "X-Repo-Commit": commit,
         "X-Linked-Etag": etag,
         "X-Linked-Size": str(match.size),
         "Accept-Ranges": "bytes",
