@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict
 from typing import Any
 
 import click
 
+from hubd.client import DaemonClient
+from hubd.config import load_settings
+from hubd.context import Context
 from hubd.jobs import enqueue, list_jobs, mirror_options
+from hubd.refs import RepoRef
 from hubd.watch import add_watch, list_watches, parse_every, remove_watch
 
 from .common import json_option, open_context
@@ -61,11 +66,17 @@ def add_cmd(
     as_json: bool,
 ) -> None:
     """Queue a mirror of REPO for the daemon (same options as `hubd mirror`)."""
-    job = enqueue(open_context(obj), repo, mirror_options(include, exclude, with_base, from_))
-    if as_json:
-        emit_json(job.to_json())
+    options = mirror_options(include, exclude, with_base, from_)
+    settings = load_settings(home=obj.get("home"))
+    if settings.daemon_url:
+        client = DaemonClient(settings.daemon_url, settings.daemon_token_file, settings.timeout)
+        job = asyncio.run(client.submit(str(RepoRef.parse(repo)), options))
     else:
-        click.echo(f"job {job.id}: {job.repo} {job.state}")
+        job = enqueue(Context.open(settings), repo, options).to_json()
+    if as_json:
+        emit_json(job)
+    else:
+        click.echo(f"job {job['id']}: {job['repo']} {job['state']}")
 
 
 @click.group("watch")

@@ -7,12 +7,17 @@ from typing import Any
 
 import click
 
+from hubd.client import DaemonClient
+from hubd.config import Settings, load_settings
+from hubd.context import Context
+from hubd.errors import InvalidRequest
+from hubd.jobs import mirror_options
 from hubd.mirror import MirrorResult, mirror
 from hubd.refs import RepoRef
 
-from .common import json_option, open_context
+from .common import json_option
 from .output import emit_json, human_bytes, progress_wanted
-from .progress import BarProgress
+from .progress import BarProgress, DaemonBar
 
 
 @click.command("mirror")
@@ -38,25 +43,49 @@ def mirror_cmd(
     quiet: bool,
     as_json: bool,
 ) -> None:
-    """Mirror REPO (org/name[@revision]) into the store, verifying every byte."""
+    """Mirror REPO (org/name[@revision]) into the store, verifying every byte.
+
+    With daemon.url set the daemon does it (as a job) and this command follows it.
+    """
     ref = RepoRef.parse(repo)
-    context = open_context(obj, endpoint=endpoint, concurrency=concurrency)
-    progress = BarProgress() if progress_wanted(quiet, as_json) else None
-    result = asyncio.run(
-        mirror(
-            context,
-            ref,
-            include=include,
-            exclude=exclude,
-            with_base=with_base,
-            progress=progress,
-            from_=from_,
+    settings = load_settings(home=obj.get("home"), endpoint=endpoint, concurrency=concurrency)
+    if settings.daemon_url:
+        if endpoint or concurrency:
+            raise InvalidRequest("--endpoint and --concurrency do not apply to daemon jobs")
+        options = mirror_options(include, exclude, with_base, from_)
+        result = asyncio.run(_via_daemon(settings, str(ref), options, quiet or as_json))
+    else:
+        progress = BarProgress() if progress_wanted(quiet, as_json) else None
+        result = asyncio.run(
+            mirror(
+                Context.open(settings),
+                ref,
+                include=include,
+                exclude=exclude,
+                with_base=with_base,
+                progress=progress,
+                from_=from_,
+            )
         )
-    )
     if as_json:
         emit_json(result.to_json())
     elif not quiet:
         _print_mirror(result)
+
+
+async def _via_daemon(
+    settings: Settings, repo: str, options: dict[str, Any], silent: bool
+) -> MirrorResult:
+    assert settings.daemon_url is not None
+    client = DaemonClient(settings.daemon_url, settings.daemon_token_file, settings.timeout)
+    job = await client.submit(repo, options)
+    if not silent:
+        click.echo(f"queued as job {job['id']} on {settings.daemon_url}", err=True)
+    bar = DaemonBar() if not silent and progress_wanted(False, False) else None
+    done = await client.follow(job["id"], bar.update if bar else None)
+    if bar is not None:
+        bar.close()
+    return MirrorResult.from_json(done["result"])
 
 
 def _print_mirror(result: MirrorResult) -> None:

@@ -3,9 +3,35 @@
 from __future__ import annotations
 
 import sys
-from typing import Never
+from typing import Any, Never
 
 from tqdm import tqdm
+
+
+class DaemonBar:
+    """One bar for a daemon job, fed from its polled bytes_done/bytes_total."""
+
+    def __init__(self) -> None:
+        self._bar: tqdm[Never] | None = None
+
+    def update(self, job: dict[str, Any]) -> None:
+        if not job.get("bytes_total"):
+            return
+        if self._bar is None:
+            self._bar = tqdm(
+                total=job["bytes_total"],
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=sys.stderr,
+                desc=f"job {job['id']}",
+                leave=False,
+            )
+        self._bar.update(job["bytes_done"] - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
 class BarProgress:

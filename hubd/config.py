@@ -134,6 +134,19 @@ class Settings:
         "HUBD_JOBS_POLL",
         "Seconds between the daemon's looks at the job queue and the watch list.",
     )
+    daemon_url: str | None = _setting(
+        None,
+        "daemon.url",
+        "HUBD_DAEMON_URL",
+        "A running daemon that `hubd mirror` and `hubd jobs add` hand their work to "
+        "(default: none, work in-process).",
+    )
+    daemon_token_file: Path | None = _setting(
+        None,
+        "daemon.token_file",
+        "HUBD_DAEMON_TOKEN_FILE",
+        "File with a write-scope token for daemon.url (when it requires auth).",
+    )
     auth_required: bool = _setting(
         False,
         "auth.required",

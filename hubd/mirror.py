@@ -64,6 +64,12 @@ class MirrorResult:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MirrorResult:
+        """Back from to_json (a daemon's job result)."""
+        base = data.get("base")
+        return cls(**{**data, "base": cls.from_json(base) if base else None})
+
 
 def select_files(
     files: Sequence[RemoteFile], include: Sequence[str], exclude: Sequence[str]

@@ -192,3 +192,28 @@ def test_daemon_restart_resumes_an_interrupted_job(
     assert done["state"] == "done" and done["attempts"] == 2
     assert any(r.range and r.range != "bytes=0-" for r in hub.requests), hub.requests
     assert hubd("verify").code == 0
+
+
+@pytest.mark.slow
+def test_cli_hands_work_to_a_configured_daemon(
+    hubd: Hubd,
+    home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    daemon: Callable[..., tuple[subprocess.Popen[str], str]],
+) -> None:
+    _, url = daemon()
+    monkeypatch.setenv("HUBD_HOME", str(tmp_path / "laptop"))
+    monkeypatch.setenv("HUBD_DAEMON_URL", url)
+    result = hubd("mirror", MODEL, "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["files"] > 0
+    queued = json.loads(hubd("jobs", "add", LORA, "--json").out)
+    assert queued["repo"] == LORA and queued["state"] in ("queued", "running", "done")
+    failed = hubd("mirror", "nobody/nothing")
+    assert failed.code == 1 and "failed: repository nobody/nothing not found" in failed.err
+    assert hubd("mirror", MODEL, "--endpoint", "http://x").code == 2
+    assert not (tmp_path / "laptop").exists()  # the laptop's home was never needed
+    monkeypatch.setenv("HUBD_HOME", str(home))
+    monkeypatch.delenv("HUBD_DAEMON_URL")
+    assert MODEL in hubd("ls").out

@@ -19,7 +19,7 @@ from ..catalog.queries import catalog_page
 from ..catalog.views import provenance_hop
 from ..context import Context
 from ..errors import AccessDenied, Forbidden, HubdError, InvalidRequest
-from ..jobs import enqueue, job_metrics, list_jobs, mirror_options
+from ..jobs import enqueue, get_job, job_metrics, list_jobs, mirror_options
 from ..refs import RepoRef
 from ..tokens import token_scope
 from . import hfapi
@@ -132,6 +132,16 @@ async def jobs_list(request: web.Request) -> web.Response:
     return web.json_response({"jobs": [j.to_json() for j in jobs]})
 
 
+async def jobs_get(request: web.Request) -> web.Response:
+    """GET /api/hubd/jobs/{id}: one job's state, progress and result."""
+    try:
+        job_id = int(request.match_info["id"])
+    except ValueError:
+        raise InvalidRequest("job ids are numbers") from None
+    job = await asyncio.to_thread(get_job, request.app[CONTEXT], job_id)
+    return web.json_response(job.to_json())
+
+
 async def jobs_submit(request: web.Request) -> web.Response:
     """POST /api/hubd/jobs {"repo": …, "include": […], …}: queue a mirror (write scope)."""
     ctx = request.app[CONTEXT]
@@ -175,6 +185,7 @@ def create_app(ctx: Context) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/hubd/jobs", jobs_list)
     app.router.add_post("/api/hubd/jobs", jobs_submit)
+    app.router.add_get("/api/hubd/jobs/{id}", jobs_get)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/hubd/catalog", hubd_catalog)
     hubd_rev = "/api/hubd/models/{org}/{name}/revision/{rev}"
