@@ -15,9 +15,20 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, InvalidReference
+from .refs import RepoRef
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
+
+
+@dataclass(frozen=True)
+class LlmEntry:
+    """A model `hubd daemon` serves by alias on its OpenAI-compatible API ([[llm]] tables)."""
+
+    alias: str
+    repo: str
+    file: str | None = None
+    lora: str | None = None
 
 
 def _setting(default: Any, key: str, env: str, help: str) -> Any:
@@ -147,6 +158,13 @@ class Settings:
         "HUBD_DAEMON_TOKEN_FILE",
         "File with a write-scope token for daemon.url (when it requires auth).",
     )
+    llm: tuple[LlmEntry, ...] = _setting(
+        (),
+        "llm",
+        "",
+        "[[llm]] tables (alias, repo, file, lora) that `hubd daemon` serves on /v1 by alias; "
+        "hubd.toml only.",
+    )
     auth_required: bool = _setting(
         False,
         "auth.required",
@@ -236,7 +254,9 @@ def _from_toml(path: Path) -> dict[str, Any]:
     def walk(table: Mapping[str, Any], prefix: str) -> None:
         for key, value in table.items():
             dotted = f"{prefix}{key}"
-            if isinstance(value, dict):
+            if dotted == "llm":
+                values["llm"] = _llm_entries(value, path)
+            elif isinstance(value, dict):
                 walk(value, f"{dotted}.")
             elif dotted not in by_key or dotted in ("home", "token"):
                 raise ConfigError(f"{path}: unknown setting {dotted!r}")
@@ -245,6 +265,32 @@ def _from_toml(path: Path) -> dict[str, Any]:
 
     walk(data, "")
     return values
+
+
+def _llm_entries(raw: Any, path: Path) -> tuple[LlmEntry, ...]:
+    if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
+        raise ConfigError(f"{path}: llm must be [[llm]] tables")
+    entries = []
+    for index, entry in enumerate(raw, 1):
+        unknown = set(entry) - {"alias", "repo", "file", "lora"}
+        if unknown or not isinstance(entry.get("alias"), str) or not entry["alias"]:
+            raise ConfigError(
+                f"{path}: [[llm]] #{index} needs an alias and a repo; "
+                f"unknown keys: {sorted(unknown)}"
+            )
+        try:
+            for key in ("repo", "lora"):
+                if key in entry:
+                    RepoRef.parse(str(entry[key]))
+        except InvalidReference as exc:
+            raise ConfigError(f"{path}: [[llm]] {entry['alias']}: {exc.message}") from None
+        if "repo" not in entry:
+            raise ConfigError(f"{path}: [[llm]] {entry['alias']} has no repo")
+        entries.append(LlmEntry(**{k: str(v) for k, v in entry.items()}))
+    aliases = [e.alias for e in entries]
+    if len(set(aliases)) != len(aliases):
+        raise ConfigError(f"{path}: [[llm]] aliases must be unique")
+    return tuple(entries)
 
 
 def load_settings(environ: Mapping[str, str] = os.environ, **overrides: Any) -> Settings:

@@ -10,12 +10,16 @@ import asyncio
 import signal
 import ssl
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 
 from aiohttp import web
 
 from .context import Context
 from .errors import ConfigError
 from .jobs import requeue_interrupted, work
+from .refs import RepoRef
+from .runtime.openai import ServedModel, add_routes, llama_server
+from .runtime.prepare import prepare
 from .server.app import create_app
 from .watch import schedule
 
@@ -40,7 +44,40 @@ async def run_daemon(
 ) -> None:
     """Serve on host:port (0 = any free port) until a stop signal arrives."""
     tls = tls_context(ctx)
-    runner = web.AppRunner(create_app(ctx), access_log=None, shutdown_timeout=5)
+    async with AsyncExitStack() as stack:
+        app = create_app(ctx)
+        if ctx.settings.llm:
+            models = await asyncio.to_thread(_prepare_llms, ctx)
+            upstream, _ = await stack.enter_async_context(llama_server(models, n_ctx=2048))
+            add_routes(app, upstream, [m.alias for m in models])
+        await _serve(ctx, app, host, port, tls, on_ready)
+
+
+def _prepare_llms(ctx: Context) -> list[ServedModel]:
+    """Every [[llm]] entry resolved, verified and preflighted; the daemon refuses otherwise."""
+    return [
+        ServedModel(
+            entry.alias,
+            prepare(
+                ctx,
+                RepoRef.parse(entry.repo),
+                pattern=entry.file,
+                lora=RepoRef.parse(entry.lora) if entry.lora else None,
+            ),
+        )
+        for entry in ctx.settings.llm
+    ]
+
+
+async def _serve(
+    ctx: Context,
+    app: web.Application,
+    host: str,
+    port: int,
+    tls: ssl.SSLContext | None,
+    on_ready: Callable[[str], None] | None,
+) -> None:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

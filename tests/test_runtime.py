@@ -7,12 +7,13 @@ import contextlib
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import Result
+from conftest import Result, hubd_process
 
 from hubd.errors import InvalidModelFile, RuntimeCrashed
 from hubd.formats.gguf import inspect
@@ -235,3 +236,54 @@ async def _exercise_openai(base: str) -> None:
         async with session.post(f"{base}/v1/chat/completions", json=chat) as r:
             assert r.status == 200
             assert (await r.text()).count("data: ") >= 2
+
+
+@pytest.mark.slow
+def test_daemon_serves_llm_entries_by_alias(mirrored: Hubd, home: Path) -> None:
+    (home / "hubd.toml").write_text(
+        f'[[llm]]\nalias = "tiny"\nrepo = "{BASE}"\nlora = "{LORA}"\n\n'
+        f'[[llm]]\nalias = "plain"\nrepo = "{BASE}"\nfile = "*Q8_0*"\n'
+    )
+    url_file = home / "url"
+    proc = hubd_process("daemon", "--port", "0", "--url-file", str(url_file))
+    try:
+        deadline = time.monotonic() + 120
+        while not url_file.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        asyncio.run(_exercise_daemon_llm(url_file.read_text()))
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
+async def _exercise_daemon_llm(base: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/v1/models") as r:
+            assert sorted(m["id"] for m in (await r.json())["data"]) == ["plain", "tiny"]
+        for alias in ("tiny", "plain"):
+            body = {"model": alias, "prompt": PROMPT, "max_tokens": 3}
+            async with session.post(f"{base}/v1/completions", json=body) as r:
+                assert r.status == 200 and (await r.json())["usage"]["completion_tokens"] >= 1
+        async with session.post(f"{base}/v1/completions", json={"model": "nope"}) as r:
+            assert r.status == 404
+        async with session.get(f"{base}/api/models/{BASE}") as r:
+            assert r.status == 200  # the same daemon still serves the Hub API
+
+
+@pytest.mark.parametrize(
+    ("toml", "code", "message"),
+    [
+        ('[[llm]]\nalias = "x"\n', 2, "has no repo"),
+        ('[[llm]]\nrepo = "a/b"\n', 2, "needs an alias"),
+        ('[[llm]]\nalias = "x"\nrepo = "../b"\n', 2, "not a repo id"),
+        ('[[llm]]\nalias = "x"\nrepo = "a/b"\n[[llm]]\nalias = "x"\nrepo = "a/c"\n', 2, "unique"),
+        (f'[[llm]]\nalias = "x"\nrepo = "{BASE}"\nlora = "acme/lora-wide"\n', 11, "do not fit"),
+    ],
+)
+def test_bad_llm_entries_stop_the_daemon(
+    mirrored: Hubd, home: Path, toml: str, code: int, message: str
+) -> None:
+    (home / "hubd.toml").write_text(toml)
+    result = mirrored("daemon", "--port", "0")
+    assert result.code == code and message in result.err, result.err

@@ -12,7 +12,8 @@ import json
 import socket
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,16 +65,16 @@ def _error(status: int, message: str, code: str) -> web.Response:
     return web.json_response(body, status=status)
 
 
-def front_app(upstream: str, aliases: Sequence[str]) -> web.Application:
-    """The public API: model listing and alias checks here, completions forwarded upstream."""
+def add_routes(app: web.Application, upstream: str, aliases: Sequence[str]) -> None:
+    """Model listing and alias checks here, completions forwarded to ``upstream``.
+
+    Mounted on the `hubd run --openai` front, or on the daemon's own app for [[llm]] entries.
+    """
     known = set(aliases)
 
     async def models(_: web.Request) -> web.Response:
         data = [{"id": a, "object": "model", "owned_by": "hubd"} for a in aliases]
         return web.json_response({"object": "list", "data": data})
-
-    async def health(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "models": list(aliases)})
 
     async def forward(request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -108,12 +109,21 @@ def front_app(upstream: str, aliases: Sequence[str]) -> web.Application:
         yield
         await app[SESSION].close()
 
-    app = web.Application(client_max_size=MAX_BODY)
     app.cleanup_ctx.append(session_ctx)
     app.router.add_get("/v1/models", models)
-    app.router.add_get("/healthz", health)
     for path in ("/v1/completions", "/v1/chat/completions", "/v1/embeddings"):
         app.router.add_post(path, forward)
+
+
+def front_app(upstream: str, aliases: Sequence[str]) -> web.Application:
+    """The public API of `hubd run --openai`."""
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "models": list(aliases)})
+
+    app = web.Application(client_max_size=MAX_BODY)
+    app.router.add_get("/healthz", health)
+    add_routes(app, upstream, aliases)
     return app
 
 
@@ -134,15 +144,11 @@ async def _wait_ready(proc: asyncio.subprocess.Process, upstream: str) -> None:
     raise RuntimeCrashed("the llama.cpp server did not start in time")
 
 
-async def serve(
-    models: Sequence[ServedModel],
-    host: str,
-    port: int,
-    *,
-    n_ctx: int = 2048,
-    ready: Callable[[str], Awaitable[None] | None] | None = None,
-) -> None:
-    """Serve until cancelled; the llama.cpp server process goes down with us."""
+@asynccontextmanager
+async def llama_server(
+    models: Sequence[ServedModel], n_ctx: int
+) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
+    """llama-cpp-python's server on a loopback port with these models: (URL, process)."""
     internal = _free_port()
     upstream = f"http://127.0.0.1:{internal}"
     with tempfile.TemporaryDirectory(prefix="hubd-llm-") as tmp:
@@ -157,12 +163,33 @@ async def serve(
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
-        runner = web.AppRunner(front_app(upstream, [m.alias for m in models]), access_log=None)
         try:
             await _wait_ready(proc, upstream)
+            yield upstream, proc
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), 10)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+
+
+async def serve(
+    models: Sequence[ServedModel],
+    host: str,
+    port: int,
+    *,
+    n_ctx: int = 2048,
+    ready: Callable[[str], Awaitable[None] | None] | None = None,
+) -> None:
+    """Serve until cancelled; the llama.cpp server process goes down with us."""
+    async with llama_server(models, n_ctx) as (upstream, proc):
+        runner = web.AppRunner(front_app(upstream, [m.alias for m in models]), access_log=None)
+        try:
             await runner.setup()
-            site = web.TCPSite(runner, host, port)
-            await site.start()
+            await web.TCPSite(runner, host, port).start()
             address = f"http://{host}:{runner.addresses[0][1]}"
             if ready is not None:
                 result = ready(address)
@@ -172,10 +199,3 @@ async def serve(
             raise RuntimeCrashed(f"the llama.cpp server exited ({exit_code})")
         finally:
             await runner.cleanup()
-            if proc.returncode is None:
-                proc.terminate()
-                try:
-                    await asyncio.wait_for(proc.wait(), 10)
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
