@@ -21,9 +21,18 @@ def config_cmd(obj: dict[str, Any], as_json: bool) -> None:
     rows = []
     for doc in setting_docs():
         value = getattr(settings, doc.name)
-        shown = "(set)" if doc.name == "token" and value else value
+        shown = _token_shown(value) if doc.name == "token" else value
         rows.append({"key": doc.key, "env": doc.env, "value": shown, "help": doc.help})
     if as_json:
         emit_json(rows)
     else:
         table(["SETTING", "ENV", "VALUE"], [[r["key"], r["env"], r["value"]] for r in rows])
+
+
+def _token_shown(value: str | None) -> str | None:
+    """Never the token itself: whether one is set, or which one huggingface_hub would use."""
+    if value:
+        return "(set)"
+    from huggingface_hub import get_token
+
+    return "(hf auth login)" if get_token() else None

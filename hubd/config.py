@@ -56,7 +56,8 @@ class Settings:
         None,
         "token",
         "HF_TOKEN",
-        "Hugging Face token; read from HF_TOKEN or the `hf auth login` file, never from hubd.toml.",
+        "Hugging Face token (HF_TOKEN); unset, huggingface_hub's own lookup (the `hf auth login` "
+        "file) applies when the Hub is contacted. Never read from hubd.toml.",
     )
     offline: bool = _setting(
         False,
@@ -304,16 +305,7 @@ def load_settings(environ: Mapping[str, str] = os.environ, **overrides: Any) -> 
         env = f.metadata["env"]
         if f.name != "home" and environ.get(env) not in (None, ""):
             values[f.name] = _convert(f.name, environ[env], env)
-    if "token" not in values:
-        values["token"] = _hf_saved_token()
     for name, value in overrides.items():
         if value is not None and name != "home":
             values[name] = value
     return Settings(home=home, **values).resolved()
-
-
-def _hf_saved_token() -> str | None:
-    """The token `hf auth login` saved, through huggingface_hub's own lookup."""
-    from huggingface_hub import get_token
-
-    return get_token()

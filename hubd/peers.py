@@ -91,7 +91,7 @@ def sources(ctx: Context, from_: str | None = None) -> list[HfSource]:
     """Where to mirror from: ``from_`` (a peer name or URL) only, else peers in order, then HF."""
     s = ctx.settings
 
-    def source(url: str, token: str | None) -> HfSource:
+    def source(url: str, token: str | bool | None) -> HfSource:
         return HfSource(
             url,
             token=token,
@@ -105,6 +105,6 @@ def sources(ctx: Context, from_: str | None = None) -> list[HfSource]:
     if from_ is not None:
         named = next((p for p in peers if p.name == from_), None)
         if named is not None:
-            return [source(named.url, peer_token(named))]
-        return [source(check_url(from_), None)]  # never send the HF token to an ad-hoc URL
-    return [source(p.url, peer_token(p)) for p in peers] + [source(s.endpoint, s.token)]
+            return [source(named.url, peer_token(named) or False)]
+        return [source(check_url(from_), False)]  # never send the HF token to an ad-hoc URL
+    return [source(p.url, peer_token(p) or False) for p in peers] + [source(s.endpoint, s.token)]

@@ -60,29 +60,36 @@ class HfSource:
         self,
         endpoint: str,
         *,
-        token: str | None,
+        token: str | bool | None,
         timeout: float,
         parts: int,
         part_size: int,
         retries: int,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
+        # A string is sent; None lets huggingface_hub find the user's token (HF_TOKEN, the
+        # `hf auth login` file) only when the Hub is contacted; False never sends one (peers).
         self.token = token
         self.timeout = timeout
         self.parts = parts
         self.part_size = part_size
         self.retries = retries
-        self._api = HfApi(endpoint=self.endpoint, token=token or False)
+        self._api = HfApi(endpoint=self.endpoint, token=token)
         self._budget = asyncio.Semaphore(max(parts, BUFFER_BUDGET // part_size))
+
+    def has_token(self) -> bool:
+        if self.token is None:
+            from huggingface_hub import get_token
+
+            return get_token() is not None
+        return bool(self.token)
 
     @property
     def host(self) -> str:
         return urlsplit(self.endpoint).netloc
 
     def headers(self) -> dict[str, str]:
-        return build_hf_headers(
-            token=self.token or False, library_name="hubd", library_version=__version__
-        )
+        return build_hf_headers(token=self.token, library_name="hubd", library_version=__version__)
 
     def resolve(self, ref: RepoRef) -> RemoteRevision:
         """Commit and declared files of ``ref`` (blocking: run it in a thread)."""
@@ -95,7 +102,7 @@ class HfSource:
         except RepositoryNotFoundError:
             raise RepoNotFound(
                 f"repository {ref.repo_id} not found on {self.host}",
-                hint=None if self.token else f"if it is private, {TOKEN_HINT}",
+                hint=None if self.has_token() else f"if it is private, {TOKEN_HINT}",
             ) from None
         except RevisionNotFoundError:
             raise RevisionNotFound(
@@ -120,7 +127,7 @@ class HfSource:
                 )
             )
         gated = info.gated if isinstance(info.gated, str) else None
-        if gated and not self.token:
+        if gated and not self.has_token():
             raise GatedRepo(f"{ref.repo_id} is gated ({gated}) on {self.host}", hint=TOKEN_HINT)
         return RemoteRevision(
             repo_id=ref.repo_id,
