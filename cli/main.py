@@ -34,6 +34,11 @@ COMMANDS = {
     "tokens": "tokens:tokens_group",
     "jobs": "jobs:jobs_group",
     "watch": "jobs:watch_group",
+    "keys": "keys:keys_group",
+    "trust": "keys:trust_group",
+    "sign": "signing:sign_cmd",
+    "export": "signing:export_cmd",
+    "provenance": "provenance:provenance_cmd",
 }
 
 

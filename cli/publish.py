@@ -32,4 +32,6 @@ def add_cmd(obj: dict[str, Any], path: Path, repo_id: str, revision: str, as_jso
     )
     if result.is_adapter:
         click.echo(f"  adapter for {result.base_model or 'an unknown base model'}")
+    if result.signed_by:
+        click.echo(f"  model.sig: signature by {result.signed_by} verified and kept")
     click.echo(f"  snapshot: {result.snapshot}")

@@ -6,12 +6,14 @@ from typing import Any
 
 import click
 
-from hubd.catalog.queries import get_repo, list_repos
-from hubd.catalog.views import repo_detail, repo_summary
-from hubd.errors import VerificationFailed
+from hubd.catalog.queries import get_repo, repo_summaries
+from hubd.catalog.views import repo_detail
+from hubd.context import Context
+from hubd.errors import SignatureInvalid, VerificationFailed
 from hubd.gc import collect, remove
 from hubd.refs import RepoRef
 from hubd.verify.blobs import verify_store
+from hubd.verify.trust import verify_signatures
 
 from .common import json_option, open_context
 from .output import emit_json, human_bytes, table
@@ -24,7 +26,7 @@ def ls_cmd(obj: dict[str, Any], as_json: bool) -> None:
     """List the repos in the catalog."""
     context = open_context(obj)
     with context.catalog() as session:
-        rows = [repo_summary(repo) for repo in list_repos(session)]
+        rows = repo_summaries(session)
     if as_json:
         emit_json(rows)
         return
@@ -78,13 +80,17 @@ def show_cmd(obj: dict[str, Any], repo: str, as_json: bool) -> None:
 
 @click.command("verify")
 @click.argument("repo", required=False)
+@click.option("--signatures", is_flag=True, help="Also check signatures and the trust policy.")
 @json_option
 @click.pass_obj
-def verify_cmd(obj: dict[str, Any], repo: str | None, as_json: bool) -> None:
+def verify_cmd(obj: dict[str, Any], repo: str | None, signatures: bool, as_json: bool) -> None:
     """Re-hash stored blobs (of REPO, or all); exit 1 on any mismatch."""
     repo_id = RepoRef.parse(repo).repo_id if repo else None
     context = open_context(obj)
     report = verify_store(context, repo_id)
+    if signatures and report.ok:
+        verify_signatures_cmd(context, repo_id, as_json, report.to_json())
+        return
     if as_json:
         emit_json(report.to_json())
     else:
@@ -101,6 +107,31 @@ def verify_cmd(obj: dict[str, Any], repo: str | None, as_json: bool) -> None:
             f"{len(report.damaged)} damaged file(s) in the store",
             hint="re-mirror the named revisions to repair them",
         )
+
+
+def verify_signatures_cmd(
+    context: Context, repo_id: str | None, as_json: bool, hashes: dict[str, Any]
+) -> None:
+    """The signature half of `hubd verify --signatures`, run once every hash matched."""
+    results = verify_signatures(context, repo_id)
+    bad = [reason for *_, v in results for reason in v.reasons]
+    if as_json:
+        emit_json(
+            {
+                **hashes,
+                "ok": not bad,
+                "signatures": [{"repo": r, "commit": c, **v.to_json()} for r, c, v in results],
+            }
+        )
+    else:
+        click.echo(f"hashes: {hashes['blobs']} blobs all ok")
+        for r, c, v in results:
+            signed = ", ".join(v.signers) or "unsigned"
+            click.echo(f"{'OK ' if v.ok else 'BAD'} {r}@{c[:12]} signed by: {signed}")
+            for reason in v.reasons:
+                click.echo(f"    {reason}")
+    if bad:
+        raise SignatureInvalid(bad[0] if len(bad) == 1 else f"{bad[0]} (and {len(bad) - 1} more)")
 
 
 @click.command("rm")

@@ -22,7 +22,9 @@ Every failure a user can cause or meet is a :class:`HubdError`; the CLI maps eac
     │   └── OfflineError                          HF_HUB_OFFLINE=1 and the answer needs the network
     ├── IntegrityError             exit 6   502
     │   ├── HashMismatch                          bytes do not match the declared digest
-    │   └── SizeMismatch                          byte count does not match the declared size
+    │   ├── SizeMismatch                          byte count does not match the declared size
+    │   ├── SignatureInvalid                      a signature that does not verify or match
+    │   └── UntrustedSigner                       signed, but by no key in the trust store
     ├── UnsafePath                 exit 7   400   a file name with '..', absolute, '\\' or NUL
     ├── StoreError                 exit 8   507   disk full, permissions, corrupt store
     ├── PolicyViolation            exit 9   403   the policy denies mirroring this repo
@@ -127,6 +129,14 @@ class HashMismatch(IntegrityError):
 
 class SizeMismatch(IntegrityError):
     code = "SizeMismatch"
+
+
+class SignatureInvalid(IntegrityError):
+    code = "SignatureInvalid"
+
+
+class UntrustedSigner(IntegrityError):
+    code = "UntrustedSigner"
 
 
 class UnsafePath(HubdError):

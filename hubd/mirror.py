@@ -36,6 +36,7 @@ from .errors import (
 from .lineage import adapter_lineage
 from .peers import sources
 from .refs import RepoRef, is_commit
+from .signatures import sign_revision
 from .sources.base import NullProgress, Progress, RemoteFile, RemoteRevision
 from .sources.huggingface import HfSource
 from .store import Expected
@@ -205,7 +206,8 @@ def record_snapshot(
 ) -> tuple[Path, bool, str | None]:
     """Link the snapshot, parse card and lineage, and commit the catalog rows (blocking).
 
-    Shared by mirror and `hubd add`: ``digests`` maps every path to its verified blob.
+    Shared by mirror and `hubd add`: ``digests`` maps every path to its verified blob. The
+    revision is then signed with the node key (re-signed when a mirror adds files to it).
     """
     store = ctx.store
     snapshot = store.link_snapshot(remote.repo_id, remote.commit, digests.items())
@@ -244,6 +246,7 @@ def record_snapshot(
     )
     with ctx.catalog.begin() as session:
         record_revision(session, record)
+    sign_revision(ctx, RepoRef.parse(f"{remote.repo_id}@{remote.commit}"))  # node key
     return snapshot, is_adapter, base
 
 

@@ -20,9 +20,11 @@ from .context import Context
 from .errors import InvalidRequest, UnsafePath
 from .mirror import record_snapshot
 from .refs import RepoRef, check_revision, safe_relpath
+from .signatures import keep_signature, trusted_bundle
 from .sources.base import RemoteFile, RemoteRevision
 from .store import Expected
 from .verify.hashes import CHUNK, git_blob_header, git_blob_sha1, lfs_pointer
+from .verify.signing import SIGNATURE_FILE
 
 # What the Hub's default .gitattributes stores in LFS, plus anything of 10 MiB or more.
 LFS_SUFFIXES = (
@@ -58,6 +60,7 @@ class AddResult:
     snapshot: str
     is_adapter: bool
     base_model: str | None
+    signed_by: str | None = None  # the trusted signer of the directory's model.sig
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,7 +76,7 @@ def _files(root: Path) -> list[tuple[str, Path]]:
             path = Path(current) / name
             if not path.resolve().is_relative_to(real_root):
                 raise UnsafePath(f"{path} points outside {root}")
-            if not path.is_file():
+            if not path.is_file() or path == root / SIGNATURE_FILE:
                 continue
             found.append((safe_relpath(path.relative_to(root).as_posix()), path))
     return found
@@ -122,6 +125,8 @@ def add(ctx: Context, root: Path, repo_id: str, revision: str = "main") -> AddRe
         added += _store(ctx, f"{root}/{rel}", path, sha256, size)
         remote_files.append(RemoteFile(rel, size, git_oid, sha256 if lfs else None))
         digests[rel] = sha256
+    bundle = root / SIGNATURE_FILE  # an export from another node: its signature must hold
+    signer = trusted_bundle(ctx, bundle, digests, str(root)) if bundle.is_file() else None
     manifest = "".join(f"{rel}\0{digests[rel]}\n" for rel, _ in entries)
     commit = hashlib.sha1(f"hubd-add\0{ref.repo_id}\n{manifest}".encode()).hexdigest()
     with ctx.catalog() as session:
@@ -131,6 +136,8 @@ def add(ctx: Context, root: Path, repo_id: str, revision: str = "main") -> AddRe
     snapshot, is_adapter, base = record_snapshot(
         ctx, ref, remote, remote_files, digests, source_url=f"file://{root.resolve()}"
     )
+    if signer is not None:
+        keep_signature(ctx, ref.repo_id, commit, signer.hint, bundle.read_bytes())
     total = sum(f.size for f in remote_files)
     return AddResult(
         repo=ref.repo_id,
@@ -144,4 +151,5 @@ def add(ctx: Context, root: Path, repo_id: str, revision: str = "main") -> AddRe
         snapshot=str(snapshot),
         is_adapter=is_adapter,
         base_model=base,
+        signed_by=signer.name if signer else None,
     )

@@ -6,6 +6,7 @@ Layout under ``store_dir``::
     tmp/<key>.partial, tmp/<key>.lock     a transfer in progress (kept across crashes: resume)
     snapshots/<org>/<name>/<commit>/<path> -> relative symlink to the blob (original names)
     refs/<org>/<name>/<branch-or-tag>     the commit a ref pointed at when last mirrored
+    signatures/<org>/<name>/<commit>/<key-hint>.sig   OMS bundles (hubd.verify.keys)
 
 A blob only ever appears by ``os.replace`` of a fully written, fsynced and verified temp file,
 so a crash leaves either nothing or a ``.partial`` to resume, never a wrong blob.
@@ -211,6 +212,7 @@ class Store:
         self.snapshots_dir = root / "snapshots"
         self.refs_dir = root / "refs"
         self.git_index_dir = root / "blobs" / "git"
+        self.signatures_dir = root / "signatures"
 
     @contextmanager
     def guard(self, *, exclusive: bool) -> Iterator[None]:
@@ -285,11 +287,12 @@ class Store:
 
     def remove_snapshot(self, repo_id: str, commit: str) -> None:
         shutil.rmtree(self.snapshot_dir(repo_id, commit), ignore_errors=True)
+        shutil.rmtree(self.signatures_dir / repo_id / commit, ignore_errors=True)
         refs = self.refs_dir / repo_id
         for ref in list(refs.rglob("*")) if refs.exists() else []:
             if ref.is_file() and ref.read_text().strip() == commit:
                 ref.unlink()
-        for directory in (self.snapshots_dir / repo_id, refs):
+        for directory in (self.snapshots_dir / repo_id, refs, self.signatures_dir / repo_id):
             if directory.exists() and not any(directory.iterdir()):
                 directory.rmdir()
 

@@ -1,0 +1,68 @@
+"""`hubd sign` and `hubd export`: OMS v1.0 signatures and verified air-gap copies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hubd.refs import RepoRef
+from hubd.signatures import export_revision, import_signature, sign_revision
+from hubd.verify.keys import load_private_key
+
+from .common import json_option, open_context
+from .output import emit_json, human_bytes
+
+
+@click.command("sign")
+@click.argument("repo")
+@click.option(
+    "--key",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="ECDSA P-256/P-384 private key PEM (default: the node key).",
+)
+@click.option(
+    "--bundle",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Keep this OMS bundle (e.g. from `model_signing sign key`) after checking it.",
+)
+@json_option
+@click.pass_obj
+def sign_cmd(
+    obj: dict[str, Any], repo: str, key: Path | None, bundle: Path | None, as_json: bool
+) -> None:
+    """Sign REPO[@rev]'s manifest (OpenSSF Model Signing v1.0), or attach a --bundle."""
+    if key and bundle:
+        raise click.UsageError("--key and --bundle are exclusive")
+    ref = RepoRef.parse(repo)
+    context = open_context(obj)
+    if bundle:
+        result = import_signature(context, ref, bundle)
+    else:
+        result = sign_revision(context, ref, load_private_key(key) if key else None)
+    if as_json:
+        emit_json(result.to_json())
+        return
+    click.echo(f"signed {result.repo}@{result.commit[:12]} by {result.signer}: {result.path}")
+
+
+@click.command("export")
+@click.argument("repo")
+@click.option("--to", "to", type=click.Path(path_type=Path), required=True, help="New directory.")
+@json_option
+@click.pass_obj
+def export_cmd(obj: dict[str, Any], repo: str, to: Path, as_json: bool) -> None:
+    """Copy REPO[@rev]'s files, re-hashed, plus model.sig (node key) into a new directory."""
+    result = export_revision(open_context(obj), RepoRef.parse(repo), to)
+    if as_json:
+        emit_json(result.to_json())
+        return
+    click.echo(
+        f"exported {result.repo}@{result.commit[:12]}: {result.files} files, "
+        f"{human_bytes(result.bytes)} to {result.directory}"
+    )
+    click.echo(
+        f"  check it: model_signing verify key {result.directory} --signature "
+        f"{result.signature} --public_key node.pub  (from `hubd keys show --public`)"
+    )

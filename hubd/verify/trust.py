@@ -1,0 +1,169 @@
+"""Trust policy: which signers a revision needs before it may be used, and why not.
+
+``$HUBD_HOME/trust/policy.toml`` (``schemas/trust-policy.schema.json``)::
+
+    [[rules]]
+    repo = "acme/*"                 # glob or list of globs over org/name
+    signers = ["security-team"]     # every one of these must have signed (names from `hubd trust`)
+
+Every matching rule applies; a repo no rule matches needs no signature. Hashes are the
+caller's business (``hubd verify`` re-hashes the blobs first): here a signature is checked
+against the digests the catalog records.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any
+
+from ..catalog.queries import find_revision, revisions_with_files
+from ..context import Context
+from ..errors import InvalidPolicy, RevisionNotFound, SignatureInvalid
+from .keys import Signer, stored_signatures, trust_dir, trusted_signers
+from .signing import Bundle, compare
+
+
+@dataclass(frozen=True)
+class TrustRule:
+    repos: tuple[str, ...]
+    signers: tuple[str, ...]
+
+
+@dataclass
+class Verdict:
+    """May this revision be used: ``ok``, else ``reasons``; ``signers`` whose signature holds."""
+
+    ok: bool
+    reasons: list[str] = field(default_factory=list)
+    signers: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "reasons": self.reasons, "signers": self.signers}
+
+
+def load_rules(ctx: Context) -> list[TrustRule]:
+    path = trust_dir(ctx) / "policy.toml"
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        return []
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise InvalidPolicy(f"{path}: {exc}") from None
+    if set(data) - {"rules"} or not isinstance(data.get("rules", []), list):
+        raise InvalidPolicy(f"{path}: expected only [[rules]] tables")
+    rules = []
+    for index, raw in enumerate(data.get("rules", []), 1):
+        repos = raw.get("repo") if isinstance(raw, dict) else None
+        repos = [repos] if isinstance(repos, str) else repos
+        signers = raw.get("signers") if isinstance(raw, dict) else None
+        if (
+            not isinstance(raw, dict)
+            or set(raw) - {"repo", "signers"}
+            or not isinstance(repos, list)
+            or not repos
+            or not all(isinstance(r, str) for r in repos)
+            or not isinstance(signers, list)
+            or not signers
+            or not all(isinstance(s, str) for s in signers)
+        ):
+            raise InvalidPolicy(
+                f"{path}: rule #{index} needs repo (a glob or list) and signers (a non-empty "
+                "list of trusted names), nothing else"
+            )
+        rules.append(TrustRule(tuple(repos), tuple(signers)))
+    return rules
+
+
+def required_signers(rules: list[TrustRule], repo_id: str) -> list[str]:
+    needed = {s for r in rules if any(fnmatchcase(repo_id, g) for g in r.repos) for s in r.signers}
+    return sorted(needed)
+
+
+def check_bundle(
+    data: bytes, files: Mapping[str, str], signers: list[Signer], label: str
+) -> Signer | None:
+    """The trusted signer of a bundle that covers exactly ``files``; None if no trusted key.
+
+    Raises SignatureInvalid for a bad signature or content that differs from what was signed.
+    """
+    bundle = Bundle.parse(data, label)
+    for signer in [s for s in signers if bundle.hint in (None, s.hint)]:
+        try:
+            signed = bundle.verify(signer.key, f"{label} ({signer.name})")
+        except SignatureInvalid:
+            if bundle.hint is None:
+                continue  # an old bundle without a hint: try every trusted key
+            raise
+        compare(signed, files, f"{label} ({signer.name})")
+        return signer
+    return None
+
+
+def _verdict(
+    ctx: Context, repo_id: str, commit: str, files: Mapping[str, str], rules: list[TrustRule]
+) -> Verdict:
+    signers = trusted_signers(ctx)
+    verdict = Verdict(ok=True)
+    untrusted = 0
+    for path in stored_signatures(ctx, repo_id, commit):
+        label = f"{repo_id}@{commit[:12]}: signature {path.stem[:12]}"
+        try:
+            signer = check_bundle(path.read_bytes(), files, signers, label)
+        except SignatureInvalid as exc:
+            verdict.reasons.append(exc.message)
+            continue
+        if signer is None:
+            untrusted += 1
+        else:
+            verdict.signers.append(signer.name)
+    verdict.signers.sort()
+    known = {s.name for s in signers}
+    for name in required_signers(rules, repo_id):
+        if name not in verdict.signers:
+            why = "" if name in known else f" (no key named {name!r} in the trust store)"
+            found = f"; {untrusted} signature(s) by untrusted keys" if untrusted else ""
+            verdict.reasons.append(
+                f"{repo_id}@{commit[:12]}: needs a valid signature by {name}{why}{found}"
+            )
+    verdict.ok = not verdict.reasons
+    return verdict
+
+
+def may_use(ctx: Context, repo_id: str, commit: str) -> Verdict:
+    """Whether the trust policy lets this revision be used, and every reason why not.
+
+    No rule for the repo means allowed; a signature that is present but broken or does not
+    match the catalog's digests is always a reason (something was tampered with).
+    """
+    with ctx.catalog() as session:
+        revision = find_revision(session, repo_id, commit)
+        if revision is None:
+            raise RevisionNotFound(f"{repo_id}@{commit} is not in the catalog")
+        state, full = revision.state, revision.commit
+        files = {f.path: f.sha256 for f in revision.files}
+    verdict = _verdict(ctx, repo_id, full, files, load_rules(ctx))
+    if state != "verified":
+        verdict.reasons.insert(0, f"{repo_id}@{commit[:12]} is {state}, not verified")
+        verdict.ok = False
+    return verdict
+
+
+def verify_signatures(ctx: Context, repo_id: str | None = None) -> list[tuple[str, str, Verdict]]:
+    """(repo, commit, verdict) for every revision (of ``repo_id``, or all)."""
+    with ctx.catalog() as session:
+        revisions = [
+            (r.repo.repo_id, r.commit, r.state, {f.path: f.sha256 for f in r.files})
+            for r in revisions_with_files(session, repo_id)
+        ]
+    rules = load_rules(ctx)
+    results = []
+    for repo, commit, state, files in revisions:
+        verdict = _verdict(ctx, repo, commit, files, rules)
+        if state != "verified":
+            verdict.reasons.insert(0, f"{repo}@{commit[:12]} is {state}, not verified")
+            verdict.ok = False
+        results.append((repo, commit, verdict))
+    return results
