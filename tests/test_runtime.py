@@ -287,3 +287,13 @@ def test_bad_llm_entries_stop_the_daemon(
     (home / "hubd.toml").write_text(toml)
     result = mirrored("daemon", "--port", "0")
     assert result.code == code and message in result.err, result.err
+
+
+def test_trust_policy_refusal_means_no_load(mirrored: Hubd, home: Path) -> None:
+    (home / "trust").mkdir(exist_ok=True)
+    policy = home / "trust" / "policy.toml"
+    policy.write_text('[[rules]]\nrepo = "acme/*"\nsigners = ["security-team"]\n')
+    refused = mirrored("run", BASE, "-p", PROMPT, "--max-tokens", "2")
+    assert refused.code == 6 and "trust policy refuses" in refused.err
+    policy.write_text('[[rules]]\nrepo = "acme/*"\nsigners = ["node"]\n')  # mirror signed it
+    assert mirrored("run", BASE, "--lora", LORA, "-p", PROMPT, "--max-tokens", "2").code == 0

@@ -1,4 +1,4 @@
-"""From a repo (and optional LoRA repo) to verified snapshot paths that passed the preflight.
+"""From a repo (and optional LoRA repo) to verified, trusted snapshot paths that passed preflight.
 
 The worker process and the OpenAI-compatible server only ever see what ``prepare`` returns.
 """
@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 from ..catalog.models import Revision
 from ..catalog.queries import derived_repos, find_revision
 from ..context import Context
-from ..errors import EntryNotFound, IntegrityError, InvalidReference, NotFound
+from ..errors import EntryNotFound, IntegrityError, InvalidReference, NotFound, UntrustedSigner
 from ..formats.gguf import check_lora, check_model, inspect
 from ..refs import RepoRef
+from ..verify.trust import may_use
 from .loadcheck import check_blobs
 from .selection import GgufChoice, GgufFile, choose
 
@@ -93,13 +94,23 @@ def prepare(
         label = f"{repo.repo_id}@{revision.commit[:12]}"
         blobs = [(p.sha256, f"{label} {p.path}") for p in model.parts]
         lora_path = lora_repo = None
+        used_adapter: list[tuple[str, str]] = []
         if adapter is not None:
             lora_rev, lora_choice = adapter
             lora_repo = lora_rev.repo.repo_id
+            used_adapter.append((lora_repo, lora_rev.commit))
             part = lora_choice.parts[0]
             lora_path = ctx.store.snapshot_dir(lora_repo, lora_rev.commit) / part.path
             blobs.append((part.sha256, f"{lora_repo}@{lora_rev.commit[:12]} {part.path}"))
         commit = revision.commit
+    for repo_id, revision_commit in [(repo.repo_id, commit), *used_adapter]:
+        verdict = may_use(ctx, repo_id, revision_commit)
+        if not verdict.ok:
+            raise UntrustedSigner(
+                f"the trust policy refuses {repo_id}@{revision_commit[:12]}: "
+                + "; ".join(verdict.reasons),
+                hint="`hubd verify --signatures` shows the signatures; `hubd trust ls` the keys",
+            )
     full = check_blobs(ctx.store, blobs)
     infos = [inspect(base_dir / p.path, p.path) for p in model.parts]
     check_model(infos)
