@@ -22,11 +22,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check hubd cli tests bench
 	$(BIN)/mypy
 
+# tests/pg.sh: a throwaway PostgreSQL for the catalog tests (HUBD_TEST_PG=skip to go without).
 test: lint
-	$(BIN)/pytest
+	bash tests/pg.sh $(BIN)/pytest
 
 test-fast: lint
-	$(BIN)/pytest -m "not slow"
+	bash tests/pg.sh $(BIN)/pytest -m "not slow"
 
 demo: $(STAMP)
 	bash demo/demo.sh
@@ -35,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/mirror.py
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/audit.py
+	bash tests/pg.sh $(BIN)/python bench/catalog.py
 	$(BIN)/python bench/serve.py
 
 clean:

@@ -39,6 +39,7 @@ COMMANDS = {
     "sign": "signing:sign_cmd",
     "export": "signing:export_cmd",
     "provenance": "provenance:provenance_cmd",
+    "db": "db:db_group",
 }
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
 
 from hubd.config import load_settings, setting_docs
 
@@ -21,12 +23,25 @@ def config_cmd(obj: dict[str, Any], as_json: bool) -> None:
     rows = []
     for doc in setting_docs():
         value = getattr(settings, doc.name)
-        shown = _token_shown(value) if doc.name == "token" else value
+        if doc.name == "token":
+            shown = _token_shown(value)
+        elif doc.name == "catalog_url":
+            shown = _url_shown(value)
+        else:
+            shown = value
         rows.append({"key": doc.key, "env": doc.env, "value": shown, "help": doc.help})
     if as_json:
         emit_json(rows)
     else:
         table(["SETTING", "ENV", "VALUE"], [[r["key"], r["env"], r["value"]] for r in rows])
+
+
+def _url_shown(url: str) -> str:
+    """A PostgreSQL catalog's URL without its password (output gets pasted into tickets)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
 
 
 def _token_shown(value: str | None) -> str | None:

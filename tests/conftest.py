@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="hubd-test-hf-")
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 import pytest  # noqa: E402
+from sqlalchemy import create_engine, make_url, text  # noqa: E402
 
 from hubd.cli.main import main  # noqa: E402
 from hubd.config import Settings, load_settings  # noqa: E402
@@ -25,6 +27,10 @@ from hubd.testing.modelgen import tiny_lora_files, tiny_model_files  # noqa: E40
 MODEL = "acme/tiny-llama"
 LORA = "acme/tiny-llama-lora"
 GATED = "acme/gated-llama"
+# tests/pg.sh (`make test` runs pytest through it) starts a throwaway PostgreSQL and exports the
+# URL; read at import because isolated_env clears HUBD_* for every test.
+PG_URL = os.environ.get("HUBD_TEST_PG_URL")
+PG_SKIP = os.environ.get("HUBD_TEST_PG") == "skip"
 
 
 @pytest.fixture(autouse=True)
@@ -42,6 +48,38 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def home(isolated_env: Path) -> Path:
     return isolated_env
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A new, empty PostgreSQL database for this test, dropped afterwards."""
+    if PG_URL is None:
+        if PG_SKIP:
+            pytest.skip("HUBD_TEST_PG=skip")
+        pytest.fail(
+            "PostgreSQL tests need HUBD_TEST_PG_URL: run pytest through tests/pg.sh "
+            "(`make test` does), or set HUBD_TEST_PG=skip to skip them"
+        )
+    server = make_url(PG_URL)
+    name = f"hubd_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:  # FORCE: the CLI leaves pooled connections open
+            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The catalog tests run on both backends hubd supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalog.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
 
 
 @pytest.fixture

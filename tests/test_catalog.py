@@ -1,10 +1,18 @@
-from datetime import UTC, datetime
-from pathlib import Path
+"""The catalog on both backends: migrations, recording, the queries behind `hubd ls/show`."""
 
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from conftest import Result
 
 from hubd.catalog.db import HEAD, MIGRATIONS, create_catalog_engine, current_revision, open_catalog
 from hubd.catalog.models import Base
@@ -16,27 +24,33 @@ from hubd.catalog.queries import (
     get_repo,
     record_revision,
     referenced_blobs,
+    repo_summaries,
 )
+from hubd.catalog.views import repo_detail, repo_summary
+from hubd.errors import ConfigError
+
+Hubd = Callable[..., Result]
 
 
-def test_migrations_match_the_models(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'c.db'}"
-    open_catalog(url)
-    open_catalog(url)  # idempotent
-    engine = create_catalog_engine(url)
+def test_migrations_match_the_models(catalog_url: str) -> None:
+    open_catalog(catalog_url)
+    open_catalog(catalog_url)  # idempotent
+    engine = create_catalog_engine(catalog_url)
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
     assert diff == []
 
 
-def test_head_constant_is_alembics_head(tmp_path: Path) -> None:
+def test_head_constant_is_alembics_head(catalog_url: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     assert ScriptDirectory.from_config(config).get_current_head() == HEAD
-    url = f"sqlite:///{tmp_path / 'c.db'}"
-    assert current_revision(create_catalog_engine(url)) is None
-    open_catalog(url)
-    assert current_revision(create_catalog_engine(url)) == HEAD
+    engine = create_catalog_engine(catalog_url)
+    assert current_revision(engine) is None
+    open_catalog(catalog_url)
+    assert current_revision(engine) == HEAD
+    engine.dispose()
 
 
 def record(commit: str, refs: list[str], sha: str = "a" * 64) -> RevisionRecord:
@@ -55,8 +69,8 @@ def record(commit: str, refs: list[str], sha: str = "a" * 64) -> RevisionRecord:
     )
 
 
-def test_record_is_idempotent_and_moves_refs(tmp_path: Path) -> None:
-    factory = open_catalog(f"sqlite:///{tmp_path / 'c.db'}")
+def test_record_is_idempotent_and_moves_refs(catalog_url: str) -> None:
+    factory = open_catalog(catalog_url)
     with factory.begin() as s:
         record_revision(s, record("1" * 40, ["main"]))
     with factory.begin() as s:
@@ -72,3 +86,83 @@ def test_record_is_idempotent_and_moves_refs(tmp_path: Path) -> None:
         assert find_revision(s, "acme/m", "nope") is None
         assert referenced_blobs(s) == {"a" * 64, "c" * 64}
         assert repo.revisions[0].card.license == "mit"  # type: ignore[union-attr]
+
+
+def test_times_come_back_as_the_same_instant_in_utc(catalog_url: str) -> None:
+    """UTCDateTime: SQLite keeps no zone, PostgreSQL answers in the session's (tests/pg.sh
+    runs the server in Pacific/Chatham, +12:45 or +13:45, so a lost zone would show)."""
+    fetched = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=5.5)))
+    factory = open_catalog(catalog_url)
+    with factory.begin() as s:
+        record_revision(s, replace(record("1" * 40, ["main"]), fetched_at=fetched))
+    with factory() as s:
+        revision = get_repo(s, "acme/m").revisions[0]
+        for value in (revision.mirrored_at, revision.provenance[0].fetched_at):
+            assert value == fetched and value.utcoffset() == timedelta(0)
+        assert (
+            repo_detail(get_repo(s, "acme/m"))["mirrored_at"] == "2026-03-01T04:00:15.123456+00:00"
+        )
+
+
+def test_ls_and_show_queries(catalog_url: str) -> None:
+    factory = open_catalog(catalog_url)
+    with factory.begin() as s:
+        record_revision(s, record("1" * 40, ["v1"]))
+        record_revision(s, record("2" * 40, ["main"], sha="c" * 64))
+        lora = replace(
+            record("3" * 40, ["main"]),
+            repo_id="acme/a-lora",
+            is_adapter=True,
+            card=CardRecord(license="apache-2.0", base_model=["acme/m"]),
+            base_model="acme/m",
+        )
+        record_revision(s, lora)
+    with factory() as s:
+        rows = repo_summaries(s)
+        assert rows == [repo_summary(get_repo(s, r["repo"])) for r in rows]  # `ls` as `show`
+        detail = repo_detail(get_repo(s, "acme/m"))
+    assert [(r["repo"], r["kind"], r["revisions"], r["license"]) for r in rows] == [
+        ("acme/a-lora", "adapter", 1, "apache-2.0"),
+        ("acme/m", "model", 2, "mit"),
+    ]
+    assert rows[0]["base_model"] == "acme/m" and rows[1]["refs"] == {
+        "v1": "1" * 40,
+        "main": "2" * 40,
+    }
+    assert [(r["commit"][0], r["refs"], r["size"]) for r in detail["revisions"]] == [
+        ("1", ["v1"], 10),
+        ("2", ["main"], 10),
+    ]
+    assert detail["revisions"][1]["files"][0]["sha256"] == "c" * 64
+    assert detail["revisions"][1]["card"]["base_model"] == ["x/y"]
+
+
+def test_db_upgrade_and_current(
+    hubd: Hubd, catalog_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HUBD_CATALOG_URL", catalog_url)
+    before = hubd("db", "current")
+    assert before.code == 0 and f"empty, head is {HEAD}: run `hubd db upgrade`" in before.out
+    upgraded = hubd("db", "upgrade")
+    assert upgraded.code == 0, upgraded.err
+    assert f"upgraded empty -> {HEAD} (head)" in upgraded.out
+    assert f"already at {HEAD} (head)" in hubd("db", "upgrade").out
+    assert hubd("db", "current").out.endswith(f": {HEAD} (head)\n")
+    assert json.loads(hubd("db", "current", "--json").out)["current"] == HEAD
+
+
+def test_unreachable_server_is_a_config_error(hubd: Hubd, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "postgresql://hubd:secret@127.0.0.1:1/hubd?connect_timeout=5"
+    with pytest.raises(ConfigError, match=r"cannot open the catalog at postgresql\+psycopg"):
+        open_catalog(url)
+    monkeypatch.setenv("HUBD_CATALOG_URL", url)
+    result = hubd("db", "current")
+    assert result.code == 2 and "hubd: error: cannot open the catalog" in result.err
+    assert "secret" not in result.err
+
+
+def test_config_hides_the_catalog_password(hubd: Hubd, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUBD_CATALOG_URL", "postgresql+psycopg://hubd:secret@db/hubd")
+    rows = {r["key"]: r["value"] for r in json.loads(hubd("config", "--json").out)}
+    assert rows["catalog.url"] == "postgresql+psycopg://hubd:***@db/hubd"
+    assert "secret" not in hubd("config").out

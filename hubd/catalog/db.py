@@ -3,16 +3,25 @@
 SQLite is the embedded default. Its writers take the database lock at BEGIN (``BEGIN
 IMMEDIATE``) so that two hubd processes recording the same revision serialise instead of failing
 half-way, and WAL lets readers (``hubd ls``) run beside a writer.
+
+PostgreSQL (``postgresql+psycopg://…``) is the catalog several daemons share. Its connections
+are pinged before use, so a daemon outlives a database restart. Transactions opened with
+``sessionmaker.begin()`` (hubd's writers) take one advisory lock, the equivalent of SQLite's
+``BEGIN IMMEDIATE``: two nodes recording the same repo or blob serialise instead of one failing
+on a unique key; readers never wait. Migrations hold a lock too, so daemons starting together on
+an empty database do not all create the tables.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, SessionTransactionOrigin, sessionmaker
 
 from ..errors import ConfigError
 
@@ -36,7 +45,10 @@ def _sqlite_begin(conn: Any) -> None:
 
 def create_catalog_engine(url: str) -> Engine:
     try:
-        engine = create_engine(url)
+        parsed = make_url(url)
+        if parsed.drivername in ("postgresql", "postgres"):  # SQLAlchemy would want psycopg2
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        engine = create_engine(parsed, pool_pre_ping=parsed.get_backend_name() != "sqlite")
     except (SQLAlchemyError, ValueError, ImportError) as exc:
         raise ConfigError(f"catalog.url {url!r}: {exc}") from None
     if engine.dialect.name == "sqlite":
@@ -49,12 +61,25 @@ def create_catalog_engine(url: str) -> Engine:
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The schema version recorded by alembic, or None for an empty database."""
-    try:
-        with engine.connect() as connection:
-            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    except SQLAlchemyError:
-        return None
+    """The schema version recorded by alembic, or None for an empty database.
+
+    An unreachable server raises: it must not look like an empty catalog.
+    """
+    with engine.connect() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def _lock_migrations(connection: Connection) -> None:
+    """On PostgreSQL, one migrating process at a time; the lock ends with the transaction."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('hubd-migrations'))"))
+
+
+def _pg_lock_writers(_: Session, transaction: SessionTransaction, connection: Connection) -> None:
+    if transaction.origin is SessionTransactionOrigin.BEGIN:
+        connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('hubd-writers'))"))
 
 
 def upgrade(engine: Engine) -> None:
@@ -65,16 +90,49 @@ def upgrade(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        _lock_migrations(connection)
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+@contextmanager
+def _reported(engine: Engine) -> Iterator[None]:
+    """Database errors (unreachable server, bad credentials) as a ConfigError naming the URL."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise ConfigError(f"cannot open the catalog at {engine.url!r}: {exc}") from None
+
+
+def catalog_version(url: str) -> str | None:
+    """The schema version of the catalog at ``url``, leaving it as it is (`hubd db current`)."""
+    engine = create_catalog_engine(url)
+    try:
+        with _reported(engine):
+            return current_revision(engine)
+    finally:
+        engine.dispose()
+
+
+def upgrade_catalog(url: str) -> tuple[str | None, str | None]:
+    """Migrate the catalog at ``url`` to HEAD; (version before, after) (`hubd db upgrade`)."""
+    engine = create_catalog_engine(url)
+    try:
+        with _reported(engine):
+            before = current_revision(engine)
+            upgrade(engine)
+            return before, current_revision(engine)
+    finally:
+        engine.dispose()
 
 
 def open_catalog(url: str) -> sessionmaker[Session]:
     """An engine at ``url`` with the schema migrated, as a session factory."""
     engine = create_catalog_engine(url)
-    try:
+    with _reported(engine):
         if current_revision(engine) != HEAD:
             upgrade(engine)
-    except SQLAlchemyError as exc:
-        raise ConfigError(f"cannot open the catalog at {engine.url!r}: {exc}") from None
-    return sessionmaker(engine, expire_on_commit=False)
+    factory = sessionmaker(engine, expire_on_commit=False)
+    if engine.dialect.name == "postgresql":
+        event.listen(factory, "after_begin", _pg_lock_writers)
+    return factory

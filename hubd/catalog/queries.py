@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from ..errors import NotFound
@@ -177,16 +177,59 @@ def _update_card(row: ModelCard, card: CardRecord) -> ModelCard:
     return row
 
 
-def list_repos(session: Session) -> list[Repo]:
-    return list(
-        session.scalars(
-            select(Repo)
-            .options(
-                selectinload(Repo.revisions).selectinload(Revision.card), selectinload(Repo.refs)
-            )
-            .order_by(Repo.repo_id)
+def repo_summaries(session: Session) -> list[dict[str, Any]]:
+    """`hubd ls`: views.repo_summary of every repo, by repo id, computed in SQL.
+
+    Loading every revision and card to summarise them took seconds at 100,000 revisions
+    (bench/catalog.py); this reads one aggregate row and the latest revision per repo.
+    """
+    latest = (
+        select(
+            Revision.repo_pk,
+            func.count().label("revisions"),
+            func.max(Revision.mirrored_at).label("mirrored_at"),
         )
+        .group_by(Revision.repo_pk)
+        .subquery()
     )
+    stmt = (
+        select(
+            Repo.id,
+            Repo.repo_id,
+            Repo.kind,
+            latest.c.revisions,
+            Revision.base_model,
+            Revision.mirrored_at,
+            ModelCard.license,
+        )
+        .select_from(latest)  # from the aggregate: SQLite's planner then scans it only once
+        .join(Repo, Repo.id == latest.c.repo_pk)  # a repo goes with its last revision
+        .join(
+            Revision,
+            and_(
+                Revision.repo_pk == latest.c.repo_pk, Revision.mirrored_at == latest.c.mirrored_at
+            ),
+        )
+        .outerjoin(ModelCard, ModelCard.revision_pk == Revision.id)
+        .order_by(Repo.repo_id, Revision.id)
+    )
+    refs: dict[int, dict[str, str]] = {}
+    for repo_pk, name, commit in session.execute(
+        select(Ref.repo_pk, Ref.name, Ref.commit).order_by(Ref.id)
+    ):
+        refs.setdefault(repo_pk, {})[name] = commit
+    summaries: dict[int, dict[str, Any]] = {}  # two revisions mirrored at once: the later row
+    for pk, repo_id, kind, count, base_model, mirrored_at, license in session.execute(stmt):
+        summaries[pk] = {
+            "repo": repo_id,
+            "kind": kind,
+            "revisions": count,
+            "refs": refs.get(pk, {}),
+            "license": license,
+            "base_model": base_model,
+            "mirrored_at": mirrored_at.isoformat(),
+        }
+    return list(summaries.values())
 
 
 def get_repo(session: Session, repo_id: str) -> Repo:
