@@ -293,7 +293,8 @@ async def mirror(
     started = time.monotonic()
     if ctx.settings.offline:
         return _offline_answer(ctx, ref, started)
-    source, remote, fallbacks = await _resolve_first(sources(ctx, from_), ref)
+    candidates = await asyncio.to_thread(sources, ctx, from_)  # catalog and token files
+    source, remote, fallbacks = await _resolve_first(candidates, ref)
     decision = await asyncio.to_thread(check_mirror, ctx, source, remote)  # before any byte
     files = select_files(remote.files, include, exclude)
     guard = ctx.store.guard(exclusive=False)
