@@ -6,9 +6,8 @@ from typing import Any
 
 import click
 
-from hubd.catalog.queries import find_revision
+from hubd.catalog.queries import require_revision
 from hubd.catalog.views import provenance_hop
-from hubd.errors import RevisionNotFound
 from hubd.refs import RepoRef
 from hubd.verify.trust import may_use
 
@@ -25,9 +24,7 @@ def provenance_cmd(obj: dict[str, Any], repo: str, as_json: bool) -> None:
     ref = RepoRef.parse(repo)
     context = open_context(obj)
     with context.catalog() as session:
-        revision = find_revision(session, ref.repo_id, ref.revision)
-        if revision is None:
-            raise RevisionNotFound(f"{ref} is not in the catalog", hint="see `hubd show`")
+        revision = require_revision(session, ref.repo_id, ref.revision)
         commit = revision.commit
         hops = [provenance_hop(hop) for hop in revision.provenance]
     verdict = may_use(context, ref.repo_id, commit)

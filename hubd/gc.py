@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from .catalog.queries import (
     delete_revision,
     delete_unreferenced_blobs,
-    find_revision,
     get_repo,
     referenced_blobs,
+    require_revision,
 )
 from .context import Context
-from .errors import RevisionNotFound
 from .refs import RepoRef
 
 
@@ -28,10 +27,7 @@ def remove(ctx: Context, ref: RepoRef) -> list[str]:
         if ref.revision is None:
             revisions = list(get_repo(session, ref.repo_id).revisions)
         else:
-            found = find_revision(session, ref.repo_id, ref.revision)
-            if found is None:
-                raise RevisionNotFound(f"{ref} is not in the catalog", hint="see `hubd show`")
-            revisions = [found]
+            revisions = [require_revision(session, ref.repo_id, ref.revision)]
         commits = [r.commit for r in revisions]
         for revision in revisions:
             delete_revision(session, revision)

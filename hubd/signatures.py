@@ -14,7 +14,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .catalog.queries import find_revision
+from .catalog.queries import require_revision
 from .context import Context
 from .errors import (
     HashMismatch,
@@ -45,8 +45,8 @@ class SignResult:
 def _revision_files(ctx: Context, ref: RepoRef) -> tuple[str, dict[str, str]]:
     """(commit, path -> sha256) of a verified revision."""
     with ctx.catalog() as session:
-        revision = find_revision(session, ref.repo_id, ref.revision)
-        if revision is None or revision.state != "verified":
+        revision = require_revision(session, ref.repo_id, ref.revision)
+        if revision.state != "verified":
             raise RevisionNotFound(
                 f"{ref} is not a verified revision in the catalog", hint="see `hubd show`"
             )

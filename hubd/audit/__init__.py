@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from .. import __version__
-from ..catalog.queries import find_revision
+from ..catalog.queries import require_revision
 from ..context import Context
-from ..errors import NotFound, RevisionNotFound
+from ..errors import NotFound
 from .declared import DeclarationReader
 from .facts import RevisionRow, head_finder, load_catalog
 from .inheritance import Lineage, policy_facts
@@ -37,12 +37,7 @@ def audit(
         rows = load_catalog(session, repo_id)
         commit = None
         if repo_id is not None and revision is not None:
-            found = find_revision(session, repo_id, revision)
-            if found is None:
-                raise RevisionNotFound(
-                    f"{repo_id}@{revision} is not in the catalog", hint=f"see `hubd show {repo_id}`"
-                )
-            commit = found.commit
+            commit = require_revision(session, repo_id, revision).commit
     targets = [row for row in rows if commit is None or row.commit == commit]
     if repo_id is not None and not targets:
         raise NotFound(f"{repo_id} is not in the catalog", hint="see `hubd ls`")

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from ..errors import NotFound
+from ..errors import NotFound, RevisionNotFound
 from .models import Blob, File, ModelCard, Provenance, Ref, Repo, Revision, utcnow
 
 
@@ -286,6 +286,17 @@ def find_revision(session: Session, repo_id: str, revision: str | None) -> Revis
             selectinload(Revision.provenance),
         )
     )
+
+
+def require_revision(session: Session, repo_id: str, revision: str | None) -> Revision:
+    """find_revision, or RevisionNotFound saying how to get it."""
+    found = find_revision(session, repo_id, revision)
+    if found is None:
+        raise RevisionNotFound(
+            f"{repo_id}@{revision or 'main'} is not in the catalog",
+            hint=f"`hubd show {repo_id}` lists what is; `hubd mirror` fetches it",
+        )
+    return found
 
 
 def verified_file(session: Session, repo_id: str, commit: str, path: str) -> File | None:

@@ -11,9 +11,9 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from ..catalog.models import Revision
-from ..catalog.queries import derived_repos, find_revision
+from ..catalog.queries import derived_repos, require_revision
 from ..context import Context
-from ..errors import EntryNotFound, IntegrityError, InvalidReference, NotFound, UntrustedSigner
+from ..errors import EntryNotFound, IntegrityError, InvalidReference, UntrustedSigner
 from ..formats.gguf import check_lora, check_model, inspect
 from ..refs import RepoRef
 from ..verify.trust import may_use
@@ -34,9 +34,7 @@ class Prepared:
 
 
 def _revision(session: Session, ref: RepoRef) -> Revision:
-    revision = find_revision(session, ref.repo_id, ref.revision)
-    if revision is None:
-        raise NotFound(f"{ref} is not in the catalog", hint=f"hubd mirror {ref}")
+    revision = require_revision(session, ref.repo_id, ref.revision)
     if revision.state != "verified":
         raise IntegrityError(f"{ref} is in state {revision.state!r}, not verified; refusing")
     return revision

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
-from ..catalog.queries import find_revision, revisions_with_files
+from ..catalog.queries import require_revision, revisions_with_files
 from ..context import Context
-from ..errors import InvalidPolicy, RevisionNotFound, SignatureInvalid
+from ..errors import InvalidPolicy, SignatureInvalid
 from .keys import Signer, stored_signatures, trust_dir, trusted_signers
 from .signing import Bundle, compare
 
@@ -139,9 +139,7 @@ def may_use(ctx: Context, repo_id: str, commit: str) -> Verdict:
     match the catalog's digests is always a reason (something was tampered with).
     """
     with ctx.catalog() as session:
-        revision = find_revision(session, repo_id, commit)
-        if revision is None:
-            raise RevisionNotFound(f"{repo_id}@{commit} is not in the catalog")
+        revision = require_revision(session, repo_id, commit)
         state, full = revision.state, revision.commit
         files = {f.path: f.sha256 for f in revision.files}
     verdict = _verdict(ctx, repo_id, full, files, load_rules(ctx))
