@@ -11,11 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import MODEL, Result
+from conftest import MODEL, Result, hubd_process
 from sqlalchemy import select
 
 from hubd.catalog.db import open_catalog
 from hubd.catalog.models import Blob, Repo, Revision
+from hubd.config import load_settings
+from hubd.context import Context
+from hubd.jobs import enqueue, list_jobs
 from hubd.testing.fakehub import FakeHub
 
 Hubd = Callable[..., Result]
@@ -78,3 +81,48 @@ def test_mirror_ls_verify_with_a_postgresql_catalog(
     assert verified.code == 0 and "all ok" in verified.out
     assert not (home / "catalog.db").exists()  # everything went to PostgreSQL
     assert os.environ["HUBD_CATALOG_URL"] == pg_url
+
+
+@pytest.mark.slow
+def test_two_daemons_on_one_catalog_never_run_a_job_twice(
+    hub: FakeHub, tmp_path: Path, pg_url: str
+) -> None:
+    repos = [f"acme/small-{i:02d}" for i in range(30)]
+    for repo in repos:
+        hub.add_repo(repo, {"README.md": f"# {repo}\n".encode(), "config.json": b"{}"})
+    daemons = []
+    try:
+        for name in ("node-a", "node-b"):
+            env = {
+                "HUBD_HOME": str(tmp_path / name),
+                "HUBD_NODE_NAME": name,
+                "HUBD_CATALOG_URL": pg_url,
+                "HF_ENDPOINT": hub.endpoint,
+                "HUBD_JOBS": "2",
+                "HUBD_JOBS_POLL": "0.1",
+            }
+            url_file = tmp_path / f"{name}.url"
+            daemons.append(
+                hubd_process("daemon", "--port", "0", "--url-file", str(url_file), env=env)
+            )
+            deadline = time.monotonic() + 30
+            while not url_file.exists():
+                assert daemons[-1].poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        ctx = Context.open(load_settings(home=tmp_path / "queue", catalog_url=pg_url))
+        ids = {enqueue(ctx, repo).id for repo in repos}
+        deadline = time.monotonic() + 90
+        while True:
+            jobs = [j for j in list_jobs(ctx, limit=100) if j.id in ids]
+            if all(j.state in ("done", "failed") for j in jobs):
+                break
+            assert time.monotonic() < deadline, [(j.id, j.state) for j in jobs]
+            time.sleep(0.2)
+        ctx.close()
+    finally:
+        for proc in daemons:
+            proc.terminate()
+            proc.communicate(timeout=30)
+    assert [j.state for j in jobs] == ["done"] * len(repos), [j.error for j in jobs]
+    assert all(j.attempts == 1 for j in jobs)
+    assert {j.node for j in jobs} == {"node-a", "node-b"}
