@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import replace
@@ -86,6 +87,24 @@ def test_record_is_idempotent_and_moves_refs(catalog_url: str) -> None:
         assert find_revision(s, "acme/m", "nope") is None
         assert referenced_blobs(s) == {"a" * 64, "c" * 64}
         assert repo.revisions[0].card.license == "mit"  # type: ignore[union-attr]
+
+
+def test_card_fields_of_any_length(catalog_url: str) -> None:
+    """Cards are free text: a long license_link must record on PostgreSQL as on SQLite."""
+    card = CardRecord(
+        license="other-" + "x" * 300,
+        license_name="n" * 400,
+        license_link="https://example.org/" + "l" * 2000,
+        base_model_relation="r" * 80,
+        pipeline_tag="p" * 150,
+    )
+    factory = open_catalog(catalog_url)
+    with factory.begin() as s:
+        record_revision(s, dataclasses.replace(record("3" * 40, ["main"]), card=card))
+    with factory() as s:
+        stored = get_repo(s, "acme/m").revisions[0].card
+        assert stored is not None and stored.license_link == card.license_link
+    factory.kw["bind"].dispose()
 
 
 def test_times_come_back_as_the_same_instant_in_utc(catalog_url: str) -> None:

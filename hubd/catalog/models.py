@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -64,7 +65,10 @@ class Revision(Base):
     """One commit of a repo held (fully or by an include filter) in the store."""
 
     __tablename__ = "revisions"
-    __table_args__ = (UniqueConstraint("repo_pk", "commit"),)
+    __table_args__ = (
+        UniqueConstraint("repo_pk", "commit"),
+        Index("ix_revisions_repo_latest", "repo_pk", "mirrored_at"),  # `hubd ls`: the latest
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     repo_pk: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), index=True)
@@ -140,14 +144,15 @@ class ModelCard(Base):
     revision_pk: Mapped[int] = mapped_column(
         ForeignKey("revisions.id", ondelete="CASCADE"), primary_key=True
     )
-    license: Mapped[str | None] = mapped_column(String(100), index=True)
-    license_name: Mapped[str | None] = mapped_column(String(200))
-    license_link: Mapped[str | None] = mapped_column(String(500))
+    # Card fields are free text of any length: PostgreSQL enforces VARCHAR limits, SQLite not.
+    license: Mapped[str | None] = mapped_column(Text, index=True)
+    license_name: Mapped[str | None] = mapped_column(Text)
+    license_link: Mapped[str | None] = mapped_column(Text)
     base_model: Mapped[list[str]] = mapped_column(default=list)
-    base_model_relation: Mapped[str | None] = mapped_column(String(40))
+    base_model_relation: Mapped[str | None] = mapped_column(Text)
     datasets: Mapped[list[str]] = mapped_column(default=list)
     tags: Mapped[list[str]] = mapped_column(default=list)
-    pipeline_tag: Mapped[str | None] = mapped_column(String(100))
+    pipeline_tag: Mapped[str | None] = mapped_column(Text)
     language: Mapped[list[str]] = mapped_column(default=list)
     gated: Mapped[str | None] = mapped_column(String(20))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
