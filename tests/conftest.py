@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # huggingface_hub reads HF_HOME (its token file) at import: isolate before anything imports it.
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="hubd-test-hf-")
@@ -111,6 +113,11 @@ class Result:
     code: int
     out: str
     err: str
+
+    def json(self) -> Any:
+        """The --json output of a run that must have succeeded."""
+        assert self.code == 0, self.err
+        return json.loads(self.out)
 
 
 @pytest.fixture

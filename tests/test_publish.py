@@ -30,21 +30,14 @@ def finetune(tmp_path: Path) -> Path:
     return root
 
 
-def add_json(hubd: Hubd, *args: str) -> dict[str, object]:
-    result = hubd("add", *args, "--json")
-    assert result.code == 0, result.err
-    data: dict[str, object] = json.loads(result.out)
-    return data
-
-
 def test_add_is_idempotent_and_versioned(hubd: Hubd, finetune: Path) -> None:
-    first = add_json(hubd, str(finetune), "--repo", REPO)
+    first = hubd("add", str(finetune), "--repo", REPO, "--json").json()
     assert first["files"] == 4 and first["is_adapter"] and first["base_model"] == "acme/tiny-llama"
     assert not first["up_to_date"] and first["bytes_reused"] == 0
-    again = add_json(hubd, str(finetune), "--repo", REPO)
+    again = hubd("add", str(finetune), "--repo", REPO, "--json").json()
     assert again["commit"] == first["commit"] and again["up_to_date"] and again["bytes_added"] == 0
     (finetune / "extra" / "notes.txt").write_bytes(b"retrained\n")
-    changed = add_json(hubd, str(finetune), "--repo", REPO, "--revision", "v2")
+    changed = hubd("add", str(finetune), "--repo", REPO, "--revision", "v2", "--json").json()
     assert changed["commit"] != first["commit"]
     detail = json.loads(hubd("show", REPO, "--json").out)
     refs = {rev["commit"]: rev["refs"] for rev in detail["revisions"]}
@@ -58,7 +51,7 @@ def test_added_repo_serves_to_hf_clients_and_peers(
     hubd: Hubd, finetune: Path, ctx: Context, tmp_path: Path
 ) -> None:
     write_files(finetune, {"big.safetensors": os.urandom(11 * 1024 * 1024)})
-    add_json(hubd, str(finetune), "--repo", REPO)
+    hubd("add", str(finetune), "--repo", REPO, "--json").json()
     with serving(ctx) as url:
         path = Path(snapshot_download(REPO, endpoint=url, cache_dir=tmp_path / "hf"))
         assert (path / "extra" / "notes.txt").read_bytes() == b"trained on support tickets\n"
@@ -102,6 +95,6 @@ def test_bad_input(
 def test_model_directory(hubd: Hubd, tmp_path: Path, ctx: Context) -> None:
     root = tmp_path / "model"
     write_files(root, tiny_model_files(seed=9))
-    data = add_json(hubd, str(root), "--repo", "acme/in-house")
+    data = hubd("add", str(root), "--repo", "acme/in-house", "--json").json()
     assert not data["is_adapter"] and data["files"] == len(tiny_model_files(seed=9))
     assert ctx.store.get_ref("acme/in-house", "main") == data["commit"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import threading
 import time
@@ -78,19 +77,14 @@ def mirrored(hubd: Hubd, gguf_hub: FakeHub) -> Hubd:
     return hubd
 
 
-def run_json(hubd: Hubd, *args: str) -> dict[str, object]:
-    result = hubd("run", *args, "--json")
-    assert result.code == 0, result.err
-    data: dict[str, object] = json.loads(result.out)
-    return data
-
-
 def test_run_prefers_q4_k_m_and_verifies_once(mirrored: Hubd) -> None:
-    first = run_json(mirrored, BASE, "-p", PROMPT, "--max-tokens", "8")
+    first = mirrored("run", BASE, "-p", PROMPT, "--max-tokens", "8", "--json").json()
     assert str(first["model"]).endswith("tiny-llama-Q4_K_M.gguf")
     assert first["completion_tokens"] == 8 and first["finish_reason"] == "length"
     assert first["full_hash_checks"] == 1
-    again = run_json(mirrored, BASE, "-p", PROMPT, "--max-tokens", "4", "--file", "*Q4_K_M*")
+    again = mirrored(
+        "run", BASE, "-p", PROMPT, "--max-tokens", "4", "--file", "*Q4_K_M*", "--json"
+    ).json()
     assert again["full_hash_checks"] == 0 and again["completion_tokens"] == 4
 
 
@@ -100,16 +94,18 @@ def test_run_streams_text_to_stdout(mirrored: Hubd) -> None:
 
 
 def test_lora_alone_finds_its_base(mirrored: Hubd) -> None:
-    data = run_json(
-        mirrored, "--lora", LORA, "--lora-scale", "0.5", "-p", PROMPT, "--max-tokens", "5"
-    )
+    data = mirrored(
+        "run", "--lora", LORA, "--lora-scale", "0.5", "-p", PROMPT, "--max-tokens", "5", "--json"
+    ).json()
     assert data["repo"] == BASE and data["lora_repo"] == LORA
     assert data["completion_tokens"] == 5
 
 
 def test_tampered_file_is_never_loaded(mirrored: Hubd, home: Path) -> None:
-    run_json(mirrored, BASE, "-p", "x", "--max-tokens", "1")  # verified and stamped
-    model = Path(str(run_json(mirrored, BASE, "-p", "x", "--max-tokens", "1")["model"]))
+    mirrored("run", BASE, "-p", "x", "--max-tokens", "1", "--json").json()  # verified and stamped
+    model = Path(
+        str(mirrored("run", BASE, "-p", "x", "--max-tokens", "1", "--json").json()["model"])
+    )
     blob = model.resolve()
     os.chmod(blob, 0o644)
     data = bytearray(blob.read_bytes())
