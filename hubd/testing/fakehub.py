@@ -267,14 +267,22 @@ class FakeHub:
             )
         return _error(404, None, "Not Found")
 
-    def _model_info(self, request: web.Request, repo_id: str, rev: str) -> web.Response:
-        """Model metadata; public even for gated repos, like on the Hub."""
+    def _lookup(self, repo_id: str, rev: str) -> tuple[_Repo, _Commit] | web.Response:
+        """Repo and revision, or the Hub's RepoNotFound / RevisionNotFound answer."""
         repo = self._repos.get(repo_id)
         if repo is None:
             return _error(404, "RepoNotFound", "Repository not found")
         commit = repo.resolve(rev)
         if commit is None:
             return _error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+        return repo, commit
+
+    def _model_info(self, request: web.Request, repo_id: str, rev: str) -> web.Response:
+        """Model metadata; public even for gated repos, like on the Hub."""
+        found = self._lookup(repo_id, rev)
+        if isinstance(found, web.Response):
+            return found
+        repo, commit = found
         blobs_requested = request.query.get("blobs", "").lower() == "true"
         siblings = []
         for name, blob in commit.files.items():
@@ -317,12 +325,10 @@ class FakeHub:
 
     def _tree(self, request: web.Request, repo_id: str, rev: str, base: str) -> web.Response:
         """Tree listing, paginated with a `Link: <...cursor=N>; rel="next"` header."""
-        repo = self._repos.get(repo_id)
-        if repo is None:
-            return _error(404, "RepoNotFound", "Repository not found")
-        commit = repo.resolve(rev)
-        if commit is None:
-            return _error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+        found = self._lookup(repo_id, rev)
+        if isinstance(found, web.Response):
+            return found
+        repo, commit = found
         if base not in commit.dirs:
             return _error(404, "EntryNotFound", f"{base} does not exist on {rev!r}")
         recursive = request.query.get("recursive", "").lower() == "true"
