@@ -1,4 +1,4 @@
-"""`hubd provenance`: a revision's chain of custody and who vouches for its content."""
+"""`hubd provenance`: a revision's chain of custody, its SLSA statements and its signers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import click
 
 from hubd.catalog.queries import require_revision
 from hubd.catalog.views import provenance_hop
+from hubd.provenance import chain_path, read_chain, verify_chain
 from hubd.refs import RepoRef
+from hubd.verify.keys import trusted_signers
 from hubd.verify.trust import may_use
 
 from .common import json_option, open_context
@@ -27,15 +29,35 @@ def provenance_cmd(obj: dict[str, Any], repo: str, as_json: bool) -> None:
         revision = require_revision(session, ref.repo_id, ref.revision)
         commit = revision.commit
         hops = [provenance_hop(hop) for hop in revision.provenance]
+        files = {f.path: f.sha256 for f in revision.files}
     verdict = may_use(context, ref.repo_id, commit)
+    chain = read_chain(chain_path(context, ref.repo_id, commit))
+    label = f"{ref.repo_id}@{commit[:12]}: provenance"
+    statements = [
+        s.to_json() for s in verify_chain(chain, trusted_signers(context), commit, files, label)
+    ]
     if as_json:
-        emit_json({"repo": ref.repo_id, "commit": commit, "provenance": hops, **verdict.to_json()})
+        emit_json(
+            {
+                "repo": ref.repo_id,
+                "commit": commit,
+                "provenance": hops,
+                "statements": statements,
+                **verdict.to_json(),
+            }
+        )
         return
     click.echo(f"{ref.repo_id}@{commit}")
     for hop in hops:
         click.echo(
             f"  #{hop['hop']} {hop['source']} @ {hop['commit'][:12]} -> {hop['node']} "
             f"({hop['client']}, {hop['fetched_at'][:19]})"
+        )
+    for index, statement in enumerate(statements):
+        by = statement["signer"] or f"untrusted key {statement['keyid'][:16]}…"
+        click.echo(
+            f"  SLSA statement #{index} by {statement['builder']} ({by}), "
+            f"finished {statement['finished'][:19]}"
         )
     click.echo(f"  signed by: {', '.join(verdict.signers) or 'nobody'}")
     click.echo("  may be used" if verdict.ok else "  may NOT be used:")

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +35,19 @@ from .errors import (
 )
 from .lineage import adapter_lineage
 from .peers import sources
+from .provenance import Hop, extend_chain
 from .refs import RepoRef, is_commit
-from .signatures import sign_revision
-from .sources.base import NullProgress, Progress, RemoteFile, RemoteRevision
+from .signatures import sign_files
+from .sources.base import Attestations, NullProgress, Progress, RemoteFile, RemoteRevision
 from .sources.huggingface import HfSource
 from .store import Expected
+from .verify.admission import admit
+from .verify.keys import node_key, signature_dir, write_atomic
+from .verify.signing import SIGNATURE_FILE
 
-# Always mirrored whatever --include says: the card (license, lineage) and the adapter config.
-METADATA_FILES = ("README.md", "adapter_config.json")
+# Always mirrored whatever --include says: the card (license, lineage), the adapter config and
+# the repo's own OMS signature (checked before the revision becomes visible).
+METADATA_FILES = ("README.md", "adapter_config.json", SIGNATURE_FILE)
 
 
 @dataclass
@@ -61,6 +66,7 @@ class MirrorResult:
     base_model: str | None
     base: MirrorResult | None = None
     review: str | None = None  # the policy let it through but asks a person to review it
+    upstream_signature: dict[str, str] | None = None  # the repo's own model.sig, checked
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -189,9 +195,22 @@ async def _fetch(
         writer.__exit__(None, None, None)
 
 
+def _content_key(item: RemoteFile) -> str:
+    """Files with the same content are fetched once: by sha256, else by git blob id."""
+    return item.sha256 or f"git-{item.git_oid}"
+
+
 def _planned_blob(ctx: Context, item: RemoteFile) -> str | None:
     digest = item.sha256 or ctx.store.known_git_blob(item.git_oid)
     return digest if digest and ctx.store.has_blob(digest, item.size) else None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    snapshot: Path
+    is_adapter: bool
+    base_model: str | None
+    upstream_signature: dict[str, str] | None  # the verdict on a model.sig the repo ships
 
 
 def record_snapshot(
@@ -200,25 +219,28 @@ def record_snapshot(
     remote: RemoteRevision,
     files: Sequence[RemoteFile],
     digests: dict[str, str],
-    upstream: Sequence[dict[str, str]] = (),
+    *,
     source_url: str | None = None,
     served_by: dict[str, str] | None = None,
-) -> tuple[Path, bool, str | None]:
-    """Link the snapshot, parse card and lineage, and commit the catalog rows (blocking).
+    carried: Attestations | None = None,
+    started: datetime | None = None,
+) -> Recorded:
+    """Admit, link and record a revision, then sign it and its provenance (blocking).
 
-    Shared by mirror and `hubd add`: ``digests`` maps every path to its verified blob. The
-    revision is then signed with the node key (re-signed when a mirror adds files to it).
+    Shared by mirror, `hubd add` and `hubd import`: ``digests`` maps every path to its verified
+    blob. Inside one catalog transaction: the signatures the source carried (and a ``model.sig``
+    the repo ships) are checked against the trust store and policy, the snapshot and refs are
+    linked, the node key signs the whole revision (OMS) and appends its SLSA statement to the
+    provenance chain. A refusal rolls the transaction back before anything is visible.
     """
     store = ctx.store
-    snapshot = store.link_snapshot(remote.repo_id, remote.commit, digests.items())
     readme = digests.get("README.md")
     text = store.blob_path(readme).read_text("utf-8", "replace") if readme else None
     card = card_record(text, remote.card_data, remote.gated)
     local = {path: store.blob_path(digest) for path, digest in digests.items()}
     is_adapter, base = adapter_lineage(local, card)
     refs = [] if ref.revision and is_commit(ref.revision) else [ref.revision or "main"]
-    for name in refs:
-        store.set_ref(remote.repo_id, name, remote.commit)
+    source_url = source_url or f"{remote.endpoint}/{remote.repo_id}"
     record = RevisionRecord(
         repo_id=remote.repo_id,
         commit=remote.commit,
@@ -241,13 +263,34 @@ def record_snapshot(
         node=ctx.settings.node_name,
         client=f"hubd/{__version__}",
         fetched_at=datetime.now(UTC),
-        upstream=upstream,
+        upstream=carried.hops if carried else (),
         source_url=source_url,
     )
+    shipped = digests.get(SIGNATURE_FILE)
+    key = node_key(ctx)
     with ctx.catalog.begin() as session:
-        record_revision(session, record)
-    sign_revision(ctx, RepoRef.parse(f"{remote.repo_id}@{remote.commit}"))  # node key
-    return snapshot, is_adapter, base
+        revision = record_revision(session, record)
+        everything = {f.path: f.sha256 for f in revision.files}
+        model_sig = store.blob_path(shipped).read_bytes() if shipped else None
+        admitted = admit(ctx, remote.repo_id, remote.commit, everything, carried, model_sig)
+        snapshot = store.link_snapshot(remote.repo_id, remote.commit, digests.items())
+        for name in refs:
+            store.set_ref(remote.repo_id, name, remote.commit)
+        for file_name, data in admitted.signatures.items():
+            write_atomic(signature_dir(ctx, remote.repo_id, remote.commit) / file_name, data)
+        sign_files(ctx, remote.repo_id, remote.commit, everything, key)
+        hop = Hop(
+            repo_id=remote.repo_id,
+            commit=remote.commit,
+            source_url=source_url,
+            revision=ref.revision or "main",
+            node=ctx.settings.node_name,
+            started=started or record.fetched_at,
+            finished=datetime.now(UTC),
+            upstream_signature=admitted.upstream_signature,
+        )
+        extend_chain(ctx, key, hop, everything, carried.statements if carried else ())
+    return Recorded(snapshot, is_adapter, base, admitted.upstream_signature)
 
 
 def _offline_answer(ctx: Context, ref: RepoRef, started: float) -> MirrorResult:
@@ -317,6 +360,50 @@ async def mirror(
     return result
 
 
+async def _fetch_all(
+    ctx: Context,
+    candidates: list[HfSource],
+    session: aiohttp.ClientSession,
+    remote: RemoteRevision,
+    todo: dict[str, RemoteFile],
+    progress: Progress,
+) -> list[tuple[RemoteFile, str, int, str]]:
+    """Fetch every file in parallel: (file, sha256, bytes moved, endpoint that served it).
+
+    A file that fails from the first source is fetched from the next one that declares the
+    same commit with the same digest.
+    """
+    source, *fallbacks = candidates
+    progress.begin(len(todo), sum(f.size for f in todo.values()))
+    semaphore = asyncio.Semaphore(ctx.settings.concurrency)
+    alternatives = _Alternatives(remote)
+
+    async def one(item: RemoteFile) -> tuple[RemoteFile, str, int, str]:
+        async with semaphore:
+            failure: HubdError | None = None
+            for src in candidates:
+                if src is not source and not await alternatives.offers(src, item):
+                    continue
+                if failure is not None:
+                    log.warning("%s: %s; trying %s", item.path, failure, src.endpoint)
+                try:
+                    digest, nbytes = await _fetch(ctx, src, session, remote, item, progress)
+                    return item, digest, nbytes, src.endpoint
+                except FILE_FAILURES as exc:
+                    failure = exc
+            assert failure is not None
+            raise failure
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(item)) for item in todo.values()]
+    except* Exception as failures:
+        raise failures.exceptions[0] from None
+    finally:
+        progress.end()
+    return [task.result() for task in tasks]
+
+
 async def _transfer(
     ctx: Context,
     source: HfSource,
@@ -336,7 +423,7 @@ async def _transfer(
         if planned is not None:
             digests[item.path] = planned
         else:
-            todo.setdefault(item.sha256 or f"git-{item.git_oid}", item)
+            todo.setdefault(_content_key(item), item)
     with ctx.catalog() as db:
         known = find_revision(db, remote.repo_id, remote.commit)
         verified = known is not None and known.state == "verified"
@@ -345,48 +432,28 @@ async def _transfer(
 
     moved = 0
     served_by: dict[str, str] = {}
-    if todo:
-        progress.begin(len(todo), sum(f.size for f in todo.values()))
-        semaphore = asyncio.Semaphore(ctx.settings.concurrency)
-
-        alternatives = _Alternatives(remote)
-
-        async def one(item: RemoteFile) -> tuple[RemoteFile, str, int, str]:
-            async with semaphore:
-                failure: HubdError | None = None
-                for src in [source, *fallbacks]:
-                    if src is not source and not await alternatives.offers(src, item):
-                        continue
-                    if failure is not None:
-                        log.warning("%s: %s; trying %s", item.path, failure, src.endpoint)
-                    try:
-                        digest, nbytes = await _fetch(ctx, src, session, remote, item, progress)
-                        return item, digest, nbytes, src.endpoint
-                    except FILE_FAILURES as exc:
-                        failure = exc
-                assert failure is not None
-                raise failure
-
-        try:
-            async with source.session() as session, asyncio.TaskGroup() as group:
-                tasks = [group.create_task(one(item)) for item in todo.values()]
-        except* Exception as failures:
-            raise failures.exceptions[0] from None
-        finally:
-            progress.end()
-        by_key = {}
-        for task in tasks:
-            item, digest, nbytes, endpoint = task.result()
-            by_key[item.sha256 or f"git-{item.git_oid}"] = digest
-            served_by[item.path] = endpoint
-            moved += nbytes
-        for item in files:
-            if item.path not in digests:
-                digests[item.path] = by_key[item.sha256 or f"git-{item.git_oid}"]
-
-    upstream = await source.upstream_provenance(remote.repo_id, remote.commit)
-    snapshot, is_adapter, base = await asyncio.to_thread(
-        record_snapshot, ctx, ref, remote, files, digests, upstream, None, served_by
+    async with source.session() as session:
+        if todo:
+            fetched = await _fetch_all(ctx, [source, *fallbacks], session, remote, todo, progress)
+            by_key = {}
+            for item, digest, nbytes, endpoint in fetched:
+                by_key[_content_key(item)] = digest
+                served_by[item.path] = endpoint
+                moved += nbytes
+            for item in files:
+                if item.path not in digests:
+                    digests[item.path] = by_key[_content_key(item)]
+        carried = await source.attestations(session, remote.repo_id, remote.commit)
+    recorded = await asyncio.to_thread(
+        record_snapshot,
+        ctx,
+        ref,
+        remote,
+        files,
+        digests,
+        served_by=served_by,
+        carried=carried,
+        started=datetime.now(UTC) - timedelta(seconds=time.monotonic() - started),
     )
     return MirrorResult(
         repo=remote.repo_id,
@@ -398,7 +465,8 @@ async def _transfer(
         bytes_reused=sum(f.size for f in files) - moved,
         seconds=round(time.monotonic() - started, 3),
         up_to_date=up_to_date,
-        snapshot=str(snapshot),
-        is_adapter=is_adapter,
-        base_model=base,
+        snapshot=str(recorded.snapshot),
+        is_adapter=recorded.is_adapter,
+        base_model=recorded.base_model,
+        upstream_signature=recorded.upstream_signature,
     )

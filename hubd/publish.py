@@ -133,7 +133,7 @@ def add(ctx: Context, root: Path, repo_id: str, revision: str = "main") -> AddRe
         known = find_revision(session, ref.repo_id, commit)
         up_to_date = known is not None and {f.path for f in known.files} == set(digests)
     remote = RemoteRevision(ref.repo_id, commit, f"file://{root.resolve()}", tuple(remote_files))
-    snapshot, is_adapter, base = record_snapshot(
+    recorded = record_snapshot(
         ctx, ref, remote, remote_files, digests, source_url=f"file://{root.resolve()}"
     )
     if signer is not None:
@@ -148,8 +148,8 @@ def add(ctx: Context, root: Path, repo_id: str, revision: str = "main") -> AddRe
         bytes_reused=total - added,
         seconds=round(time.monotonic() - started, 3),
         up_to_date=up_to_date,
-        snapshot=str(snapshot),
-        is_adapter=is_adapter,
-        base_model=base,
+        snapshot=str(recorded.snapshot),
+        is_adapter=recorded.is_adapter,
+        base_model=recorded.base_model,
         signed_by=signer.name if signer else None,
     )

@@ -62,12 +62,22 @@ def sign_revision(
 ) -> SignResult:
     """Sign a revision's manifest with ``key`` (default: the node key) and keep the bundle."""
     commit, files = _revision_files(ctx, ref)
-    key = key or node_key(ctx)
-    bundle = signing.sign(key, ref.name, signing.manifest_of(files.items()))
+    return sign_files(ctx, ref.repo_id, commit, files, key or node_key(ctx))
+
+
+def sign_files(
+    ctx: Context,
+    repo_id: str,
+    commit: str,
+    files: dict[str, str],
+    key: ec.EllipticCurvePrivateKey,
+) -> SignResult:
+    """Sign ``files`` (path -> sha256, the revision's verified digests) and keep the bundle."""
+    bundle = signing.sign(key, repo_id.split("/", 1)[1], signing.manifest_of(files.items()))
     hint = signing.key_hint(key.public_key())
-    path = signature_dir(ctx, ref.repo_id, commit) / f"{hint}.sig"
+    path = signature_dir(ctx, repo_id, commit) / f"{hint}.sig"
     write_atomic(path, bundle)
-    return SignResult(ref.repo_id, commit, _signer_name(ctx, hint), hint, str(path))
+    return SignResult(repo_id, commit, _signer_name(ctx, hint), hint, str(path))
 
 
 def trusted_bundle(ctx: Context, bundle_file: Path, files: dict[str, str], label: str) -> Signer:

@@ -7,6 +7,7 @@ Every error leaves as JSON with the right status and, for the Hub's own errors, 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -20,8 +21,10 @@ from ..catalog.views import provenance_hop
 from ..context import Context
 from ..errors import AccessDenied, Forbidden, HubdError, InvalidRequest
 from ..jobs import enqueue, get_job, job_metrics, list_jobs, mirror_options
+from ..provenance import chain_path, read_chain
 from ..refs import RepoRef
 from ..tokens import token_scope
+from ..verify.keys import stored_signatures
 from . import hfapi
 from .hfapi import CONTEXT, SERVED
 
@@ -108,6 +111,31 @@ async def hubd_provenance(request: web.Request) -> web.Response:
     return web.json_response({"repo": repo_id, "commit": revision.commit, "provenance": hops})
 
 
+async def hubd_attestations(request: web.Request) -> web.Response:
+    """GET …/revision/{rev}/attestations: custody hops, OMS signatures and SLSA statements.
+
+    What a peer checks before a mirrored revision becomes visible on its side.
+    """
+    ctx = request.app[CONTEXT]
+    repo_id, rev = _revision_of(request)
+
+    def read() -> dict[str, Any]:
+        revision, _ = hfapi.revision_of(ctx, repo_id, rev)
+        commit = revision.commit
+        return {
+            "repo": repo_id,
+            "commit": commit,
+            "provenance": [provenance_hop(p) for p in revision.provenance],
+            "signatures": {
+                path.name: json.loads(path.read_bytes())
+                for path in stored_signatures(ctx, repo_id, commit)
+            },
+            "statements": read_chain(chain_path(ctx, repo_id, commit)),
+        }
+
+    return web.json_response(await asyncio.to_thread(read))
+
+
 @web.middleware
 async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     """With auth.required, every call but /healthz needs a valid bearer token."""
@@ -191,6 +219,7 @@ def create_app(ctx: Context) -> web.Application:
     hubd_rev = "/api/hubd/models/{org}/{name}/revision/{rev}"
     app.router.add_get(hubd_rev + "/manifest", hubd_manifest)
     app.router.add_get(hubd_rev + "/provenance", hubd_provenance)
+    app.router.add_get(hubd_rev + "/attestations", hubd_attestations)
     app.router.add_get("/api/models/{tail:.+}", hfapi.api_models)
     app.router.add_get("/{org}/{name}/resolve/{tail:.+}", hfapi.resolve)
     return app

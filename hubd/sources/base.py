@@ -30,6 +30,16 @@ class RemoteRevision:
     card_data: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Attestations:
+    """What a hubd node (or a bundle) vouches for a revision with, beside its bytes."""
+
+    origin: str  # who carried them, for messages: a peer URL, a bundle file
+    hops: list[dict[str, str]]  # its catalog's chain of custody
+    signatures: dict[str, bytes]  # OMS bundles by file name
+    statements: list[dict[str, Any]]  # DSSE envelopes of SLSA provenance, in hop order
+
+
 class Progress(Protocol):
     """Transfer events; the CLI draws bars from them, the daemon will record job progress."""
 

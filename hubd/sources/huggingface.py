@@ -8,6 +8,7 @@ small files as one stream, large files as ordered ranged parts with a few reques
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -37,12 +38,13 @@ from ..errors import (
 )
 from ..refs import RepoRef, safe_relpath
 from ..store import BlobWriter
-from .base import RemoteFile, RemoteRevision
+from .base import Attestations, RemoteFile, RemoteRevision
 
 STREAM_CHUNK = 1024 * 1024
 # Look-ahead ranged parts buffered in memory across all files of one transfer.
 BUFFER_BUDGET = 48 * 1024 * 1024
 
+HOP_KEYS = ("source", "commit", "node", "fetched_at", "client")
 TOKEN_HINT = "pass a token with HF_TOKEN=hf_... (or `hf auth login`) for an account with access"
 
 
@@ -138,28 +140,42 @@ class HfSource:
             card_data=_card_dict(info.card_data),
         )
 
-    async def upstream_provenance(self, repo_id: str, commit: str) -> list[dict[str, Any]]:
-        """The chain of custody a hubd peer recorded for this commit; [] from a plain Hub."""
-        url = f"{self.endpoint}/api/hubd/models/{repo_id}/revision/{commit}/provenance"
+    async def attestations(
+        self, session: aiohttp.ClientSession, repo_id: str, commit: str
+    ) -> Attestations | None:
+        """What a hubd peer vouches for this commit with; None from a plain Hub (no such API).
+
+        A peer that has the API but answers with something malformed is an UpstreamError: its
+        signatures must be checked, so they cannot be silently dropped.
+        """
+        url = f"{self.endpoint}/api/hubd/models/{repo_id}/revision/{commit}/attestations"
         try:
-            async with (
-                self.session() as session,
-                session.get(url, headers=self.headers()) as resp,
-            ):
+            async with session.get(url, headers=self.headers()) as resp:
                 if resp.status != 200:
-                    return []
+                    return None
                 body = await resp.json()
-        except (aiohttp.ClientError, TimeoutError, ValueError):
-            return []
-        hops = body.get("provenance") if isinstance(body, dict) else None
-        keys = ("source", "commit", "node", "fetched_at", "client")
-        if not isinstance(hops, list):
-            return []
-        return [
-            {k: str(h[k]) for k in keys}
-            for h in hops
-            if isinstance(h, dict) and all(k in h for k in keys) and h["commit"] == commit
-        ]
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+        except ValueError:
+            body = None
+        try:
+            if body["commit"] != commit:
+                raise ValueError(commit)
+            hops = [
+                {k: str(h[k]) for k in HOP_KEYS}
+                for h in body["provenance"]
+                if h["commit"] == commit
+            ]
+            signatures = {
+                str(name): json.dumps(bundle).encode()
+                for name, bundle in body["signatures"].items()
+            }
+            statements = [dict(e) for e in body["statements"]]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise UpstreamError(
+                f"{repo_id}@{commit[:12]}: {self.host} answered with malformed attestations"
+            ) from None
+        return Attestations(self.endpoint, hops, signatures, statements)
 
     def file_url(self, repo_id: str, commit: str, path: str) -> str:
         return f"{self.endpoint}/{repo_id}/resolve/{commit}/{quote(path)}"

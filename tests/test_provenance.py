@@ -1,0 +1,244 @@
+"""SLSA provenance statements, attestations carried between peers, upstream model.sig."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import MODEL, Result
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import select
+from test_schemas import validate
+from test_server import node, serving
+
+from hubd.catalog.models import Repo
+from hubd.config import Settings
+from hubd.context import Context
+from hubd.errors import SignatureInvalid, UntrustedSigner
+from hubd.mirror import MirrorResult, mirror
+from hubd.provenance import chain_path, read_chain, root_digest
+from hubd.refs import RepoRef
+from hubd.testing.fakehub import FakeHub
+from hubd.testing.modelgen import tiny_model_files
+from hubd.verify import signing
+from hubd.verify.keys import node_key, signature_dir, stored_signatures
+from hubd.verify.signing import public_pem
+
+Hubd = Callable[..., Result]
+SIGNED = "acme/signed-llama"
+
+
+def run(ctx: Context, ref: str) -> MirrorResult:
+    return asyncio.run(mirror(ctx, RepoRef.parse(ref)))
+
+
+def statements(ctx: Context, repo: str, commit: str) -> list[dict[str, Any]]:
+    return [
+        json.loads(base64.b64decode(e["payload"]))
+        for e in read_chain(chain_path(ctx, repo, commit))
+    ]
+
+
+def trust(ctx: Context, name: str, key: ec.EllipticCurvePublicKey, rule: str | None) -> None:
+    """Trust ``key`` as ``name`` on ``ctx``'s node; with ``rule``, require it for that glob."""
+    (ctx.settings.home / "trust").mkdir(parents=True, exist_ok=True)
+    (ctx.settings.home / "trust" / f"{name}.pem").write_bytes(public_pem(key))
+    if rule:
+        (ctx.settings.home / "trust" / "policy.toml").write_text(
+            f'[[rules]]\nrepo = "{rule}"\nsigners = ["{name}"]\n'
+        )
+
+
+def nothing_visible(ctx: Context, repo: str) -> bool:
+    with ctx.catalog() as session:
+        none_in_catalog = session.scalar(select(Repo).where(Repo.repo_id == repo)) is None
+    store = ctx.store
+    return (
+        none_in_catalog
+        and not (store.snapshots_dir / repo).exists()
+        and not (store.signatures_dir / repo).exists()
+    )
+
+
+def test_a_mirror_writes_a_signed_slsa_statement(ctx: Context, hub: FakeHub) -> None:
+    result = run(ctx, MODEL)
+    commit = result.commit
+    (doc,) = statements(ctx, MODEL, commit)
+    validate("slsa-provenance.schema.json", doc)
+    files = _catalog_files(ctx, commit)
+    subjects = {s["name"]: s["digest"]["sha256"] for s in doc["subject"]}
+    assert subjects == {MODEL: root_digest(files), **files}
+    build = doc["predicate"]["buildDefinition"]
+    assert build["resolvedDependencies"] == [
+        {"uri": f"git+{hub.endpoint}/{MODEL}", "digest": {"gitCommit": commit}}
+    ]
+    assert doc["predicate"]["runDetails"]["builder"]["id"] == "urn:hubd:node:test-node"
+    # The root subject is the digest the node's OMS signature signs.
+    (sig,) = stored_signatures(ctx, MODEL, commit)
+    payload = json.loads(base64.b64decode(json.loads(sig.read_bytes())["dsseEnvelope"]["payload"]))
+    assert payload["subject"][0]["digest"]["sha256"] == root_digest(files)
+    # Mirroring again replaces this node's statement instead of piling up duplicates.
+    run(ctx, MODEL)
+    assert len(statements(ctx, MODEL, commit)) == 1
+
+
+def _catalog_files(ctx: Context, commit: str) -> dict[str, str]:
+    with ctx.catalog() as session:
+        repo = session.scalar(select(Repo).where(Repo.repo_id == MODEL))
+        assert repo is not None
+        (revision,) = [r for r in repo.revisions if r.commit == commit]
+        return {f.path: f.sha256 for f in revision.files}
+
+
+@pytest.fixture
+def node_a(ctx: Context, hub: FakeHub) -> Iterator[tuple[Context, str]]:
+    """Node A has mirrored the model from the hub and serves it."""
+    run(ctx, MODEL)
+    with serving(ctx) as url:
+        yield ctx, url
+
+
+def test_a_peer_hop_appends_its_statement_and_keeps_the_signatures(
+    node_a: tuple[Context, str], settings: Settings, tmp_path: Path, hubd: Hubd
+) -> None:
+    a, url = node_a
+    b = node(settings, tmp_path, "node-b", url)
+    try:
+        trust(b, "node-a", node_key(a).public_key(), "acme/*")
+        commit = run(b, MODEL).commit
+        docs = statements(b, MODEL, commit)
+        builders = [d["predicate"]["runDetails"]["builder"]["id"] for d in docs]
+        assert builders == ["urn:hubd:node:test-node", "urn:hubd:node:node-b"]
+        assert docs[1]["predicate"]["buildDefinition"]["resolvedDependencies"][0]["uri"] == (
+            f"git+{url}/{MODEL}"
+        )
+        hints = {p.stem for p in stored_signatures(b, MODEL, commit)}
+        assert hints == {
+            signing.key_hint(node_key(a).public_key()),
+            signing.key_hint(node_key(b).public_key()),
+        }
+    finally:
+        b.close()
+    shown = hubd("--home", str(tmp_path / "node-b"), "provenance", MODEL, "--json").json()
+    validate("provenance.schema.json", shown)
+    assert [s["signer"] for s in shown["statements"]] == ["node-a", "node"]
+    assert shown["ok"] and shown["signers"] == ["node", "node-a"]
+
+
+def test_attestations_api_matches_its_schema(node_a: tuple[Context, str]) -> None:
+    _, url = node_a
+    with urllib.request.urlopen(f"{url}/api/hubd/models/{MODEL}/revision/main/attestations") as r:
+        body = json.load(r)
+    validate("attestations.schema.json", body)
+    assert len(body["signatures"]) == 1 and len(body["statements"]) == 1
+    with urllib.request.urlopen(f"{url}/api/hubd/models/{MODEL}/revision/main/manifest") as r:
+        validate("manifest.schema.json", json.load(r))
+
+
+def test_a_peer_without_the_required_signer_is_refused_before_anything_is_visible(
+    node_a: tuple[Context, str], settings: Settings, tmp_path: Path
+) -> None:
+    _, url = node_a
+    b = node(settings, tmp_path, "node-b", url)
+    try:
+        trust(b, "security-team", ec.generate_private_key(ec.SECP256R1()).public_key(), "acme/*")
+        with pytest.raises(UntrustedSigner, match="needs a valid signature by security-team"):
+            run(b, MODEL)
+        assert nothing_visible(b, MODEL)
+    finally:
+        b.close()
+
+
+def test_a_peer_serving_a_signature_that_does_not_match_is_refused(
+    node_a: tuple[Context, str], settings: Settings, tmp_path: Path
+) -> None:
+    a, url = node_a
+    commit = run(a, MODEL).commit
+    files = _catalog_files(a, commit)
+    files["config.json"] = "0" * 64  # A's key signs content that is not what A serves
+    key = node_key(a)
+    path = signature_dir(a, MODEL, commit) / f"{signing.key_hint(key.public_key())}.sig"
+    path.write_bytes(signing.sign(key, MODEL.split("/")[1], files))
+    b = node(settings, tmp_path, "node-b", url)
+    try:
+        trust(b, "node-a", key.public_key(), None)
+        with pytest.raises(SignatureInvalid, match="config.json changed"):
+            run(b, MODEL)
+        assert nothing_visible(b, MODEL)
+    finally:
+        b.close()
+
+
+def test_a_tampered_provenance_statement_from_a_peer_is_refused(
+    node_a: tuple[Context, str], settings: Settings, tmp_path: Path
+) -> None:
+    a, url = node_a
+    commit = run(a, MODEL).commit
+    chain = chain_path(a, MODEL, commit)
+    (env,) = read_chain(chain)
+    doc = json.loads(base64.b64decode(env["payload"]))
+    doc["predicate"]["buildDefinition"]["externalParameters"]["source"] = "https://evil.example"
+    env["payload"] = base64.b64encode(json.dumps(doc).encode()).decode()
+    chain.write_text(json.dumps(env) + "\n")
+    b = node(settings, tmp_path, "node-b", url)
+    try:
+        trust(b, "node-a", node_key(a).public_key(), None)
+        with pytest.raises(SignatureInvalid, match="statement's signature does not verify"):
+            run(b, MODEL)
+        assert nothing_visible(b, MODEL)
+    finally:
+        b.close()
+
+
+@pytest.fixture
+def org_key(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> ec.EllipticCurvePrivateKey:
+    """The key an organisation signs its Hub releases with (and the CLI pointed at the hub)."""
+    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def signed_repo(hub: FakeHub, key: ec.EllipticCurvePrivateKey, tamper: bool = False) -> None:
+    """A Hub repo that ships its own model.sig (OMS), as `model_signing sign key` makes one."""
+    files = tiny_model_files(seed=5)
+    digests = {p: hashlib.sha256(d).hexdigest() for p, d in files.items()}
+    if tamper:
+        digests["config.json"] = "1" * 64
+    hub.add_repo(SIGNED, {**files, "model.sig": signing.sign(key, "signed-llama", digests)})
+
+
+def test_an_upstream_model_sig_is_verified_and_recorded(
+    ctx: Context, hub: FakeHub, org_key: ec.EllipticCurvePrivateKey, hubd: Hubd
+) -> None:
+    signed_repo(hub, org_key)
+    result = run(ctx, SIGNED)
+    assert result.upstream_signature == {
+        "status": "untrusted",
+        "signer": "",
+        "key": signing.key_hint(org_key.public_key()),
+    }
+    trust(ctx, "acme-release", org_key.public_key(), SIGNED)
+    again = hubd("mirror", SIGNED, "--json").json()
+    validate("mirror-result.schema.json", again)
+    assert again["upstream_signature"]["status"] == "verified"
+    assert again["upstream_signature"]["signer"] == "acme-release"
+    shown = hubd("provenance", SIGNED, "--json").json()
+    assert shown["ok"] and "acme-release" in shown["signers"]
+    assert shown["statements"][-1]["upstream_signature"]["signer"] == "acme-release"
+
+
+def test_an_upstream_model_sig_that_does_not_match_fails_the_mirror(
+    ctx: Context, hub: FakeHub, org_key: ec.EllipticCurvePrivateKey, hubd: Hubd
+) -> None:
+    signed_repo(hub, org_key, tamper=True)
+    trust(ctx, "acme-release", org_key.public_key(), None)
+    failed = hubd("mirror", SIGNED)
+    assert failed.code == 6
+    assert "upstream model.sig" in failed.err and "config.json changed" in failed.err
+    assert nothing_visible(ctx, SIGNED)
