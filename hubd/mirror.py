@@ -19,7 +19,6 @@ import aiohttp
 from huggingface_hub.utils import filter_repo_objects
 
 from . import __version__
-from .audit.gate import check_mirror
 from .card import card_record
 from .catalog.queries import FileRecord, RevisionRecord, find_revision, record_revision
 from .context import Context
@@ -338,7 +337,11 @@ async def mirror(
         return _offline_answer(ctx, ref, started)
     candidates = await asyncio.to_thread(sources, ctx, from_)  # catalog and token files
     source, remote, fallbacks = await _resolve_first(candidates, ref)
-    decision = await asyncio.to_thread(check_mirror, ctx, source, remote)  # before any byte
+    decision = None
+    if ctx.settings.policy is not None:  # the audit stack is imported only when there is one
+        from .audit.gate import check_mirror
+
+        decision = await asyncio.to_thread(check_mirror, ctx, source, remote)  # before any byte
     files = select_files(remote.files, include, exclude)
     guard = ctx.store.guard(exclusive=False)
     await enter_in_thread(guard)

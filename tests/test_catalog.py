@@ -15,7 +15,15 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from conftest import Result
 
-from hubd.catalog.db import HEAD, MIGRATIONS, create_catalog_engine, current_revision, open_catalog
+from hubd.catalog.db import (
+    HEAD,
+    MIGRATIONS,
+    create_catalog_engine,
+    create_fresh,
+    current_revision,
+    open_catalog,
+    upgrade,
+)
 from hubd.catalog.models import Base
 from hubd.catalog.queries import (
     CardRecord,
@@ -34,13 +42,26 @@ Hubd = Callable[..., Result]
 
 
 def test_migrations_match_the_models(catalog_url: str) -> None:
-    open_catalog(catalog_url)
-    open_catalog(catalog_url)  # idempotent
+    """A catalog migrated step by step equals one a new home creates from the models."""
     engine = create_catalog_engine(catalog_url)
+    upgrade(engine)
+    upgrade(engine)  # idempotent
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    open_catalog(catalog_url)  # already at HEAD: nothing to create
+    assert current_revision(engine) == HEAD
     engine.dispose()
     assert diff == []
+
+
+def test_a_new_catalog_is_created_from_the_models_at_head(catalog_url: str) -> None:
+    engine = create_catalog_engine(catalog_url)
+    open_catalog(catalog_url)
+    assert current_revision(engine) == HEAD
+    assert create_fresh(engine) is False  # a second process finds it made
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    engine.dispose()
 
 
 def test_head_constant_is_alembics_head(catalog_url: str) -> None:

@@ -95,6 +95,30 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
+def create_fresh(engine: Engine) -> bool:
+    """Create the schema of an empty database from the models and stamp it HEAD.
+
+    What alembic's documentation recommends for new databases; the tests check that the models
+    and the migrations agree. Saves importing alembic (a fifth of a second) on every new home.
+    False when another process created the schema first (checked under the migration lock).
+    """
+    from .models import Base
+
+    with engine.begin() as connection:
+        _lock_migrations(connection)
+        if inspect(connection).has_table("alembic_version"):
+            return False
+        Base.metadata.create_all(connection)
+        connection.execute(
+            text(
+                "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+                "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+            )
+        )
+        connection.execute(text("INSERT INTO alembic_version VALUES (:head)"), {"head": HEAD})
+    return True
+
+
 @contextmanager
 def _reported(engine: Engine) -> Iterator[None]:
     """Database errors (unreachable server, bad credentials) as a ConfigError naming the URL."""
@@ -130,7 +154,8 @@ def open_catalog(url: str) -> sessionmaker[Session]:
     """An engine at ``url`` with the schema migrated, as a session factory."""
     engine = create_catalog_engine(url)
     with _reported(engine):
-        if current_revision(engine) != HEAD:
+        version = current_revision(engine)
+        if version != HEAD and not (version is None and create_fresh(engine)):
             upgrade(engine)
     factory = sessionmaker(engine, expire_on_commit=False)
     if engine.dialect.name == "postgresql":
