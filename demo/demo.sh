@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The main job end to end, offline. Generated models (safetensors + a PEFT LoRA, and a GGUF
 # quantization + a GGUF LoRA) are served by a loopback stand-in for huggingface.co. Node A
-# mirrors them and serves them as a hubd peer; node B (the demo's home) mirrors from peer A,
-# verifies every byte, audits the licenses, shows the two-hop provenance, and has llama.cpp
-# answer a prompt (random weights: the text is noise, but it is llama.cpp's).
+# mirrors them and serves them as a hubd peer; node B (the demo's home) trusts A's key, requires
+# it for acme/*, mirrors from peer A (A's signatures and SLSA statements checked before anything
+# is visible), verifies every byte and signature, shows the two-hop provenance, audits the
+# licenses, and has llama.cpp answer a prompt (random weights: the text is noise, but it is
+# llama.cpp's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="$PWD/.venv/bin"
@@ -47,14 +49,17 @@ PIDS+=($!)
 wait_for "$WORK/peer-url" "${PIDS[-1]}"
 PEER="$(cat "$WORK/peer-url")"
 
-echo; echo "== node B mirrors from peer A ($PEER), verifies, audits, runs"
+echo; echo "== node B trusts A's key, requires it for acme/*, mirrors from peer A ($PEER)"
+"$BIN/hubd" keys show --public >"$WORK/node-a.pub"
 export HUBD_HOME="$WORK/home" HUBD_NODE_NAME=node-b
+step "$BIN/hubd" trust add node-a "$WORK/node-a.pub"
+printf '[[rules]]\nrepo = "acme/*"\nsigners = ["node-a"]\n' >"$HUBD_HOME/trust/policy.toml"
 step "$BIN/hubd" mirror acme/tiny-llama-lora --with-base --endpoint "$PEER"
 step "$BIN/hubd" mirror acme/tiny-llama-gguf-lora --with-base --endpoint "$PEER"
 step "$BIN/hubd" mirror acme/tiny-llama --endpoint "$PEER"
-step "$BIN/hubd" verify
+step "$BIN/hubd" verify --signatures
+step "$BIN/hubd" provenance acme/tiny-llama-lora
 step "$BIN/hubd" ls
-step "$BIN/hubd" show acme/tiny-llama-lora
 step "$BIN/hubd" audit
 step "$BIN/hubd" run acme/tiny-llama -p "Why is drinking water so healthy?" \
     || true  # safetensors only: hubd names the GGUF quantization to run instead

@@ -22,7 +22,9 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
-    assert "provenance #1:" in out and "-> node-b" in out
+    assert "#1 http" in out and "-> node-b" in out
+    assert "SLSA statement #0 by urn:hubd:node:node-a (node-a)" in out
+    assert "signed by: node, node-a" in out and "may be used" in out
     assert "all ok" in out and "compliant" in out
     assert "GGUF quantizations of it in the catalog: acme/tiny-llama-GGUF" in result.stderr
     assert out.rstrip().endswith(f"peer A: {tmp_path / 'demo' / 'node-a'})")
