@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from hubd.verify.keys import add_trusted, node_key, trusted_signers
+from hubd.verify.certificates import subject
+from hubd.verify.keys import Signer, add_trusted, node_key, trusted_signers
 from hubd.verify.signing import key_hint, public_pem
 from hubd.verify.trust import load_rules
 
@@ -48,7 +49,7 @@ def show_cmd(obj: dict[str, Any], public: bool, as_json: bool) -> None:
 
 @click.group("trust")
 def trust_group() -> None:
-    """Trusted signers (public keys) and the trust policy in trust/policy.toml."""
+    """Trusted signers (public keys, organisation CAs) and the trust policy (policy.toml)."""
 
 
 @trust_group.command("add")
@@ -56,26 +57,51 @@ def trust_group() -> None:
 @click.argument("pem", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.pass_obj
 def add_cmd(obj: dict[str, Any], name: str, pem: Path) -> None:
-    """Trust the ECDSA P-256/P-384 public key in PEM as signer NAME."""
+    """Trust PEM as signer NAME: an ECDSA P-256/P-384 public key or an organisation CA
+    certificate (then every bundle whose certificate chain leads to it signs as NAME)."""
     signer = add_trusted(open_context(obj), name, pem)
-    click.echo(f"trusted {signer.name} (key {signer.hint[:16]}…)")
+    what = f"CA {subject(signer.ca)}, " if signer.ca is not None else ""
+    click.echo(f"trusted {signer.name} ({what}key {signer.hint[:16]}…)")
+
+
+def _describe(signer: Signer) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "name": signer.name,
+        "kind": signer.kind,
+        "algorithm": signer.algorithm,
+        "hint": signer.hint,
+        "path": str(signer.path),
+    }
+    if signer.ca is not None:
+        info["subject"] = subject(signer.ca)
+        info["not_after"] = signer.ca.not_valid_after_utc.isoformat()
+    return info
 
 
 @trust_group.command("ls")
 @json_option
 @click.pass_obj
 def ls_cmd(obj: dict[str, Any], as_json: bool) -> None:
-    """List trusted signers and the trust policy's rules."""
+    """List trusted signers (keys and CAs) and the trust policy's rules."""
     context = open_context(obj)
-    signers = [
-        {"name": s.name, "curve": s.key.curve.name, "hint": s.hint, "path": str(s.path)}
-        for s in trusted_signers(context)
-    ]
+    signers = [_describe(s) for s in trusted_signers(context)]
     rules = [{"repo": list(r.repos), "signers": list(r.signers)} for r in load_rules(context)]
     if as_json:
         emit_json({"signers": signers, "rules": rules})
         return
-    table(["SIGNER", "CURVE", "KEY HINT"], [[s["name"], s["curve"], s["hint"]] for s in signers])
+    table(
+        ["SIGNER", "KIND", "ALGORITHM", "KEY HINT", "CA SUBJECT (VALID UNTIL)"],
+        [
+            [
+                s["name"],
+                s["kind"],
+                s["algorithm"],
+                s["hint"][:16],
+                f"{s['subject']} ({s['not_after'][:10]})" if "subject" in s else "",
+            ]
+            for s in signers
+        ],
+    )
     for rule in rules:
         click.echo(f"rule: {', '.join(rule['repo'])} needs {', '.join(rule['signers'])}")
     if not rules:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from .catalog.queries import require_revision
@@ -25,6 +28,7 @@ from .errors import (
 )
 from .refs import RepoRef, safe_relpath
 from .verify import signing
+from .verify.certificates import check_signing_chain, subject
 from .verify.hashes import CHUNK
 from .verify.keys import Signer, node_key, signature_dir, trusted_signers, write_atomic
 from .verify.trust import check_bundle
@@ -58,11 +62,14 @@ def _signer_name(ctx: Context, hint: str) -> str:
 
 
 def sign_revision(
-    ctx: Context, ref: RepoRef, key: ec.EllipticCurvePrivateKey | None = None
+    ctx: Context,
+    ref: RepoRef,
+    key: ec.EllipticCurvePrivateKey | None = None,
+    chain: Sequence[x509.Certificate] = (),
 ) -> SignResult:
     """Sign a revision's manifest with ``key`` (default: the node key) and keep the bundle."""
     commit, files = _revision_files(ctx, ref)
-    return sign_files(ctx, ref.repo_id, commit, files, key or node_key(ctx))
+    return sign_files(ctx, ref.repo_id, commit, files, key or node_key(ctx), chain)
 
 
 def sign_files(
@@ -71,13 +78,38 @@ def sign_files(
     commit: str,
     files: dict[str, str],
     key: ec.EllipticCurvePrivateKey,
+    chain: Sequence[x509.Certificate] = (),
 ) -> SignResult:
-    """Sign ``files`` (path -> sha256, the revision's verified digests) and keep the bundle."""
-    bundle = signing.sign(key, repo_id.split("/", 1)[1], signing.manifest_of(files.items()))
+    """Sign ``files`` (path -> sha256, the revision's verified digests) and keep the bundle.
+
+    With ``chain`` (``key``'s certificate, then its issuers) the bundle carries the chain; it
+    is refused unless the certificates are valid now, may sign, and lead to a trusted CA (the
+    signer), so a forgotten ``--chain`` never replaces a good signature with a useless one.
+    """
+    label = f"{repo_id}@{commit[:12]}"
+    if chain:
+        check_signing_chain(chain, datetime.now(UTC), label)
+    manifest = signing.manifest_of(files.items())
+    bundle = signing.sign(key, repo_id.split("/", 1)[1], manifest, chain)
     hint = signing.key_hint(key.public_key())
+    name = _signer_name(ctx, hint)
+    if chain:
+        certified = check_bundle(bundle, files, trusted_signers(ctx), label)
+        if certified is None:
+            raise _untrusted_chain(label, chain)
+        name = certified.name
     path = signature_dir(ctx, repo_id, commit) / f"{hint}.sig"
     write_atomic(path, bundle)
-    return SignResult(repo_id, commit, _signer_name(ctx, hint), hint, str(path))
+    return SignResult(repo_id, commit, name, hint, str(path))
+
+
+def _untrusted_chain(what: str, chain: Sequence[x509.Certificate]) -> UntrustedSigner:
+    return UntrustedSigner(
+        f"{what}: signed with certificate {subject(chain[0])}, whose chain (up to "
+        f"{chain[-1].issuer.rfc4514_string()}) leads to no CA in the trust store",
+        hint="trust the organisation CA with `hubd trust add NAME CA.pem`; pass the "
+        "certificates between it and the signing certificate with --chain",
+    )
 
 
 def trusted_bundle(ctx: Context, bundle_file: Path, files: dict[str, str], label: str) -> Signer:
@@ -87,6 +119,9 @@ def trusted_bundle(ctx: Context, bundle_file: Path, files: dict[str, str], label
     except OSError as exc:
         raise InvalidRequest(f"cannot read {bundle_file}: {exc.strerror or exc}") from None
     signer = check_bundle(data, files, trusted_signers(ctx), label)
+    chain = signing.Bundle.parse(data, label).chain
+    if signer is None and chain:
+        raise _untrusted_chain(str(bundle_file), chain)
     if signer is None:
         raise UntrustedSigner(
             f"{bundle_file}: signed by a key that is not in the trust store",

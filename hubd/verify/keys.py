@@ -4,7 +4,8 @@
 
     $HUBD_HOME/keys/node.key      this node's ECDSA P-256 private key (PEM, 0600), made on first use
     $HUBD_HOME/keys/node.pub      its public key
-    $HUBD_HOME/trust/<name>.pem   public keys of trusted signers (the node's own is "node")
+    $HUBD_HOME/trust/<name>.pem   trusted signers: a public key, or an organisation CA
+                                  certificate (the node's own key is "node")
     store/signatures/<org>/<name>/<commit>/<key-hint>.sig   OMS bundles, one per signer
 """
 
@@ -13,13 +14,17 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from ..context import Context
-from ..errors import ConfigError, StoreError
+from ..errors import ConfigError, SignatureInvalid, StoreError
+from . import certificates
 from .signing import check_key, key_hint, public_pem
 
 NODE = "node"
@@ -28,13 +33,43 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 @dataclass(frozen=True)
 class Signer:
+    """A trusted name and the public key its signatures are checked with.
+
+    ``ca`` is set for an organisation CA: the trust store's entry holds the CA's own key, and a
+    verified certificate bundle's signer is the CA's name with the leaf certificate's key.
+    """
+
     name: str
-    key: ec.EllipticCurvePublicKey
+    public_key: CertificatePublicKeyTypes
     path: Path
+    ca: x509.Certificate | None = None
+
+    @property
+    def key(self) -> ec.EllipticCurvePublicKey:
+        """The ECDSA key that signs for this name (a CA with another kind of key signs none)."""
+        if not isinstance(self.public_key, ec.EllipticCurvePublicKey):
+            raise SignatureInvalid(
+                f"{self.name} is a CA with a {self.algorithm} key: it signs certificates only"
+            )
+        return self.public_key
 
     @property
     def hint(self) -> str:
-        return key_hint(self.key)
+        return key_hint(self.public_key)
+
+    @property
+    def kind(self) -> str:
+        return "key" if self.ca is None else "ca"
+
+    @property
+    def algorithm(self) -> str:
+        """e.g. secp256r1, rsa-4096, ed25519."""
+        key = self.public_key
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            return key.curve.name
+        if isinstance(key, rsa.RSAPublicKey):
+            return f"rsa-{key.key_size}"
+        return type(key).__name__.removesuffix("PublicKey").lower()
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -105,29 +140,57 @@ def trust_dir(ctx: Context) -> Path:
     return ctx.settings.home / "trust"
 
 
+def load_signer(name: str, path: Path) -> Signer:
+    """A trust store entry: a CA certificate PEM, else a public key PEM."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if certificates.PEM_MARKER in data:
+        ca = certificates.load_ca(data, str(path))
+        return Signer(name, ca.public_key(), path, ca)
+    return Signer(name, load_public_key(path), path)
+
+
 def trusted_signers(ctx: Context) -> list[Signer]:
-    """Every trusted key: the node's own (as "node") and trust/<name>.pem, by name."""
+    """Every trusted signer: the node's key (as "node") and trust/<name>.pem, by name."""
     node_pub = ctx.settings.home / "keys" / "node.pub"
     signers = [Signer(NODE, node_key(ctx).public_key(), node_pub)]
     directory = trust_dir(ctx)
     for path in sorted(directory.glob("*.pem")) if directory.exists() else []:
-        signers.append(Signer(path.stem, load_public_key(path), path))
+        signers.append(load_signer(path.stem, path))
     return signers
 
 
+def _pem(signer: Signer) -> bytes:
+    if signer.ca is not None:
+        return signer.ca.public_bytes(serialization.Encoding.PEM)
+    return public_pem(signer.key)
+
+
 def add_trusted(ctx: Context, name: str, pem_file: Path) -> Signer:
-    """Trust the public key in ``pem_file`` under ``name`` (a name used in trust rules)."""
+    """Trust the public key or CA certificate in ``pem_file`` as ``name`` (used in trust rules).
+
+    A CA must be able to issue code-signing certificates and be valid now.
+    """
     if not _NAME.match(name) or name == NODE:
         raise ConfigError(
             f"not a signer name: {name!r}",
             hint="letters, digits, '.', '_' and '-'; 'node' is this node's own key",
         )
-    key = load_public_key(pem_file)
     path = trust_dir(ctx) / f"{name}.pem"
-    if path.exists() and key_hint(load_public_key(path)) != key_hint(key):
-        raise ConfigError(f"signer {name!r} is already trusted with another key", hint=str(path))
-    write_atomic(path, public_pem(key))
-    return Signer(name, key, path)
+    signer = load_signer(name, pem_file)
+    if signer.ca is not None:
+        problem = certificates.validity_problem(signer.ca, datetime.now(UTC))
+        if problem:
+            raise ConfigError(f"{pem_file}: CA {certificates.subject(signer.ca)} {problem}")
+    pem = _pem(signer)
+    if path.exists() and _pem(load_signer(name, path)) != pem:
+        raise ConfigError(
+            f"signer {name!r} is already trusted with another key or certificate", hint=str(path)
+        )
+    write_atomic(path, pem)
+    return Signer(name, signer.public_key, path, signer.ca)
 
 
 def signature_dir(ctx: Context, repo_id: str, commit: str) -> Path:

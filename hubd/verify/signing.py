@@ -1,10 +1,12 @@
 """OpenSSF Model Signing (OMS v1.0) bundles, built and checked with `cryptography` alone.
 
-A bundle is a Sigstore bundle (v0.3, key-based: no certificate, no transparency log) holding a
-DSSE envelope whose payload is an in-toto Statement v1 with predicate type
-``https://model_signing/signature/v1.0`` and ``files`` serialization. This is byte-for-byte the
-shape ``model_signing`` 1.1.1 writes and reads, so either side verifies the other's signatures:
-``model_signing verify key DIR --signature DIR/model.sig --public_key node.pub``.
+A bundle is a Sigstore bundle (v0.3, no transparency log) holding a DSSE envelope whose payload
+is an in-toto Statement v1 with predicate type ``https://model_signing/signature/v1.0`` and
+``files`` serialization. Its verification material is either a public key hint (key signing)
+or an x509 certificate chain, leaf first, base64 DER (certificate signing). This is the shape
+``model_signing`` 1.1.1 writes and reads, so either side verifies the other's signatures:
+``model_signing verify key DIR --signature DIR/model.sig --public_key node.pub``, or
+``model_signing verify certificate DIR --signature … --certificate_chain ca.pem``.
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from ..errors import ConfigError, SignatureInvalid
 
@@ -49,13 +53,13 @@ def check_key(key: object, what: str) -> ec.EllipticCurvePublicKey:
     return public
 
 
-def public_pem(key: ec.EllipticCurvePublicKey) -> bytes:
+def public_pem(key: CertificatePublicKeyTypes) -> bytes:
     return key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
 
-def key_hint(key: ec.EllipticCurvePublicKey) -> str:
+def key_hint(key: CertificatePublicKeyTypes) -> str:
     """sha256 hex of the PEM SubjectPublicKeyInfo: model_signing's publicKey.hint."""
     return hashlib.sha256(public_pem(key)).hexdigest()
 
@@ -98,14 +102,38 @@ def statement(name: str, manifest: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-def sign(private_key: ec.EllipticCurvePrivateKey, name: str, manifest: Mapping[str, str]) -> bytes:
-    """An OMS v1.0 bundle (JSON bytes) signing ``manifest`` (path -> sha256)."""
+def _material(public: ec.EllipticCurvePublicKey, chain: Sequence[x509.Certificate]) -> Any:
+    if not chain:
+        return {"publicKey": {"hint": key_hint(public)}, "tlogEntries": []}
+    if chain[0].public_key() != public:
+        raise ConfigError(
+            f"signing certificate {chain[0].subject.rfc4514_string()} is not for this private key"
+        )
+    certificates = [
+        {"rawBytes": base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode()}
+        for c in chain
+    ]
+    return {"x509CertificateChain": {"certificates": certificates}, "tlogEntries": []}
+
+
+def sign(
+    private_key: ec.EllipticCurvePrivateKey,
+    name: str,
+    manifest: Mapping[str, str],
+    chain: Sequence[x509.Certificate] = (),
+) -> bytes:
+    """An OMS v1.0 bundle (JSON bytes) signing ``manifest`` (path -> sha256).
+
+    With ``chain`` (the signing certificate of ``private_key`` first, then its issuers) it is a
+    certificate bundle, as ``model_signing sign certificate`` writes; else a key bundle.
+    """
     public = check_key(private_key, "signing key")
+    material = _material(public, chain)
     payload = json.dumps(statement(name, manifest), indent=2).encode()
     signature = private_key.sign(pae(payload), ec.ECDSA(_hash_for(public)))
     bundle = {
         "mediaType": BUNDLE_MEDIA_TYPE,
-        "verificationMaterial": {"publicKey": {"hint": key_hint(public)}, "tlogEntries": []},
+        "verificationMaterial": material,
         "dsseEnvelope": {
             "payload": base64.b64encode(payload).decode(),
             "payloadType": PAYLOAD_TYPE,
@@ -117,12 +145,17 @@ def sign(private_key: ec.EllipticCurvePrivateKey, name: str, manifest: Mapping[s
 
 @dataclass(frozen=True)
 class Bundle:
-    """A parsed bundle, not yet verified: enough to pick the key that should check it."""
+    """A parsed bundle, not yet verified: enough to pick the key that should check it.
+
+    ``hint`` is the signing key's (``publicKey.hint``, or computed from the leaf certificate of
+    a certificate bundle, whose ``chain`` is leaf first); None for old hint-less key bundles.
+    """
 
     hint: str | None
     payload: bytes
     payload_type: str
     signature: bytes
+    chain: tuple[x509.Certificate, ...] = ()
 
     @classmethod
     def parse(cls, data: bytes, label: str) -> Bundle:
@@ -131,12 +164,17 @@ class Bundle:
             if doc["mediaType"] != BUNDLE_MEDIA_TYPE:
                 raise SignatureInvalid(f"{label}: not an OMS bundle ({doc['mediaType']!r})")
             envelope = doc["dsseEnvelope"]
-            hint = (doc["verificationMaterial"].get("publicKey") or {}).get("hint")
+            material = doc["verificationMaterial"]
+            hint = (material.get("publicKey") or {}).get("hint")
+            chain = _chain(material, label)
+            if chain and hint:
+                raise SignatureInvalid(f"{label}: both a public key and a certificate chain")
             return cls(
-                hint=str(hint) if hint else None,
+                hint=key_hint(chain[0].public_key()) if chain else str(hint) if hint else None,
                 payload=base64.b64decode(envelope["payload"], validate=True),
                 payload_type=str(envelope["payloadType"]),
                 signature=base64.b64decode(envelope["signatures"][0]["sig"], validate=True),
+                chain=chain,
             )
         except (ValueError, KeyError, IndexError, TypeError, AttributeError, binascii.Error):
             raise SignatureInvalid(f"{label}: malformed signature bundle") from None
@@ -152,6 +190,26 @@ class Bundle:
         except InvalidSignature:
             raise SignatureInvalid(f"{label}: the signature does not verify") from None
         return _signed_manifest(self.payload, label)
+
+
+def _chain(material: Any, label: str) -> tuple[x509.Certificate, ...]:
+    """The certificates of ``x509CertificateChain`` (none for a key bundle)."""
+    if "x509CertificateChain" not in material:
+        return ()
+    entries = material["x509CertificateChain"]["certificates"]
+    if not isinstance(entries, list) or not entries:
+        raise SignatureInvalid(f"{label}: empty certificate chain")
+    chain = []
+    for index, entry in enumerate(entries, 1):
+        try:
+            chain.append(
+                x509.load_der_x509_certificate(base64.b64decode(entry["rawBytes"], validate=True))
+            )
+        except (ValueError, binascii.Error):
+            raise SignatureInvalid(
+                f"{label}: certificate #{index} of the chain is not an x509 certificate"
+            ) from None
+    return tuple(chain)
 
 
 @dataclass(frozen=True)

@@ -6,22 +6,27 @@
     repo = "acme/*"                 # glob or list of globs over org/name
     signers = ["security-team"]     # every one of these must have signed (names from `hubd trust`)
 
-Every matching rule applies; a repo no rule matches needs no signature. Hashes are the
-caller's business (``hubd verify`` re-hashes the blobs first): here a signature is checked
-against the digests the catalog records.
+Every matching rule applies; a repo no rule matches needs no signature. A signer is a trusted
+key, or an organisation CA: a certificate bundle whose chain leads to it signs as its name.
+Hashes are the caller's business (``hubd verify`` re-hashes the blobs first): here a signature
+is checked against the digests the catalog records.
 """
 
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import Any
+
+from cryptography import x509
 
 from ..catalog.queries import require_revision, revisions_with_files
 from ..context import Context
 from ..errors import InvalidPolicy, SignatureInvalid
+from .certificates import verify_chain
 from .keys import Signer, stored_signatures, trust_dir, trusted_signers
 from .signing import Bundle, compare
 
@@ -82,15 +87,35 @@ def required_signers(rules: list[TrustRule], repo_id: str) -> list[str]:
     return sorted(needed)
 
 
+def _certified(
+    chain: Sequence[x509.Certificate], signers: list[Signer], label: str
+) -> Signer | None:
+    """The CA's name with the leaf's key, if ``chain`` leads to a trusted CA now."""
+    cas = {s.ca: s for s in signers if s.ca is not None}
+    anchor = verify_chain(chain, list(cas), datetime.now(UTC), label)
+    if anchor is None:
+        return None
+    ca = cas[anchor]
+    return Signer(ca.name, chain[0].public_key(), ca.path, ca.ca)
+
+
 def check_bundle(
     data: bytes, files: Mapping[str, str], signers: list[Signer], label: str
 ) -> Signer | None:
     """The trusted signer of a bundle that covers exactly ``files``; None if no trusted key.
 
-    Raises SignatureInvalid for a bad signature or content that differs from what was signed.
+    A certificate bundle's signer is the trusted CA its chain leads to (None if it leads to
+    none), with the leaf certificate's key. Raises SignatureInvalid for a bad signature, a
+    chain that fails (expired, wrong usage, broken link), or content that differs from what
+    was signed.
     """
     bundle = Bundle.parse(data, label)
-    for signer in [s for s in signers if bundle.hint in (None, s.hint)]:
+    if bundle.chain:
+        certified = _certified(bundle.chain, signers, label)
+        candidates = [certified] if certified else []
+    else:
+        candidates = [s for s in signers if s.ca is None and bundle.hint in (None, s.hint)]
+    for signer in candidates:
         try:
             signed = bundle.verify(signer.key, f"{label} ({signer.name})")
         except SignatureInvalid:
