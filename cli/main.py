@@ -37,7 +37,9 @@ COMMANDS = {
     "keys": "keys:keys_group",
     "trust": "keys:trust_group",
     "sign": "signing:sign_cmd",
-    "export": "signing:export_cmd",
+    "export": "bundle:export_cmd",
+    "import": "bundle:import_cmd",
+    "listing": "bundle:listing_cmd",
     "provenance": "provenance:provenance_cmd",
     "db": "db:db_group",
 }

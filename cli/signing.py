@@ -1,4 +1,4 @@
-"""`hubd sign` and `hubd export`: OMS v1.0 signatures and verified air-gap copies."""
+"""`hubd sign`: OMS v1.0 signatures over catalog revisions."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from typing import Any
 import click
 
 from hubd.refs import RepoRef
-from hubd.signatures import export_revision, import_signature, sign_revision
+from hubd.signatures import import_signature, sign_revision
 from hubd.verify.certificates import load as load_certificates
 from hubd.verify.keys import load_private_key
 
 from .common import json_option, open_context
-from .output import emit_json, human_bytes
+from .output import emit_json
 
 
 @click.command("sign")
@@ -68,24 +68,3 @@ def sign_cmd(
         emit_json(result.to_json())
         return
     click.echo(f"signed {result.repo}@{result.commit[:12]} by {result.signer}: {result.path}")
-
-
-@click.command("export")
-@click.argument("repo")
-@click.option("--to", "to", type=click.Path(path_type=Path), required=True, help="New directory.")
-@json_option
-@click.pass_obj
-def export_cmd(obj: dict[str, Any], repo: str, to: Path, as_json: bool) -> None:
-    """Copy REPO[@rev]'s files, re-hashed, plus model.sig (node key) into a new directory."""
-    result = export_revision(open_context(obj), RepoRef.parse(repo), to)
-    if as_json:
-        emit_json(result.to_json())
-        return
-    click.echo(
-        f"exported {result.repo}@{result.commit[:12]}: {result.files} files, "
-        f"{human_bytes(result.bytes)} to {result.directory}"
-    )
-    click.echo(
-        f"  check it: model_signing verify key {result.directory} --signature "
-        f"{result.signature} --public_key node.pub  (from `hubd keys show --public`)"
-    )

@@ -175,6 +175,15 @@ def _copy_verified(source: Path, target: Path, sha256: str, label: str) -> int:
     return size
 
 
+def node_signature(ctx: Context, ref: RepoRef, commit: str) -> Path:
+    """The node's bundle for a revision, signed now if it has none: every export carries one."""
+    hint = signing.key_hint(node_key(ctx).public_key())
+    path = signature_dir(ctx, ref.repo_id, commit) / f"{hint}.sig"
+    if not path.exists():
+        sign_revision(ctx, RepoRef(ref.org, ref.name, commit))
+    return path
+
+
 def export_revision(ctx: Context, ref: RepoRef, to: Path) -> ExportResult:
     """Real files plus ``model.sig`` (the node's bundle) in a new directory ``to``.
 
@@ -186,11 +195,7 @@ def export_revision(ctx: Context, ref: RepoRef, to: Path) -> ExportResult:
         raise InvalidRequest(f"{ref.repo_id} has its own {signing.SIGNATURE_FILE}; cannot export")
     if to.exists() and (not to.is_dir() or any(to.iterdir())):
         raise InvalidRequest(f"{to} exists and is not an empty directory")
-    hint = signing.key_hint(node_key(ctx).public_key())
-    bundle_path = signature_dir(ctx, ref.repo_id, commit) / f"{hint}.sig"
-    if not bundle_path.exists():
-        sign_revision(ctx, RepoRef(ref.org, ref.name, commit))
-    bundle = bundle_path.read_bytes()
+    bundle = node_signature(ctx, ref, commit).read_bytes()
     check_bundle(bundle, files, trusted_signers(ctx), f"{ref.repo_id}@{commit[:12]}")
     staging = to.with_name(f".{to.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
