@@ -39,8 +39,8 @@ from .catalog.queries import find_revision
 from .context import Context
 from .errors import (
     HashMismatch,
-    IntegrityError,
     InvalidRequest,
+    ReplayedRevision,
     SignatureInvalid,
     SizeMismatch,
     StoreError,
@@ -279,7 +279,7 @@ def _changes(ctx: Context, received: _Received, label: str) -> list[_Change]:
             have = {f.path: f.sha256 for f in existing.files} if existing else {}
             for f in rev.files:
                 if have.get(f.path, f.sha256) != f.sha256:
-                    raise IntegrityError(
+                    raise ReplayedRevision(
                         f"{label}: {rev.label}: {f.path} is {f.sha256[:16]}… in the bundle but "
                         f"{have[f.path][:16]}… in this catalog's copy of the same commit"
                     )
@@ -293,7 +293,7 @@ def _changes(ctx: Context, received: _Received, label: str) -> list[_Change]:
             for ref in rev.refs:
                 row = ref_row(session, rev.repo, ref.name)
                 if row is not None and row.commit != rev.commit and row.updated_at > ref.set_at:
-                    raise IntegrityError(
+                    raise ReplayedRevision(
                         f"{label}: {rev.repo} ref {ref.name}: the bundle points it at "
                         f"{rev.commit[:12]} as of {ref.set_at.isoformat()}, but this catalog "
                         f"moved it to {row.commit[:12]} later ({row.updated_at.isoformat()}); "

@@ -139,6 +139,12 @@ class UntrustedSigner(IntegrityError):
     code = "UntrustedSigner"
 
 
+class ReplayedRevision(IntegrityError):
+    """A ref moved back to an older commit, or a commit whose files differ from ours."""
+
+    code = "ReplayedRevision"
+
+
 class UnsafePath(HubdError):
     exit_code = 7
     http_status = 400
