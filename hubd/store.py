@@ -31,6 +31,11 @@ from .refs import safe_relpath
 from .verify.hashes import CHUNK, git_blob_header
 
 
+def temp_path(path: Path) -> Path:
+    """A sibling temp name no other process or thread writing ``path`` uses at the same time."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
 def _disk_error(exc: OSError, what: str) -> StoreError:
     if exc.errno == errno.ENOSPC:
         return StoreError(
@@ -247,7 +252,7 @@ class Store:
     def remember_git_blob(self, git_oid: str, sha256: str) -> None:
         path = self.git_index_dir / git_oid[:2] / git_oid
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp = temp_path(path)
         tmp.write_text(sha256)
         os.replace(tmp, path)
 
@@ -264,7 +269,7 @@ class Store:
             for path, sha256 in files:
                 link = base / safe_relpath(path)
                 link.parent.mkdir(parents=True, exist_ok=True)
-                tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+                tmp = temp_path(link)
                 tmp.unlink(missing_ok=True)
                 os.symlink(os.path.relpath(self.blob_path(sha256), link.parent), tmp)
                 os.replace(tmp, link)
@@ -275,7 +280,7 @@ class Store:
     def set_ref(self, repo_id: str, ref: str, commit: str) -> None:
         path = self.refs_dir / repo_id / safe_relpath(ref)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp = temp_path(path)
         tmp.write_text(commit)
         os.replace(tmp, path)
 

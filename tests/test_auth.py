@@ -67,6 +67,11 @@ def test_auth_required(ctx: Context, hub: FakeHub, tmp_path: Path) -> None:
             asyncio.run(mirror(peer_b, RepoRef.parse(MODEL)))
         add_peer(peer_b, "node-a", url, token_file=token_file)
         assert asyncio.run(mirror(peer_b, RepoRef.parse(MODEL))).source == url
+        # Large files come in ranged parts: each part carries the token too.
+        ranged = node(replace(ctx.settings, part_size=4096), tmp_path, "node-c", url)
+        add_peer(ranged, "node-a", url, token_file=token_file)
+        fetched = asyncio.run(mirror(ranged, RepoRef.parse(MODEL)))
+        assert fetched.source == url and fetched.bytes_transferred > 4096
 
         revoke_token(guarded, 1)
         assert raw(url, path, {"Authorization": f"Bearer {secret}"})[0] == 401

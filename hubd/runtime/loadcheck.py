@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import HashMismatch
-from ..store import Store
+from ..store import Store, temp_path
 from ..verify.hashes import sha256_file
 
 
@@ -46,7 +45,7 @@ def check_blob(store: Store, sha256: str, label: str) -> bool:
             hint="`hubd verify` lists damaged files; mirror the revision again to repair",
         )
     record.parent.mkdir(parents=True, exist_ok=True)
-    tmp = record.with_name(f".{sha256}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp = temp_path(record)
     tmp.write_text(json.dumps(stamp))
     os.replace(tmp, record)
     return True

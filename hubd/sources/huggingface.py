@@ -303,7 +303,11 @@ class HfSource:
             )
 
     async def _part(self, session: aiohttp.ClientSession, url: str, lo: int, hi: int) -> bytes:
-        async with session.get(url, headers={"Range": f"bytes={lo}-{hi - 1}"}) as resp:
+        # The token goes to this endpoint (a peer serves its own bytes), never to the CDN the
+        # Hub redirects LFS files to: the signed URL is the credential there.
+        own = urlsplit(url).netloc == urlsplit(self.endpoint).netloc
+        headers = {**(self.headers() if own else {}), "Range": f"bytes={lo}-{hi - 1}"}
+        async with session.get(url, headers=headers) as resp:
             if resp.status != 206:
                 raise UpstreamError(f"{self.host} does not serve byte ranges (HTTP {resp.status})")
             data = await resp.read()

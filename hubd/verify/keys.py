@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 
 from ..context import Context
 from ..errors import ConfigError, SignatureInvalid, StoreError
+from ..store import temp_path
 from . import certificates
 from .signing import check_key, key_hint, public_pem
 
@@ -76,7 +77,7 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write-then-rename, so a reader never sees half a key or half a signature."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp = temp_path(path)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -101,7 +102,7 @@ def node_key(ctx: Context) -> ec.EllipticCurvePrivateKey:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        tmp = path.with_name(f".node.key.{os.getpid()}.tmp")
+        tmp = temp_path(path.with_name("node.key.new"))
         write_atomic(tmp, pem, 0o600)
         try:
             os.link(tmp, path)
