@@ -119,6 +119,20 @@ class Settings:
         "HUBD_NODE_NAME",
         "This node's name in provenance records (default the host name).",
     )
+    node_url: str = _setting(
+        None,
+        "node.url",
+        "HUBD_NODE_URL",
+        "Where the other nodes sharing this catalog reach this node's Hub API (default from "
+        "server.host and server.port, https with TLS; a wildcard host becomes the host name).",
+    )
+    node_token_file: Path | None = _setting(
+        None,
+        "node.token_file",
+        "HUBD_NODE_TOKEN_FILE",
+        "File with a read-scope token this node sends to the other nodes of its catalog when "
+        "they require auth (tokens live in the shared catalog: one serves every node).",
+    )
     policy: Path | None = _setting(
         None,
         "audit.policy",
@@ -184,8 +198,20 @@ class Settings:
             catalog_url=self.catalog_url or f"sqlite:///{home / 'catalog.db'}",
             store_dir=self.store_dir or home / "store",
             node_name=self.node_name or socket.gethostname(),
+            node_url=(self.node_url or derived_node_url(self)).rstrip("/"),
             verify_workers=self.verify_workers or (os.cpu_count() or 1),
         )
+
+
+def derived_node_url(settings: Settings, port: int | None = None) -> str:
+    """node.url's default: server.host (a wildcard: the host name) and ``port`` or server.port."""
+    host = settings.host
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
+    elif ":" in host:
+        host = f"[{host}]"
+    scheme = "https" if settings.tls_cert else "http"
+    return f"{scheme}://{host}:{settings.port if port is None else port}"
 
 
 def default_home(environ: Mapping[str, str] = os.environ) -> Path:

@@ -17,6 +17,7 @@ from aiohttp import web
 from .context import Context
 from .errors import ConfigError
 from .jobs import requeue_interrupted, work
+from .locations import register
 from .refs import RepoRef
 from .runtime.openai import ServedModel, add_routes, llama_server
 from .runtime.prepare import prepare
@@ -87,6 +88,8 @@ async def _serve(
         await web.TCPSite(runner, host, port, ssl_context=tls).start()
         node, poll = ctx.settings.node_name, ctx.settings.jobs_poll
         await asyncio.to_thread(requeue_interrupted, ctx, node)
+        # In `nodes`: the other daemons of a shared catalog fetch this store's blobs from here.
+        await asyncio.to_thread(register, ctx, runner.addresses[0][1])
         background = [asyncio.create_task(work(ctx, node, poll)) for _ in range(ctx.settings.jobs)]
         background.append(asyncio.create_task(schedule(ctx, poll)))
         bound = runner.addresses[0]

@@ -117,6 +117,17 @@ class OfflineError(UpstreamError):
     code = "Offline"
 
 
+class BlobUnavailable(UpstreamError):
+    """The catalog lists a file whose blob neither this node nor any reachable node holds.
+
+    HTTP 503 (``X-Error-Code: BlobUnavailable``): the revision exists, its bytes are only out
+    of reach until a node that holds them is back.
+    """
+
+    http_status = 503
+    code = "BlobUnavailable"
+
+
 class IntegrityError(HubdError):
     exit_code = 6
     http_status = 502

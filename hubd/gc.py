@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from .catalog.queries import (
     delete_revision,
     delete_unreferenced_blobs,
+    forget_locations,
     get_repo,
+    node_blobs,
     referenced_blobs,
     require_revision,
 )
@@ -37,9 +39,16 @@ def remove(ctx: Context, ref: RepoRef) -> list[str]:
 
 
 def collect(ctx: Context, partials: bool = False) -> GcResult:
-    """Delete blobs no revision references, and optionally interrupted transfers."""
+    """Delete blobs no revision references, and optionally interrupted transfers.
+
+    The catalog then stops naming this node as a holder of any blob its store no longer has, so
+    no other node asks it for one.
+    """
+    node = ctx.settings.node_name
     with ctx.store.guard(exclusive=True), ctx.catalog.begin() as session:
         delete_unreferenced_blobs(session)
         keep = referenced_blobs(session)
         removed, freed = ctx.store.collect_garbage(keep, partials=partials)
+        gone = [d for d in node_blobs(session, node) if not ctx.store.has_blob(d)]
+        forget_locations(session, node, gone)
     return GcResult(removed, freed)

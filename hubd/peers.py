@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 from sqlalchemy import delete, func, select
 
 from .catalog.models import Peer
+from .catalog.queries import sibling_nodes
+from .config import Settings
 from .context import Context
 from .errors import ConfigError, InvalidRequest, NotFound
 from .sources.huggingface import HfSource
@@ -87,8 +89,24 @@ def peer_token(peer: PeerInfo) -> str | None:
     return None
 
 
+def node_token(settings: Settings) -> str | None:
+    """The token this node sends to the other nodes of its catalog (node.token_file)."""
+    if settings.node_token_file is None:
+        return None
+    try:
+        return settings.node_token_file.read_text().strip() or None
+    except OSError as exc:
+        raise ConfigError(
+            f"node.token_file: cannot read {settings.node_token_file}: {exc}"
+        ) from None
+
+
 def sources(ctx: Context, from_: str | None = None) -> list[HfSource]:
-    """Where to mirror from: ``from_`` (a peer name or URL) only, else peers in order, then HF."""
+    """Where to mirror from, in order.
+
+    ``from_`` (a peer name or URL) alone; else the other nodes sharing this catalog (what one of
+    them already holds comes from it, not from afar), the configured peers, then the Hub.
+    """
     s = ctx.settings
 
     def source(url: str, token: str | bool | None) -> HfSource:
@@ -107,4 +125,12 @@ def sources(ctx: Context, from_: str | None = None) -> list[HfSource]:
         if named is not None:
             return [source(named.url, peer_token(named) or False)]
         return [source(check_url(from_), False)]  # never send the HF token to an ad-hoc URL
-    return [source(p.url, peer_token(p) or False) for p in peers] + [source(s.endpoint, s.token)]
+    with ctx.catalog() as session:
+        siblings = sibling_nodes(session, exclude=s.node_name)
+    configured = {p.url for p in peers}
+    token = (node_token(s) or False) if siblings else False
+    return (
+        [source(url, token) for _, url in siblings if url not in configured]
+        + [source(p.url, peer_token(p) or False) for p in peers]
+        + [source(s.endpoint, s.token)]
+    )

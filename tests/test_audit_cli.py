@@ -61,7 +61,7 @@ def test_denied_mirror_moves_no_bytes(
     )
     assert "nothing was downloaded" in denied.err
     assert file_gets(hub) == [] and blobs(home) == []
-    assert json.loads(hubd("ls", "--json").out) == []
+    assert hubd("ls", "--json").json() == {"repos": [], "next": None}
     assert hubd("mirror", MODEL, "-q").code == 0  # allowed by rule #1
 
 

@@ -36,7 +36,7 @@ from hubd.catalog.queries import (
     repo_summaries,
 )
 from hubd.catalog.views import repo_detail, repo_summary
-from hubd.errors import ConfigError
+from hubd.errors import ConfigError, ReplayedRevision
 
 Hubd = Callable[..., Result]
 
@@ -108,6 +108,11 @@ def test_record_is_idempotent_and_moves_refs(catalog_url: str) -> None:
         assert find_revision(s, "acme/m", "nope") is None
         assert referenced_blobs(s) == {"a" * 64, "c" * 64}
         assert repo.revisions[0].card.license == "mit"  # type: ignore[union-attr]
+    with pytest.raises(ReplayedRevision, match="refusing to change a file within a commit"):
+        with factory.begin() as s:  # a source that claims other content for a known commit
+            record_revision(s, record("1" * 40, ["main"], sha="d" * 64))
+    with factory() as s:
+        assert referenced_blobs(s) == {"a" * 64, "c" * 64}
 
 
 def test_card_fields_of_any_length(catalog_url: str) -> None:

@@ -34,8 +34,8 @@ def test_mirror_ls_show_verify(hubd: Hubd, endpoint: str, home: Path) -> None:
     assert summary["up_to_date"] is True and summary["bytes_transferred"] == 0
 
     listing = hubd("ls", "--json")
-    rows = json.loads(listing.out)
-    validate("catalog-repo.schema.json", rows)
+    validate("catalog-repo.schema.json", json.loads(listing.out))
+    rows = listing.json()["repos"]
     assert {r["repo"]: r["kind"] for r in rows} == {MODEL: "model", LORA: "adapter"}
     assert MODEL in hubd("ls").out
 
@@ -77,7 +77,7 @@ def test_rm_and_gc(hubd: Hubd, endpoint: str, home: Path) -> None:
     assert not (home / "store" / "snapshots" / MODEL).exists()
     gc = json.loads(hubd("gc", "--json").out)
     assert gc["removed"] > 0 and gc["freed_bytes"] > 0
-    assert [r["repo"] for r in json.loads(hubd("ls", "--json").out)] == [LORA]
+    assert [r["repo"] for r in hubd("ls", "--json").json()["repos"]] == [LORA]
     assert hubd("verify").code == 0
     missing = hubd("rm", f"{LORA}@nonexistent")
     assert missing.code == 3 and "hubd: error:" in missing.err

@@ -115,10 +115,11 @@ def test_compose_two_daemons_share_postgresql_and_named_volumes() -> None:
             v.split(":")[0] for v in service.get("volumes", []) if not v.startswith((".", "/"))
         }
         assert named and named <= volumes, name
-    nodes = set()
-    for service in daemons.values():
+    nodes, homes = set(), set()
+    for name, service in daemons.items():
         assert hubd_command(["hubd", *service["command"]]) == ["daemon"]
-        assert f"hubd-home:{HOME}" in service["volumes"]
+        (home,) = [v.split(":")[0] for v in service["volumes"] if v.endswith(f":{HOME}")]
+        homes.add(home)
         assert service["depends_on"][db]["condition"] == "service_healthy"
         env = {k: re.sub(r"\$\{[^}]*\}", "pw", v) for k, v in service["environment"].items()}
         assert set(env) <= SETTING_VARIABLES
@@ -127,4 +128,7 @@ def test_compose_two_daemons_share_postgresql_and_named_volumes() -> None:
         settings = load_settings({**env, "HUBD_HOME": "/nonexistent/hubd"})
         assert settings.catalog_url == env["HUBD_CATALOG_URL"]
         nodes.add(settings.node_name)
+        port = service["command"][service["command"].index("--port") + 1]
+        assert settings.node_url == f"http://{name}:{port}"  # the other reaches it by name
     assert len(nodes) == 2  # provenance and job ownership tell the daemons apart
+    assert len(homes) == 2  # a store each: the catalog says which node holds which blob

@@ -73,7 +73,7 @@ def test_mirror_ls_verify_with_a_postgresql_catalog(
     mirrored = hubd("mirror", MODEL, "--json")
     assert mirrored.code == 0, mirrored.err
     commit = json.loads(mirrored.out)["commit"]
-    rows = json.loads(hubd("ls", "--json").out)
+    rows = hubd("ls", "--json").json()["repos"]
     assert [(r["repo"], r["refs"]) for r in rows] == [(MODEL, {"main": commit})]
     detail = json.loads(hubd("show", MODEL, "--json").out)
     assert detail["revisions"][0]["provenance"][0]["node"] == "test-node"

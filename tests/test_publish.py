@@ -89,7 +89,7 @@ def test_bad_input(
         (finetune / "secret").symlink_to("/etc/passwd")
     result = hubd("add", str(root), *args)
     assert result.code == code and message in result.err, result.err
-    assert json.loads(hubd("ls", "--json").out) == []
+    assert hubd("ls", "--json").json() == {"repos": [], "next": None}
 
 
 def test_model_directory(hubd: Hubd, tmp_path: Path, ctx: Context) -> None:

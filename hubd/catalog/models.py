@@ -230,6 +230,34 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class Node(Base):
+    """A hubd daemon sharing this catalog: where its Hub API answers, when it last started.
+
+    Rows also appear for nodes that record revisions without running a daemon; they have no
+    ``url`` until a daemon of that name registers, and nobody fetches from them.
+    """
+
+    __tablename__ = "nodes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    url: Mapped[str | None] = mapped_column(String(500))
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class BlobLocation(Base):
+    """This node's store holds this blob: where a node that lacks it fetches it from."""
+
+    __tablename__ = "blob_locations"
+
+    sha256: Mapped[str] = mapped_column(
+        ForeignKey("blobs.sha256", ondelete="CASCADE"), primary_key=True
+    )
+    node: Mapped[str] = mapped_column(
+        ForeignKey("nodes.name", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
 class Watch(Base):
     """A repo the daemon keeps in sync by queueing a mirror every ``every_seconds``."""
 

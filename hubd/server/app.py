@@ -21,6 +21,7 @@ from ..catalog.views import provenance_hop
 from ..context import Context
 from ..errors import AccessDenied, Forbidden, HubdError, InvalidRequest
 from ..jobs import enqueue, get_job, job_metrics, list_jobs, mirror_options
+from ..locations import BlobFetches
 from ..provenance import chain_path, read_chain
 from ..refs import RepoRef
 from ..tokens import token_scope
@@ -210,12 +211,14 @@ def create_app(ctx: Context) -> web.Application:
     app = web.Application(middlewares=[errors, auth], client_max_size=1024 * 1024)
     app[CONTEXT] = ctx
     app[SERVED] = {"bytes": 0}
+    app[hfapi.FETCHES] = BlobFetches(ctx)  # blobs only another node holds, fetched once
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/hubd/jobs", jobs_list)
     app.router.add_post("/api/hubd/jobs", jobs_submit)
     app.router.add_get("/api/hubd/jobs/{id}", jobs_get)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/hubd/catalog", hubd_catalog)
+    app.router.add_get("/api/hubd/blobs/{sha256}", hfapi.blob)
     hubd_rev = "/api/hubd/models/{org}/{name}/revision/{rev}"
     app.router.add_get(hubd_rev + "/manifest", hubd_manifest)
     app.router.add_get(hubd_rev + "/provenance", hubd_provenance)

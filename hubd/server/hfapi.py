@@ -3,12 +3,14 @@
 The subset huggingface_hub uses to download (model info, tree, resolve) with the Hub's headers
 and error contract, so unmodified clients and other hubd nodes pull from a hubd node as they
 would from huggingface.co. Paths are parsed from the raw URL (a revision may hold an encoded
-'/'), and every piece is validated before it touches the catalog or the disk.
+'/'), and every piece is validated before it touches the catalog or the disk. A file whose blob
+only another node of a shared catalog holds is fetched from that node first (hubd.locations).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 from urllib.parse import unquote, urlencode
 
@@ -18,13 +20,16 @@ from ..catalog.models import File, Revision
 from ..catalog.queries import commit_for, find_revision, ref_names, repo_exists, verified_file
 from ..context import Context
 from ..errors import EntryNotFound, InvalidRequest, RepoNotFound, RevisionNotFound
+from ..locations import BlobFetches
 from ..refs import RepoRef, check_revision, safe_relpath
 from ..verify.hashes import lfs_pointer
 
 CONTEXT = web.AppKey("ctx", Context)
 SERVED = web.AppKey("served", dict[str, int])
+FETCHES = web.AppKey("fetches", BlobFetches)
 PAGE = 1000
 MAX_QUERY = 2048
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def _segments(request: web.Request, skip: int) -> list[str]:
@@ -179,6 +184,8 @@ async def resolve(request: web.Request) -> web.StreamResponse:
     repo_id = _repo(parts[0], parts[1])
     path = safe_relpath("/".join(parts[4:]))
     commit, match = await asyncio.to_thread(_file_of, ctx, repo_id, check_revision(parts[3]), path)
+    if not ctx.store.has_blob(match.sha256, match.size):  # another node of the catalog has it
+        await request.app[FETCHES].ensure(match.sha256, match.size, f"{repo_id}/{path}")
     etag = f'"{match.sha256 if match.lfs else match.git_oid or match.sha256}"'
     headers = {
         "X-Repo-Commit": commit,
@@ -187,8 +194,38 @@ async def resolve(request: web.Request) -> web.StreamResponse:
         "Accept-Ranges": "bytes",
         "Content-Disposition": f'inline; filename="{path.rsplit("/", 1)[-1]}"',
     }
+    return _send_blob(request, match.sha256, match.size, headers)
+
+
+def _send_blob(
+    request: web.Request, sha256: str, size: int, headers: dict[str, str]
+) -> web.FileResponse:
+    """A stored blob through sendfile (Range included), counted in hubd_bytes_served_total."""
     if request.method == "GET":
         span = request.http_range
-        start, stop = span.start or 0, match.size if span.stop is None else span.stop
-        request.app[SERVED]["bytes"] += max(0, min(stop, match.size) - start)
-    return web.FileResponse(ctx.store.blob_path(match.sha256), headers=headers)
+        start, stop = span.start or 0, size if span.stop is None else span.stop
+        request.app[SERVED]["bytes"] += max(0, min(stop, size) - start)
+    return web.FileResponse(request.app[CONTEXT].store.blob_path(sha256), headers=headers)
+
+
+def _stored_size(ctx: Context, sha256: str) -> int | None:
+    try:
+        return ctx.store.blob_path(sha256).stat().st_size
+    except FileNotFoundError:
+        return None
+
+
+async def blob(request: web.Request) -> web.StreamResponse:
+    """HEAD/GET /api/hubd/blobs/{sha256}: a blob of this node's store, for a node that lacks it.
+
+    Only what this store holds: a node never asks a third one on another's behalf, so two
+    nodes that both lack a blob cannot send each other round in circles.
+    """
+    sha256 = request.match_info["sha256"]
+    if not SHA256.fullmatch(sha256):
+        raise InvalidRequest("expected /api/hubd/blobs/{sha256} with 64 lowercase hex digits")
+    size = await asyncio.to_thread(_stored_size, request.app[CONTEXT], sha256)
+    if size is None:
+        raise EntryNotFound(f"blob {sha256} is not in this node's store")
+    headers = {"ETag": f'"{sha256}"', "X-Linked-Size": str(size), "Accept-Ranges": "bytes"}
+    return _send_blob(request, sha256, size, headers)
