@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import click
 
-from hubd.catalog.queries import get_repo, repo_summaries
+from hubd.catalog.queries import get_repo, repo_page
 from hubd.catalog.views import repo_detail
 from hubd.context import Context
 from hubd.errors import SignatureInvalid, VerificationFailed
 from hubd.gc import collect, remove
 from hubd.refs import RepoRef
-from hubd.verify.blobs import verify_store
+from hubd.verify.blobs import Damage, VerifyReport, verify_store
 from hubd.verify.trust import verify_signatures
 
 from .common import json_option, open_context
@@ -20,15 +21,33 @@ from .output import emit_json, human_bytes, table
 
 
 @click.command("ls")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Repos per page (0: all of them).",
+)
+@click.option("--after", metavar="REPO", help="Start after this repo id (the previous `next`).")
+@click.option("--kind", type=click.Choice(["model", "adapter"]), help="Only models or adapters.")
+@click.option("--org", help="Only the repos of this organisation.")
 @json_option
 @click.pass_obj
-def ls_cmd(obj: dict[str, Any], as_json: bool) -> None:
-    """List the repos in the catalog."""
+def ls_cmd(
+    obj: dict[str, Any],
+    limit: int,
+    after: str | None,
+    kind: str | None,
+    org: str | None,
+    as_json: bool,
+) -> None:
+    """List the repos in the catalog by repo id, a page at a time."""
     context = open_context(obj)
     with context.catalog() as session:
-        rows = repo_summaries(session)
+        page = repo_page(session, limit=limit or None, after=after, kind=kind, org=org)
+    rows = page.repos
     if as_json:
-        emit_json(rows)
+        emit_json({"repos": rows, "next": page.next})
         return
     table(
         ["REPO", "KIND", "REVISIONS", "REFS", "LICENSE", "MIRRORED"],
@@ -44,6 +63,8 @@ def ls_cmd(obj: dict[str, Any], as_json: bool) -> None:
             for r in rows
         ],
     )
+    if page.next is not None:
+        click.echo(f"hubd: more after {page.next}: hubd ls --after {page.next}", err=True)
 
 
 @click.command("show")
@@ -81,32 +102,67 @@ def show_cmd(obj: dict[str, Any], repo: str, as_json: bool) -> None:
 @click.command("verify")
 @click.argument("repo", required=False)
 @click.option("--signatures", is_flag=True, help="Also check signatures and the trust policy.")
+@click.option(
+    "--repair", is_flag=True, help="Quarantine damaged blobs and fetch them again from a source."
+)
 @json_option
 @click.pass_obj
-def verify_cmd(obj: dict[str, Any], repo: str | None, signatures: bool, as_json: bool) -> None:
-    """Re-hash stored blobs (of REPO, or all); exit 1 on any mismatch."""
+def verify_cmd(
+    obj: dict[str, Any], repo: str | None, signatures: bool, repair: bool, as_json: bool
+) -> None:
+    """Re-hash stored blobs (of REPO, or all); exit 1 on any damage left."""
     repo_id = RepoRef.parse(repo).repo_id if repo else None
     context = open_context(obj)
     report = verify_store(context, repo_id)
+    if repair and report.damaged:
+        from hubd.verify.repair import repair as repair_blobs  # the mirror: only when repairing
+
+        report.repairs = asyncio.run(repair_blobs(context, report.damaged))
+    if not as_json and (report.damaged or not signatures):
+        _print_verify(report)
     if signatures and report.ok:
         verify_signatures_cmd(context, repo_id, as_json, report.to_json())
         return
     if as_json:
         emit_json(report.to_json())
-    else:
-        for d in report.damaged:
-            state = "missing" if d.actual is None else f"sha256 {d.actual} != {d.expected}"
-            click.echo(f"DAMAGED {d.repo}@{d.commit[:12]} {d.path}: {state}")
-        click.echo(
-            f"verified {report.blobs} blobs ({human_bytes(report.bytes)}) in "
-            f"{report.revisions} revisions: "
-            + ("all ok" if report.ok else f"{len(report.damaged)} damaged file(s)")
+    if report.repairs is not None and not report.ok:
+        raise VerificationFailed(
+            f"{len(report.unrepaired)} damaged file(s) could not be repaired",
+            hint="the damaged copies stay in the store's quarantine directory; once a peer or "
+            "the Hub serves the revision again, re-run `hubd verify --repair`",
         )
     if not report.ok:
         raise VerificationFailed(
             f"{len(report.damaged)} damaged file(s) in the store",
-            hint="re-mirror the named revisions to repair them",
+            hint="`hubd verify --repair` fetches them again from a peer or the Hub",
         )
+
+
+def _print_verify(report: VerifyReport) -> None:
+    def where(d: Damage) -> str:
+        return f"{d.repo}@{d.commit[:12]} {d.path}"
+
+    for d in report.damaged:
+        state = "missing" if d.actual is None else f"sha256 {d.actual} != {d.expected}"
+        click.echo(f"DAMAGED {where(d)}: {state}")
+    for r in report.repairs or ():
+        names = ", ".join(where(d) for d in report.damaged if d.expected == r.sha256)
+        if r.repaired:
+            source = r.source or "a source (the revision's mirror failed on another file)"
+            click.echo(f"REPAIRED {names} from {source}")
+        else:
+            click.echo(f"STILL DAMAGED {names}: {r.reason}")
+            if r.quarantine:
+                click.echo(f"    damaged copy kept in {r.quarantine}")
+    summary = "all ok" if not report.damaged else f"{len(report.damaged)} damaged file(s)"
+    if report.repairs is not None and report.damaged:
+        summary += f", {len(report.damaged) - len(report.unrepaired)} repaired"
+    click.echo(
+        f"verified {report.blobs} blobs ({human_bytes(report.bytes)}) in "
+        f"{report.revisions} revisions: {summary}"
+    )
+    if report.elsewhere:
+        click.echo(f"  {report.elsewhere} blob(s) only other nodes of this catalog hold: theirs")
 
 
 def verify_signatures_cmd(

@@ -4,17 +4,19 @@ whether a policy allows it. Answers come from the catalog and the verified store
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 
 from .. import __version__
 from ..catalog.queries import require_revision
 from ..context import Context
 from ..errors import NotFound
 from .declared import DeclarationReader
-from .facts import RevisionRow, head_finder, load_catalog
+from .facts import RevisionRow, head_finder, load_catalog, signature_check
 from .inheritance import Lineage, policy_facts
 from .openness import assess
-from .policy import Policy, evaluate, load_policy
+from .policy import Policy, decide, load_policy
 from .results import AuditReport, RevisionAudit
 from .scan import Scanner
 
@@ -44,11 +46,12 @@ def audit(
     scanner = Scanner(ctx.store)
     declared = DeclarationReader(scanner)
     lineage = Lineage(head_finder(ctx.catalog, rows, complete=repo_id is None), declared)
+    signed = signature_check(ctx)
     return AuditReport(
         generated_at=datetime.now(UTC),
         version=__version__,
         policy=policy.source if policy else None,
-        revisions=tuple(_judge(row, lineage, declared, scanner, policy) for row in targets),
+        revisions=tuple(_judge(row, lineage, declared, scanner, policy, signed) for row in targets),
     )
 
 
@@ -58,6 +61,7 @@ def _judge(
     declared: DeclarationReader,
     scanner: Scanner,
     policy: Policy | None,
+    signed: Callable[[RevisionRow], bool],
 ) -> RevisionAudit:
     effective = lineage.effective(row)
     return RevisionAudit(
@@ -66,5 +70,5 @@ def _judge(
         effective=effective,
         openness=assess(row, effective.license),
         findings=tuple(scanner.revision(row.files)),
-        decision=evaluate(policy, policy_facts(row.repo_id, effective)),
+        decision=decide(policy, policy_facts(row.repo_id, effective), partial(signed, row)),
     )

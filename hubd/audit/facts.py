@@ -1,4 +1,5 @@
-"""What an audit reads from the catalog: each verified revision with its card, files and refs.
+"""What an audit reads from the catalog: each verified revision with its card, files and refs,
+and, when a policy asks, whether its stored signatures hold.
 
 Plain column selects instead of ORM objects: an audit reads the whole catalog (lineage needs every
 base), and loading 10,000 revisions must stay a small part of the 5 s budget.
@@ -6,15 +7,21 @@ base), and loading 10,000 revisions must stay a small part of the 5 s budget.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..catalog.models import File, ModelCard, Ref, Repo, Revision
 from ..catalog.queries import CardRecord
+from ..context import Context
+from ..errors import IntegrityError
+from ..verify.keys import Signer, signature_dir, stored_signatures, trusted_signers
+from ..verify.trust import check_bundle
 
 
 @dataclass(frozen=True)
@@ -140,3 +147,38 @@ def head_finder(
         return found.get(repo_id)
 
     return find
+
+
+def signature_check(ctx: Context) -> Callable[[RevisionRow], bool]:
+    """Tells whether a revision is signed: a stored signature verifies with a trusted key over
+    the digests the catalog records (a bundle that is broken, untrusted or stale does not count).
+
+    About 0.15 ms per revision, mostly one ECDSA verify, so audits ask only when the answer
+    decides (hubd.audit.policy.decide). Bundles are named by their key's hint: the trusted
+    signers' own are tried first, by name, before listing the others (certificate bundles).
+    """
+
+    @cache
+    def signers() -> tuple[list[Signer], tuple[str, ...]]:
+        trusted = trusted_signers(ctx)
+        return trusted, tuple(f"{s.hint}.sig" for s in trusted)
+
+    def bundles(row: RevisionRow, names: tuple[str, ...]) -> Iterator[Path]:
+        directory = signature_dir(ctx, row.repo_id, row.commit)
+        yield from (directory / name for name in names)
+        listed = stored_signatures(ctx, row.repo_id, row.commit)  # only if none of those held
+        yield from (path for path in listed if path.name not in names)
+
+    def signed(row: RevisionRow) -> bool:
+        trusted, names = signers()
+        files = {f.path: f.sha256 for f in row.files}
+        for path in bundles(row, names):
+            label = f"{row.repo_id}@{row.commit[:12]}: signature {path.stem[:12]}"
+            try:
+                if check_bundle(path.read_bytes(), files, trusted, label) is not None:
+                    return True
+            except (IntegrityError, OSError):  # missing, unreadable, broken or stale
+                continue
+        return False
+
+    return signed

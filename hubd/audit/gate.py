@@ -3,10 +3,16 @@
 Lineage comes from the catalog, and for a base it does not hold, from the source's own metadata
 of that base (no files are fetched): a LoRA that calls itself apache-2.0 on a Llama base is
 judged under the Llama license before its first byte is mirrored.
+
+Nothing is signed before the download, but a mirrored revision is signed with the node key (a
+trusted signer) as soon as every byte is verified, so the gate judges it as ``signed``: a
+``signed = false`` rule never blocks a mirror; audits apply it to revisions whose signature is
+later missing, broken or no longer matches the catalog.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from ..card import card_record
@@ -43,7 +49,8 @@ def check_mirror(ctx: Context, source: HfSource, remote: RemoteRevision) -> Deci
         return found or remote_heads[repo_id]
 
     lineage = Lineage(find, DeclarationReader(Scanner(ctx.store)))
-    decision = evaluate(policy, policy_facts(remote.repo_id, lineage.effective(_row(remote))))
+    facts = policy_facts(remote.repo_id, lineage.effective(_row(remote)))
+    decision = evaluate(policy, replace(facts, signed=True))  # the mirror signs it
     if decision.action == "deny":
         raise PolicyViolation(
             decision.message, hint=f"nothing was downloaded; the policy is {policy.source}"

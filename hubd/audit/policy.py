@@ -12,13 +12,17 @@ The format is schemas/policy.schema.json; deploy/policy.example.toml is a commen
 
 ``class`` takes license classes; ``license`` (card ids or SPDX ids), ``org`` and ``repo`` take
 globs; each may be one value or a list (any may match). ``signed = false`` matches revisions
-without a verified signature, so a rule can require signatures for an org.
+without a verified signature (one stored signature that verifies with a trusted key over the
+catalog's digests; hubd.audit.facts.signature_check), so a rule can require signatures for an org.
+The mirror gate judges a revision as signed: the mirror signs it with the node key once every byte
+is verified (hubd.audit.gate).
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -82,6 +86,11 @@ class Policy:
     rules: tuple[Rule, ...]
     default: str = "allow"
 
+    @property
+    def uses_signed(self) -> bool:
+        """Whether a rule has a ``signed`` condition."""
+        return any(key == "signed" for rule in self.rules for key, _ in rule.conditions)
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -117,6 +126,20 @@ def evaluate(policy: Policy | None, facts: Facts) -> Decision:
         f"{facts.repo}: {_VERBS[policy.default]} by the policy default (no rule matched): "
         f"{facts.summary}",
     )
+
+
+def decide(policy: Policy | None, facts: Facts, signed: Callable[[], bool]) -> Decision:
+    """:func:`evaluate`, calling ``signed`` only when the answer changes the decision.
+
+    ``facts.signed`` is ignored. Checking a signature is the one costly fact (an ECDSA verify
+    per revision), so a rule like ``org = "acme", signed = false`` verifies acme's alone.
+    """
+    if policy is None or not policy.uses_signed:
+        return evaluate(policy, facts)
+    unsigned = evaluate(policy, replace(facts, signed=False))
+    if unsigned == (with_signature := evaluate(policy, replace(facts, signed=True))):
+        return unsigned
+    return with_signature if signed() else unsigned
 
 
 def load_policy(path: Path) -> Policy:

@@ -15,6 +15,7 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 
 from cryptography import x509
@@ -54,8 +55,9 @@ class Signer:
             )
         return self.public_key
 
-    @property
+    @cached_property
     def hint(self) -> str:
+        """The key's OMS hint, computed once: audits compare it for every signature."""
         return key_hint(self.public_key)
 
     @property

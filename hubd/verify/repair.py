@@ -1,0 +1,152 @@
+"""``hubd verify --repair``: set damaged blobs aside and fetch them again through the mirror.
+
+A damaged blob is first moved to ``quarantine/<sha256>.<actual sha256>`` in the store, so no
+corrupt bytes stay where a verified blob is expected, yet nothing is lost if the repair fails.
+Then the revision that holds it is mirrored again, pinned to its commit and limited to the
+damaged paths: the mirror plans only the missing blobs, tries the peers then the Hub with
+per-file fallback, and verifies every byte before the blob reappears. The quarantined copy is
+deleted once the blob is back, and kept otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..catalog.queries import find_revision
+from ..context import Context
+from ..errors import HubdError, StoreError
+from ..mirror import METADATA_FILES, mirror
+from ..refs import RepoRef
+from .blobs import BlobRepair, Damage
+
+QUARANTINE = "quarantine"
+
+
+def quarantine_dir(ctx: Context) -> Path:
+    return ctx.store.root / QUARANTINE
+
+
+@dataclass
+class _Blob:
+    """One damaged blob: where it is referenced, and what each attempt to repair it said."""
+
+    sha256: str
+    actual: str | None
+    where: list[Damage]
+    quarantine: Path | None = None
+    reasons: list[str] = field(default_factory=list)
+
+
+def _set_aside(ctx: Context, blobs: Sequence[_Blob]) -> None:
+    """Move each damaged blob into quarantine (under the exclusive guard, as gc deletes)."""
+    directory = quarantine_dir(ctx)
+    with ctx.store.guard(exclusive=True):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            for blob in blobs:
+                if blob.actual is None:
+                    continue  # missing: nothing to keep
+                target = directory / f"{blob.sha256}.{blob.actual}"
+                try:
+                    os.replace(ctx.store.blob_path(blob.sha256), target)
+                except FileNotFoundError:
+                    continue  # gone since it was hashed
+                blob.quarantine = target
+        except OSError as exc:
+            raise StoreError(
+                f"cannot move damaged blobs to {directory}: {exc.strerror or exc}"
+            ) from None
+
+
+def _patterns(ctx: Context, repo: str, commit: str, paths: Sequence[str]) -> list[str]:
+    """Mirror patterns matching exactly ``paths``.
+
+    The mirror always takes the metadata files but refuses a selection of nothing else, so a
+    damaged README.md alone is fetched alongside one intact file (already stored: not moved).
+    """
+    patterns = [glob.escape(p) for p in paths]
+    if all(p in METADATA_FILES for p in paths):
+        with ctx.catalog() as session:
+            revision = find_revision(session, repo, commit)
+            other = [f.path for f in revision.files] if revision else []
+        patterns += [glob.escape(p) for p in other if p not in METADATA_FILES][:1]
+    return patterns
+
+
+async def _fetch_again(ctx: Context, repo: str, commit: str, blobs: dict[str, _Blob]) -> str | None:
+    """Mirror ``repo@commit`` limited to the paths of ``blobs``; the source, or None on failure.
+
+    ``blobs`` maps path -> blob. A failure is recorded as a reason on every blob it concerns.
+    """
+    where = f"{repo}@{commit[:12]}"
+    if ctx.settings.offline:
+        reason = f"{where}: offline mode is on (HF_HUB_OFFLINE=1), no source to fetch from"
+    else:
+        ref = RepoRef.parse(f"{repo}@{commit}")
+        include = await asyncio.to_thread(_patterns, ctx, repo, commit, list(blobs))
+        try:
+            return (await mirror(ctx, ref, include=include)).source
+        except HubdError as exc:
+            reason = f"{where}: {exc.message}"
+    for blob in blobs.values():
+        blob.reasons.append(reason)
+    return None
+
+
+async def repair(ctx: Context, damaged: Sequence[Damage]) -> list[BlobRepair]:
+    """Repair every damaged blob, trying each revision that holds it until one brings it back.
+
+    Revisions are mirrored one after another: each damaged revision once per round, with all
+    its damaged paths.
+    """
+    blobs: dict[str, _Blob] = {}
+    for d in damaged:
+        blobs.setdefault(d.expected, _Blob(d.expected, d.actual, [])).where.append(d)
+    await asyncio.to_thread(_set_aside, ctx, list(blobs.values()))
+    outcome: dict[str, BlobRepair] = {}
+    candidates = {sha: _revisions(blob.where) for sha, blob in blobs.items()}
+    while any(candidates.values()):
+        rounds: dict[tuple[str, str], dict[str, _Blob]] = {}
+        for sha, todo in candidates.items():
+            if todo:
+                repo, commit, path = todo.pop(0)
+                rounds.setdefault((repo, commit), {})[path] = blobs[sha]
+        for (repo, commit), wanted in rounds.items():
+            source = await _fetch_again(ctx, repo, commit, wanted)
+            for blob in wanted.values():
+                if ctx.store.has_blob(blob.sha256):  # only ever published once verified
+                    outcome[blob.sha256] = await asyncio.to_thread(_repaired, ctx, blob, source)
+                    candidates[blob.sha256] = []
+                elif source is not None:
+                    blob.reasons.append(f"{repo}@{commit[:12]}: the mirror did not bring it back")
+    return [outcome.get(sha) or _still_damaged(ctx, blob) for sha, blob in blobs.items()]
+
+
+def _revisions(where: list[Damage]) -> list[tuple[str, str, str]]:
+    """(repo, commit, path) of each distinct revision holding the blob, in catalog order."""
+    seen: dict[tuple[str, str], str] = {}
+    for d in where:
+        seen.setdefault((d.repo, d.commit), d.path)
+    return [(repo, commit, path) for (repo, commit), path in seen.items()]
+
+
+def _repaired(ctx: Context, blob: _Blob, source: str | None) -> BlobRepair:
+    """The blob is back and verified: its damaged copies (this run's or older) have no use."""
+    for copy in quarantine_dir(ctx).glob(f"{blob.sha256}.*"):
+        copy.unlink(missing_ok=True)
+    return BlobRepair(blob.sha256, True, source=source)
+
+
+def _still_damaged(ctx: Context, blob: _Blob) -> BlobRepair:
+    where = blob.quarantine or next(iter(quarantine_dir(ctx).glob(f"{blob.sha256}.*")), None)
+    return BlobRepair(
+        blob.sha256,
+        False,
+        quarantine=str(where) if where else None,
+        reason="; ".join(blob.reasons) or "no revision to fetch it from",
+    )
