@@ -30,12 +30,17 @@ from .context import Context
 from .errors import (
     ConfigError,
     InvalidRequest,
+    SignatureInvalid,
 )
 from .refs import RepoRef, check_revision, is_commit, safe_relpath
 from .verify.keys import signature_dir, write_atomic
-from .verify.signing import check_key, key_hint
+from .verify.signing import check_key, dsse_open, key_hint
 
 INDEX_NAME = "hubd-bundle.json"
+# The index's DSSE envelope, signed by the exporting node's key: the second member. Ref times
+# in the index are believed only from an exporter the importing node trusts.
+INDEX_SIGNATURE = f"{INDEX_NAME}.sig"
+INDEX_PAYLOAD_TYPE = "application/vnd.hubd.bundle-index+json"
 BUNDLE_FORMAT = "hubd-bundle"
 LISTING_FORMAT = "hubd-listing"
 VERSION = 1
@@ -130,6 +135,17 @@ class Index:
             "revisions": [r.to_json() for r in self.revisions],
             "blobs": [{"sha256": s, "size": n} for s, n in self.blobs.items()],
         }
+
+    def check_signature(self, index: bytes, signature: bytes, label: str) -> None:
+        """The envelope signs exactly ``index`` (these bytes) with the key the index names."""
+        try:
+            envelope = json.loads(signature)
+        except ValueError:
+            raise SignatureInvalid(f"{label}: {INDEX_SIGNATURE} is not JSON") from None
+        key = check_key(serialization.load_pem_public_key(self.public_key.encode()), "node key")
+        signed = dsse_open(envelope, key, INDEX_PAYLOAD_TYPE, f"{label}: {INDEX_SIGNATURE}")
+        if signed != index:
+            raise SignatureInvalid(f"{label}: {INDEX_SIGNATURE} signs another index")
 
     def members(self) -> dict[str, int]:
         """Every member after the index, by name, with its declared size."""

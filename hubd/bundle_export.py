@@ -19,6 +19,8 @@ from typing import IO, Any
 
 from .bundle import (
     INDEX_NAME,
+    INDEX_PAYLOAD_TYPE,
+    INDEX_SIGNATURE,
     SIGNATURE_LIMIT,
     Index,
     IndexFile,
@@ -37,7 +39,7 @@ from .refs import RepoRef
 from .signatures import node_signature
 from .verify.hashes import CHUNK
 from .verify.keys import node_key, signature_dir, trusted_signers
-from .verify.signing import key_hint, public_pem
+from .verify.signing import dsse_envelope, key_hint, public_pem
 from .verify.trust import check_bundle
 
 
@@ -194,7 +196,7 @@ def _add_blob(ctx: Context, tar: tarfile.TarFile, sha256: str, size: int, mtime:
 
 
 def write_bundle(ctx: Context, plan: _Plan, out: IO[bytes]) -> int:
-    """Stream the bundle to ``out``: index, signature files, then every blob re-hashed.
+    """Stream the bundle to ``out``: index, its signature, signature files, then every blob.
 
     Returns the blob bytes written. On failure ``out`` holds a bundle without its end, which
     import refuses as truncated.
@@ -203,6 +205,9 @@ def write_bundle(ctx: Context, plan: _Plan, out: IO[bytes]) -> int:
     index = json.dumps(plan.index.to_json(), indent=1).encode()
     with tarfile.open(fileobj=out, mode="w|", bufsize=CHUNK, format=tarfile.PAX_FORMAT) as tar:
         tar.addfile(_member(INDEX_NAME, len(index), mtime), io.BytesIO(index))
+        envelope = dsse_envelope(node_key(ctx), index, INDEX_PAYLOAD_TYPE)
+        signature = json.dumps(envelope, indent=1).encode()
+        tar.addfile(_member(INDEX_SIGNATURE, len(signature), mtime), io.BytesIO(signature))
         for name, data in plan.signatures.items():
             tar.addfile(_member(name, len(data), mtime), io.BytesIO(data))
         for sha256, size in plan.index.blobs.items():

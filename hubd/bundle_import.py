@@ -1,12 +1,15 @@
 """`hubd import`: a bundle becomes visible only once every byte, signature and ref checks out.
 
-1. Receive: the tar is read as a stream. Each member is checked before a byte of it is read
-   (a plain relative name the index lists, a regular file, the size the index declares, room
-   on disk); each blob goes through the store's hashing writer into a staging store under
+1. Receive: the tar is read as a stream. The index comes first, then its DSSE signature by the
+   key the index names (the exporting node's). Each member is checked before a byte of it is
+   read (a plain relative name the index lists, a regular file, the size the index declares,
+   room on disk); each blob goes through the store's hashing writer into a staging store under
    ``store/tmp``, where nothing serves it.
 2. Check: every revision's blobs are at hand, no file contradicts the catalog's copy of the same
-   commit, no ref moves back to an older commit (a replayed bundle), every signature by a
-   trusted key verifies against the revision's manifest and the trust policy is met.
+   commit, a ref that exists here moves only for an exporter this node trusts and never back to
+   an older commit (a replayed bundle: the ref times are signed with the index), every
+   signature by a trusted key verifies against the revision's manifest and the trust policy
+   is met.
 3. Commit, under the store's shared guard: blobs are renamed into the store, signature files
    copied, revisions recorded (``record_snapshot``: the node signs what it verified). A failure
    here is undone (hubd.bundle_journal), so the store and catalog hold either the whole bundle or
@@ -30,6 +33,7 @@ from .bundle import (
     HOP_KEYS,
     INDEX_LIMIT,
     INDEX_NAME,
+    INDEX_SIGNATURE,
     Index,
     IndexRevision,
     parse_index,
@@ -105,6 +109,8 @@ class _Received:
     staged: dict[str, int] = field(default_factory=dict)  # sha256 -> size, in the staging store
     git: dict[str, str] = field(default_factory=dict)  # verified git blob oid -> sha256
     admitted: bool = False  # signatures and policy checked
+    index_signed: bool = False  # the index's signature by the key it names holds
+    exporter_trusted: bool = False  # that key is in this node's trust store
 
 
 class _Staging:
@@ -184,7 +190,8 @@ def _receive(ctx: Context, source: IO[bytes], label: str, staging: _Staging) -> 
                         )
                     if member.size > INDEX_LIMIT:
                         raise InvalidRequest(f"{label}: index of {member.size} bytes; too large")
-                    index = parse_index(_read_small(tar, member), label)
+                    raw_index = _read_small(tar, member)
+                    index = parse_index(raw_index, label)
                     received = _Received(index, datetime.now(UTC))
                     expected = received.index.members()
                     digests = {
@@ -195,7 +202,19 @@ def _receive(ctx: Context, source: IO[bytes], label: str, staging: _Staging) -> 
                     oids = _git_oids(received.index)
                     _check_space(ctx, received.index, label)
                     continue
-                if name in seen or name == INDEX_NAME:
+                if not received.index_signed:
+                    if name != INDEX_SIGNATURE or member.size > INDEX_LIMIT:
+                        raise InvalidRequest(
+                            f"{label}: the index is not signed: the second member is {name}, "
+                            f"not {INDEX_SIGNATURE}"
+                        )
+                    index.check_signature(raw_index, _read_small(tar, member), label)
+                    received.index_signed = True
+                    received.exporter_trusted = index.key_hint in {
+                        s.hint for s in trusted_signers(ctx) if s.ca is None
+                    }
+                    continue
+                if name in seen or name in (INDEX_NAME, INDEX_SIGNATURE):
                     raise InvalidRequest(f"{label}: {name} appears twice")
                 seen.add(name)
                 if name not in expected:
@@ -231,6 +250,8 @@ def _receive(ctx: Context, source: IO[bytes], label: str, staging: _Staging) -> 
         raise InvalidRequest(f"cannot read {label}: {exc.strerror or exc}") from None
     if received is None:
         raise InvalidRequest(f"{label}: missing index: the bundle is empty")
+    if not received.index_signed:
+        raise InvalidRequest(f"{label}: the index is not signed ({INDEX_SIGNATURE} is missing)")
     if missing := sorted(set(expected) - seen):
         raise SizeMismatch(
             f"{label}: the bundle is truncated: {len(missing)} member(s) missing, "
@@ -292,6 +313,14 @@ def _changes(ctx: Context, received: _Received, label: str) -> list[_Change]:
             moved = []
             for ref in rev.refs:
                 row = ref_row(session, rev.repo, ref.name)
+                if row is not None and row.commit != rev.commit and not received.exporter_trusted:
+                    raise UntrustedSigner(
+                        f"{label}: {rev.repo} ref {ref.name} is at {row.commit[:12]} here; only "
+                        f"an exporter this node trusts may move it (the bundle is signed by "
+                        f"{received.index.node}, key {received.index.key_hint[:16]}…)",
+                        hint="trust the exporting node: `hubd keys show --public > node.pub` "
+                        "there, `hubd trust add NAME node.pub` here",
+                    )
                 if row is not None and row.commit != rev.commit and row.updated_at > ref.set_at:
                     raise ReplayedRevision(
                         f"{label}: {rev.repo} ref {ref.name}: the bundle points it at "

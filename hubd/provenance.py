@@ -20,15 +20,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from . import __version__
 from .context import Context
 from .errors import SignatureInvalid
 from .verify.keys import Signer, signature_dir, write_atomic
-from .verify.signing import PAYLOAD_TYPE, STATEMENT_TYPE, key_hint, manifest_of, pae
+from .verify.signing import PAYLOAD_TYPE, STATEMENT_TYPE, dsse_envelope, dsse_open, manifest_of
 
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "https://hubd.dev/provenance/mirror/v1"
@@ -99,21 +97,9 @@ def statement(hop: Hop, files: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-def _ecdsa(key: ec.EllipticCurvePublicKey) -> ec.ECDSA:
-    """ECDSA with the hash OMS pairs with the curve (P-384: SHA-384, P-256: SHA-256)."""
-    return ec.ECDSA(hashes.SHA384() if key.curve.name == "secp384r1" else hashes.SHA256())
-
-
 def envelope(key: ec.EllipticCurvePrivateKey, doc: Mapping[str, Any]) -> dict[str, Any]:
     """A DSSE envelope of ``doc`` signed by ``key`` (keyid: the key's OMS hint)."""
-    public = key.public_key()
-    payload = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-    signature = key.sign(pae(payload), _ecdsa(public))
-    return {
-        "payloadType": PAYLOAD_TYPE,
-        "payload": base64.b64encode(payload).decode(),
-        "signatures": [{"keyid": key_hint(public), "sig": base64.b64encode(signature).decode()}],
-    }
+    return dsse_envelope(key, json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
 
 
 @dataclass(frozen=True)
@@ -160,7 +146,7 @@ def check_envelope(
     try:
         payload = base64.b64decode(env["payload"], validate=True)
         (sig,) = env["signatures"]
-        keyid, signature = str(sig["keyid"]), base64.b64decode(sig["sig"], validate=True)
+        keyid = str(sig["keyid"])
         doc = json.loads(payload)
         ok_type = env["payloadType"] == PAYLOAD_TYPE and doc["_type"] == STATEMENT_TYPE
         if not ok_type or doc["predicateType"] != PREDICATE_TYPE:
@@ -177,10 +163,7 @@ def check_envelope(
     signer = next((s for s in signers if s.hint == keyid), None)
     if signer is None:
         return attested
-    try:
-        signer.key.verify(signature, pae(payload), _ecdsa(signer.key))
-    except InvalidSignature:
-        raise SignatureInvalid(f"{label}: the statement's signature does not verify") from None
+    dsse_open(env, signer.key, PAYLOAD_TYPE, f"{label}: the statement")
     return Attested(doc, keyid, signer.name)
 
 

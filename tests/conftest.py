@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,19 @@ def hub() -> Iterator[FakeHub]:
     fake.tokens.add("hf_valid_token")
     with fake:
         yield fake
+
+
+@pytest.fixture
+def policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], Path]:
+    """Write a policy file and point HUBD_POLICY at it."""
+
+    def write(text: str) -> Path:
+        path = tmp_path / "policy.toml"
+        path.write_text(text)
+        monkeypatch.setenv("HUBD_POLICY", str(path))
+        return path
+
+    return write
 
 
 @pytest.fixture

@@ -30,19 +30,6 @@ def endpoint(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> str:
     return hub.endpoint
 
 
-@pytest.fixture
-def policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], Path]:
-    """Write a policy file and point HUBD_POLICY at it."""
-
-    def write(text: str) -> Path:
-        path = tmp_path / "policy.toml"
-        path.write_text(text)
-        monkeypatch.setenv("HUBD_POLICY", str(path))
-        return path
-
-    return write
-
-
 def blobs(home: Path) -> list[Path]:
     root = home / "store" / "blobs"
     return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []

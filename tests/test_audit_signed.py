@@ -23,17 +23,6 @@ DENY_UNSIGNED = '[[rules]]\nsigned = false\naction = "deny"\nreason = "sign it"\
 
 
 @pytest.fixture
-def policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], Path]:
-    def write(text: str) -> Path:
-        path = tmp_path / "policy.toml"
-        path.write_text(text)
-        monkeypatch.setenv("HUBD_POLICY", str(path))
-        return path
-
-    return write
-
-
-@pytest.fixture
 def mirrored(hubd: Hubd, hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
     """MODEL and LORA mirrored: the mirror signs each with the node key."""
     monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)

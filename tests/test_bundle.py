@@ -26,9 +26,12 @@ from conftest import LORA, MODEL, Result
 from test_schemas import schema, validate
 
 import hubd.bundle_import
+from hubd.bundle import INDEX_PAYLOAD_TYPE
 from hubd.errors import StoreError
 from hubd.testing.fakehub import FakeHub
 from hubd.testing.modelgen import tiny_model_files
+from hubd.verify.keys import load_private_key
+from hubd.verify.signing import dsse_envelope
 
 Hubd = Callable[..., Result]
 State = tuple[dict[str, str], list[str]]
@@ -124,11 +127,21 @@ def rebuild(
     return target
 
 
-def with_index(items: list[tuple[tarfile.TarInfo, bytes | None]], index: dict[str, Any]) -> None:
+def with_index(
+    items: list[tuple[tarfile.TarInfo, bytes | None]], index: dict[str, Any], sign: bool = True
+) -> None:
+    """Replace the index, signed again with the exporter's key (an exporter that lies) unless
+    ``sign`` is false (someone who edits the bundle without that key)."""
     data = json.dumps(index).encode()
     info = items[0][0]
     info.size = len(data)
     items[0] = (info, data)
+    if sign:
+        key = load_private_key(Path(os.environ["HUBD_HOME"]) / "keys" / "node.key")
+        envelope = json.dumps(dsse_envelope(key, data, INDEX_PAYLOAD_TYPE)).encode()
+        sig_info = items[1][0]
+        sig_info.size = len(envelope)
+        items[1] = (sig_info, envelope)
 
 
 def regular(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
@@ -156,9 +169,9 @@ def test_export_import_round_trip(source: Hubd, far: Hubd, far_home: Path, tmp_p
     validate("bundle-index.schema.json", index)
     names = [m.name for m in members(bundle)]
     sig_dir = f"signatures/{MODEL}/{shown['commit']}/"
-    kinds = ["index" if n == "hubd-bundle.json" else n.split("/")[0] for n in names]
-    order = ["index", "signatures", "blobs"]
-    assert kinds[0] == "index" and kinds == sorted(kinds, key=order.index)
+    kinds = [n.split("/")[0] for n in names]
+    order = ["hubd-bundle.json", "hubd-bundle.json.sig", "signatures", "blobs"]
+    assert kinds[:2] == order[:2] and kinds == sorted(kinds, key=order.index)
     carried = {n.removeprefix(sig_dir) for n in names if n.startswith(sig_dir)}
     assert "provenance.intoto.jsonl" in carried and any(n.endswith(".sig") for n in carried)
     assert sorted(n.removeprefix("blobs/") for n in names if n.startswith("blobs/")) == sorted(
@@ -260,7 +273,7 @@ def test_damaged_blob_fails_the_export(source: Hubd, home: Path, tmp_path: Path)
 
 def _tampered_signature(index: dict[str, Any], items: list[Any]) -> None:
     for n, (info, data) in enumerate(items):
-        if info.name.endswith(".sig"):
+        if info.name.startswith("signatures/") and info.name.endswith(".sig"):
             bundle = json.loads(data)
             sig = bytearray(bundle["dsseEnvelope"]["signatures"][0]["sig"].encode())
             sig[20] = ord("A") if sig[20] != ord("A") else ord("B")
@@ -308,13 +321,21 @@ def test_tampering_with_trusted_signatures_is_refused(
     assert state(far_home) == before
 
 
-def _index_edit(change: Callable[[dict[str, Any]], None]) -> Callable[[list[Any]], None]:
+def _index_edit(
+    change: Callable[[dict[str, Any]], None], sign: bool = True
+) -> Callable[[list[Any]], None]:
     def edit(items: list[Any]) -> None:
         index = json.loads(items[0][1])
         change(index)
-        with_index(items, index)
+        with_index(items, index, sign)
 
     return edit
+
+
+def _later_refs(index: dict[str, Any]) -> None:
+    """What a replay would need: its refs dated after the far side's."""
+    for ref in index["revisions"][0]["refs"]:
+        ref["set_at"] = "2100-01-01T00:00:00+00:00"
 
 
 def _ten_tb_everywhere(index: dict[str, Any]) -> None:
@@ -358,7 +379,9 @@ def _wrong_git_oid(index: dict[str, Any]) -> None:
 
 
 def _signature_differs(items: list[Any]) -> None:
-    n, (info, data) = next((n, i) for n, i in enumerate(items) if i[0].name.endswith(".sig"))
+    n, (info, data) = next(
+        (n, i) for n, i in enumerate(items) if i[0].name.startswith("signatures/")
+    )
     items[n] = (info, data.replace(b'"', b"'", 1))
 
 
@@ -367,20 +390,20 @@ def _first_blob(items: list[Any]) -> int:
 
 
 ATTACKS: dict[str, tuple[Callable[[list[Any]], None], int, str]] = {
-    "dotdot": (lambda i: i.insert(1, regular("blobs/../../escape", b"x")), 7, "unsafe member"),
-    "absolute": (lambda i: i.insert(1, regular("/tmp/escape", b"x")), 7, "unsafe member"),
+    "dotdot": (lambda i: i.insert(2, regular("blobs/../../escape", b"x")), 7, "unsafe member"),
+    "absolute": (lambda i: i.insert(2, regular("/tmp/escape", b"x")), 7, "unsafe member"),
     "symlink": (
-        lambda i: i.insert(1, special("blobs/" + "0" * 64, tarfile.SYMTYPE, "/etc/passwd")),
+        lambda i: i.insert(2, special("blobs/" + "0" * 64, tarfile.SYMTYPE, "/etc/passwd")),
         7,
         "is a link",
     ),
     "hardlink": (
-        lambda i: i.insert(1, special("blobs/" + "0" * 64, tarfile.LNKTYPE, "hubd-bundle.json")),
+        lambda i: i.insert(2, special("blobs/" + "0" * 64, tarfile.LNKTYPE, "hubd-bundle.json")),
         7,
         "is a link",
     ),
-    "device": (lambda i: i.insert(1, special("blobs/dev", tarfile.CHRTYPE)), 7, "device file"),
-    "directory": (lambda i: i.insert(1, special("blobs", tarfile.DIRTYPE)), 2, "not a regular"),
+    "device": (lambda i: i.insert(2, special("blobs/dev", tarfile.CHRTYPE)), 7, "device file"),
+    "directory": (lambda i: i.insert(2, special("blobs", tarfile.DIRTYPE)), 2, "not a regular"),
     "unnamed member": (lambda i: i.append(regular("extra.txt", b"hi")), 2, "not named"),
     "duplicate member": (lambda i: i.append(i[-1]), 2, "appears twice"),
     "missing index": (lambda i: i.pop(0), 2, "missing index"),
@@ -393,7 +416,9 @@ ATTACKS: dict[str, tuple[Callable[[list[Any]], None], int, str]] = {
     "missing blob": (lambda i: i.pop(), 6, "truncated"),
     "wrong git oid": (_index_edit(_wrong_git_oid), 6, "git blob oid"),
     "signature file not as indexed": (_signature_differs, 6, "does not match its sha256"),
-    "blob before its signatures": (lambda i: i.insert(1, i.pop(_first_blob(i))), 0, ""),
+    "blob before its signatures": (lambda i: i.insert(2, i.pop(_first_blob(i))), 0, ""),
+    "unsigned index": (lambda i: i.pop(1), 2, "the index is not signed"),
+    "index edited without the key": (_index_edit(_later_refs, sign=False), 6, "signs another"),
 }
 
 
@@ -446,6 +471,7 @@ def test_incremental_bundle_carries_only_what_the_far_side_lacks(
 ) -> None:
     first = tmp_path / "first.tar"
     export(source, first, MODEL)
+    trust_exporter(source, far, far_home, tmp_path)  # main moves: only for a trusted exporter
     assert far("import", str(first)).code == 0
     listing_file = tmp_path / "listing.json"
     listed = far("listing", "-o", str(listing_file), "--json").json()
@@ -514,6 +540,11 @@ def test_replayed_old_ref_is_refused(
     export(source, new, MODEL)
 
     assert far("import", str(old)).code == 0
+    before = state(far_home)
+    untrusted = far("import", str(new))  # ref times are believed only from a trusted exporter
+    assert untrusted.code == 6 and "only an exporter this node trusts may move it" in untrusted.err
+    assert state(far_home) == before
+    trust_exporter(source, far, far_home, tmp_path)
     assert far("import", str(new)).code == 0  # later than the old bundle's ref: main moves on
     main = far("show", MODEL, "--json").json()["refs"]["main"]
     assert main == read_index(new)["revisions"][0]["commit"]
@@ -536,6 +567,7 @@ def test_failure_while_recording_is_undone(
     """A failure after blobs moved and one revision was recorded leaves the far side as it was."""
     first = tmp_path / "first.tar"
     export(source, first, MODEL)
+    trust_exporter(source, far, far_home, tmp_path)  # main moves: only for a trusted exporter
     assert far("import", str(first)).code == 0
     hub.add_repo(MODEL, tiny_model_files(seed=7))
     assert source("mirror", MODEL, "-q").code == 0

@@ -142,18 +142,38 @@ def test_attestations_api_matches_its_schema(node_a: tuple[Context, str]) -> Non
         validate("manifest.schema.json", json.load(r))
 
 
-def test_a_peer_without_the_required_signer_is_refused_before_anything_is_visible(
-    node_a: tuple[Context, str], settings: Settings, tmp_path: Path
+def refused_on_b(
+    settings: Settings,
+    tmp_path: Path,
+    url: str,
+    trusted: tuple[str, ec.EllipticCurvePublicKey, str | None],
+    error: type[Exception],
+    match: str,
 ) -> None:
-    _, url = node_a
+    """Node B, trusting ``trusted`` (name, key, rule glob), refuses A's revision; B is unchanged."""
     b = node(settings, tmp_path, "node-b", url)
     try:
-        trust(b, "security-team", ec.generate_private_key(ec.SECP256R1()).public_key(), "acme/*")
-        with pytest.raises(UntrustedSigner, match="needs a valid signature by security-team"):
+        trust(b, *trusted)
+        with pytest.raises(error, match=match):
             run(b, MODEL)
         assert nothing_visible(b, MODEL)
     finally:
         b.close()
+
+
+def test_a_peer_without_the_required_signer_is_refused_before_anything_is_visible(
+    node_a: tuple[Context, str], settings: Settings, tmp_path: Path
+) -> None:
+    _, url = node_a
+    stranger = ec.generate_private_key(ec.SECP256R1()).public_key()
+    refused_on_b(
+        settings,
+        tmp_path,
+        url,
+        ("security-team", stranger, "acme/*"),
+        UntrustedSigner,
+        "needs a valid signature by security-team",
+    )
 
 
 def test_a_peer_serving_a_signature_that_does_not_match_is_refused(
@@ -166,14 +186,8 @@ def test_a_peer_serving_a_signature_that_does_not_match_is_refused(
     key = node_key(a)
     path = signature_dir(a, MODEL, commit) / f"{signing.key_hint(key.public_key())}.sig"
     path.write_bytes(signing.sign(key, MODEL.split("/")[1], files))
-    b = node(settings, tmp_path, "node-b", url)
-    try:
-        trust(b, "node-a", key.public_key(), None)
-        with pytest.raises(SignatureInvalid, match="config.json changed"):
-            run(b, MODEL)
-        assert nothing_visible(b, MODEL)
-    finally:
-        b.close()
+    trusted = ("node-a", key.public_key(), None)
+    refused_on_b(settings, tmp_path, url, trusted, SignatureInvalid, "config.json changed")
 
 
 def test_a_tampered_provenance_statement_from_a_peer_is_refused(
@@ -187,14 +201,10 @@ def test_a_tampered_provenance_statement_from_a_peer_is_refused(
     doc["predicate"]["buildDefinition"]["externalParameters"]["source"] = "https://evil.example"
     env["payload"] = base64.b64encode(json.dumps(doc).encode()).decode()
     chain.write_text(json.dumps(env) + "\n")
-    b = node(settings, tmp_path, "node-b", url)
-    try:
-        trust(b, "node-a", node_key(a).public_key(), None)
-        with pytest.raises(SignatureInvalid, match="statement's signature does not verify"):
-            run(b, MODEL)
-        assert nothing_visible(b, MODEL)
-    finally:
-        b.close()
+    trusted = ("node-a", node_key(a).public_key(), None)
+    refused_on_b(
+        settings, tmp_path, url, trusted, SignatureInvalid, "statement: the signature does not verify"
+    )
 
 
 @pytest.fixture

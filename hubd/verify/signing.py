@@ -143,6 +143,39 @@ def sign(
     return json.dumps(bundle, indent=2).encode()
 
 
+def dsse_envelope(
+    private_key: ec.EllipticCurvePrivateKey, payload: bytes, payload_type: str = PAYLOAD_TYPE
+) -> dict[str, Any]:
+    """A DSSE envelope of ``payload`` signed by ``private_key`` (keyid: its OMS hint)."""
+    public = check_key(private_key, "signing key")
+    signature = private_key.sign(pae(payload, payload_type), ec.ECDSA(_hash_for(public)))
+    return {
+        "payloadType": payload_type,
+        "payload": base64.b64encode(payload).decode(),
+        "signatures": [{"keyid": key_hint(public), "sig": base64.b64encode(signature).decode()}],
+    }
+
+
+def dsse_open(
+    envelope: Any, key: ec.EllipticCurvePublicKey, payload_type: str, label: str
+) -> bytes:
+    """The payload of a DSSE envelope of ``payload_type`` once ``key``'s signature holds."""
+    try:
+        payload = base64.b64decode(envelope["payload"], validate=True)
+        (entry,) = envelope["signatures"]
+        signature = base64.b64decode(entry["sig"], validate=True)
+        kind = envelope["payloadType"]
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise SignatureInvalid(f"{label}: malformed DSSE envelope") from None
+    if kind != payload_type:
+        raise SignatureInvalid(f"{label}: payload type {kind!r}, expected {payload_type!r}")
+    try:
+        key.verify(signature, pae(payload, payload_type), ec.ECDSA(_hash_for(key)))
+    except InvalidSignature:
+        raise SignatureInvalid(f"{label}: the signature does not verify") from None
+    return payload
+
+
 @dataclass(frozen=True)
 class Bundle:
     """A parsed bundle, not yet verified: enough to pick the key that should check it.
