@@ -6,16 +6,21 @@ revision whose blob it lacks fetches it first from a node that holds it
 (``GET /api/hubd/blobs/{sha256}`` on that node's ``node.url``), through the store's hashing
 writer, so the bytes are verified again. Requests for the same blob share one fetch: within a
 daemon through :class:`BlobFetches`, across processes through the writer's lock.
+
+A revision's signatures and provenance chain live in the store of the node that recorded it;
+a daemon asked for them (``…/attestations``) copies them first from a node that has them,
+checked like a peer's (:func:`ensure_attestations`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from functools import partial
 from urllib.parse import urlsplit
 
-from .catalog.queries import holders, record_locations, register_node
+from .catalog.queries import holders, record_locations, register_node, sibling_nodes
 from .config import derived_node_url
 from .context import Context
 from .errors import (
@@ -28,9 +33,12 @@ from .errors import (
 )
 from .mirror import enter_in_thread
 from .peers import node_token
-from .sources.base import RemoteFile
+from .provenance import chain_path
+from .sources.base import Attestations, RemoteFile
 from .sources.huggingface import HfSource
 from .store import Expected
+from .verify.admission import admit
+from .verify.keys import signature_dir, stored_signatures, write_atomic
 
 log = logging.getLogger("hubd.locations")
 # What one holder failing this way leaves to the next holder.
@@ -116,6 +124,54 @@ async def ensure_blob(ctx: Context, sha256: str, size: int, label: str) -> None:
         await asyncio.to_thread(_record, ctx, sha256)
     finally:
         guard.__exit__(None, None, None)
+
+
+async def ensure_attestations(
+    ctx: Context, repo_id: str, commit: str, files: dict[str, str]
+) -> None:
+    """Give this node the revision's signatures and SLSA chain if only other nodes have them.
+
+    Asks the other nodes of the catalog (``?local=1``: they answer from their own store, so two
+    nodes never ask each other in a circle) and keeps the first non-empty answer that passes
+    admission: every signature and statement by a trusted key holds over ``files`` and the
+    trust policy's signers are there. A node that fails or has nothing leaves it to the next;
+    none at all leaves this node without attestations, as before.
+    """
+    if stored_signatures(ctx, repo_id, commit) or chain_path(ctx, repo_id, commit).exists():
+        return
+    s = ctx.settings
+    with ctx.catalog() as session:
+        siblings = sibling_nodes(session, exclude=s.node_name)
+    for name, url in siblings:
+        source = HfSource(
+            url,
+            token=node_token(s) or False,
+            timeout=s.timeout,
+            parts=s.parts,
+            part_size=s.part_size,
+            retries=s.retries,
+        )
+        try:
+            async with source.session() as session:
+                carried = await source.attestations(session, repo_id, commit, local=True)
+            if carried is None or not (carried.signatures or carried.statements):
+                continue
+            await asyncio.to_thread(_keep, ctx, repo_id, commit, files, carried)
+            return
+        except HOLDER_FAILURES as exc:
+            log.warning("%s@%s: attestations from node %s: %s", repo_id, commit, name, exc)
+
+
+def _keep(
+    ctx: Context, repo_id: str, commit: str, files: dict[str, str], carried: Attestations
+) -> None:
+    admitted = admit(ctx, repo_id, commit, files, carried, None)
+    directory = signature_dir(ctx, repo_id, commit)
+    for file_name, data in admitted.signatures.items():
+        write_atomic(directory / file_name, data)
+    if carried.statements:
+        lines = "".join(json.dumps(e, sort_keys=True) + "\n" for e in carried.statements)
+        write_atomic(chain_path(ctx, repo_id, commit), lines.encode())
 
 
 def _holders(ctx: Context, sha256: str) -> list[tuple[str, str]]:

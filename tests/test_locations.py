@@ -45,6 +45,9 @@ from hubd.testing.fakehub import FakeHub
 from hubd.testing.modelgen import tiny_lora_files, tiny_model_files
 from hubd.tokens import create_token
 from hubd.verify.blobs import verify_store
+from hubd.verify.keys import node_key
+from hubd.verify.signing import key_hint, public_pem
+from hubd.verify.trust import may_use
 
 Hubd = Callable[..., Result]
 BIG = "model-00001-of-00002.safetensors"
@@ -293,6 +296,32 @@ def test_a_node_serves_what_only_another_node_holds(
     report = verify_store(b)
     assert report.ok and report.elsewhere == len(digests(a, LORA) - model)
     assert report.blobs == len(model)
+
+
+def test_a_node_serves_the_signatures_another_node_recorded(
+    pair: tuple[Context, Context],
+) -> None:
+    """A recorded the revision, so its signatures and SLSA chain are in A's store; B copies
+    them (checked) when asked for them, and keeps serving them once A is gone."""
+    a, b = pair
+    path = f"/api/hubd/models/{MODEL}/revision/main/attestations"
+    a_hint = key_hint(node_key(a).public_key())
+    with serving(b) as b_url:
+        status, _, body = request(f"{b_url}{path}?local=1")  # B's own store: nothing yet
+        assert status == 200 and json.loads(body)["signatures"] == {}
+    with serving(a) as a_url, serving(b) as b_url:
+        register(a, port(a_url))
+        register(b, port(b_url))
+        status, _, body = request(f"{b_url}{path}")
+        copied = json.loads(body)
+        assert status == 200 and list(copied["signatures"]) == [f"{a_hint}.sig"]
+        assert len(copied["statements"]) == 1
+    with serving(b) as b_url:  # A is down: B answers from its copy
+        assert json.loads(request(f"{b_url}{path}")[2]) == copied
+    assert may_use(b, MODEL, copied["commit"]).signers == []  # A's key is not trusted on B
+    (b.settings.home / "trust").mkdir(parents=True)
+    (b.settings.home / "trust" / "node-a.pem").write_bytes(public_pem(node_key(a).public_key()))
+    assert may_use(b, MODEL, copied["commit"]).signers == ["node-a"]
 
 
 def test_a_sibling_needs_this_nodes_token_when_it_requires_auth(

@@ -21,7 +21,7 @@ from ..catalog.views import provenance_hop
 from ..context import Context
 from ..errors import AccessDenied, Forbidden, HubdError, InvalidRequest
 from ..jobs import enqueue, get_job, job_metrics, list_jobs, mirror_options
-from ..locations import BlobFetches
+from ..locations import BlobFetches, ensure_attestations
 from ..provenance import chain_path, read_chain
 from ..refs import RepoRef
 from ..tokens import token_scope
@@ -115,14 +115,18 @@ async def hubd_provenance(request: web.Request) -> web.Response:
 async def hubd_attestations(request: web.Request) -> web.Response:
     """GET …/revision/{rev}/attestations: custody hops, OMS signatures and SLSA statements.
 
-    What a peer checks before a mirrored revision becomes visible on its side.
+    What a peer checks before a mirrored revision becomes visible on its side. With
+    ``?local=1`` (another node of the same catalog asking) only what this node's store holds.
     """
     ctx = request.app[CONTEXT]
     repo_id, rev = _revision_of(request)
+    revision, _ = await asyncio.to_thread(hfapi.revision_of, ctx, repo_id, rev)
+    commit = revision.commit
+    if request.query.get("local") != "1":  # recorded by another node of the catalog?
+        files = {f.path: f.sha256 for f in revision.files}
+        await ensure_attestations(ctx, repo_id, commit, files)
 
     def read() -> dict[str, Any]:
-        revision, _ = hfapi.revision_of(ctx, repo_id, rev)
-        commit = revision.commit
         return {
             "repo": repo_id,
             "commit": commit,

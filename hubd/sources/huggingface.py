@@ -141,14 +141,17 @@ class HfSource:
         )
 
     async def attestations(
-        self, session: aiohttp.ClientSession, repo_id: str, commit: str
+        self, session: aiohttp.ClientSession, repo_id: str, commit: str, local: bool = False
     ) -> Attestations | None:
         """What a hubd peer vouches for this commit with; None from a plain Hub (no such API).
 
         A peer that has the API but answers with something malformed is an UpstreamError: its
-        signatures must be checked, so they cannot be silently dropped.
+        signatures must be checked, so they cannot be silently dropped. ``local``: only what
+        the peer's own store holds (a node of the same catalog asks so).
         """
         url = f"{self.endpoint}/api/hubd/models/{repo_id}/revision/{commit}/attestations"
+        if local:
+            url += "?local=1"
         try:
             async with session.get(url, headers=self.headers()) as resp:
                 if resp.status != 200:
