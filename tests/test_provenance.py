@@ -202,9 +202,8 @@ def test_a_tampered_provenance_statement_from_a_peer_is_refused(
     env["payload"] = base64.b64encode(json.dumps(doc).encode()).decode()
     chain.write_text(json.dumps(env) + "\n")
     trusted = ("node-a", node_key(a).public_key(), None)
-    refused_on_b(
-        settings, tmp_path, url, trusted, SignatureInvalid, "statement: the signature does not verify"
-    )
+    message = "statement: the signature does not verify"
+    refused_on_b(settings, tmp_path, url, trusted, SignatureInvalid, message)
 
 
 @pytest.fixture
@@ -252,3 +251,18 @@ def test_an_upstream_model_sig_that_does_not_match_fails_the_mirror(
     assert failed.code == 6
     assert "upstream model.sig" in failed.err and "config.json changed" in failed.err
     assert nothing_visible(ctx, SIGNED)
+
+
+def test_verify_signatures_checks_the_provenance_chain(
+    ctx: Context, hub: FakeHub, hubd: Hubd
+) -> None:
+    commit = run(ctx, MODEL).commit
+    assert hubd("verify", MODEL, "--signatures").code == 0
+    chain = chain_path(ctx, MODEL, commit)
+    (env,) = read_chain(chain)
+    doc = json.loads(base64.b64decode(env["payload"]))
+    doc["predicate"]["runDetails"]["metadata"]["finishedOn"] = "2020-01-01T00:00:00+00:00"
+    env["payload"] = base64.b64encode(json.dumps(doc).encode()).decode()
+    chain.write_text(json.dumps(env) + "\n")
+    checked = hubd("verify", MODEL, "--signatures")
+    assert checked.code == 6 and "provenance #0: the statement: the signature" in checked.out

@@ -23,6 +23,7 @@ from typing import Any
 
 from cryptography import x509
 
+from .. import provenance
 from ..catalog.queries import require_revision, revisions_with_files
 from ..context import Context
 from ..errors import InvalidPolicy, SignatureInvalid
@@ -144,6 +145,12 @@ def _verdict(
             untrusted += 1
         else:
             verdict.signers.append(signer.name)
+    label = f"{repo_id}@{commit[:12]}: provenance"
+    try:
+        chain = provenance.read_chain(provenance.chain_path(ctx, repo_id, commit))
+        provenance.verify_chain(chain, signers, commit, files, label)
+    except SignatureInvalid as exc:
+        verdict.reasons.append(exc.message)
     verdict.signers.sort()
     known = {s.name for s in signers}
     for name in required_signers(rules, repo_id):
@@ -160,8 +167,9 @@ def _verdict(
 def may_use(ctx: Context, repo_id: str, commit: str) -> Verdict:
     """Whether the trust policy lets this revision be used, and every reason why not.
 
-    No rule for the repo means allowed; a signature that is present but broken or does not
-    match the catalog's digests is always a reason (something was tampered with).
+    No rule for the repo means allowed; a signature or provenance statement that is present but
+    broken or does not match the catalog's digests is always a reason (something was tampered
+    with).
     """
     with ctx.catalog() as session:
         revision = require_revision(session, repo_id, commit)
