@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/audit.py
 	bash tests/pg.sh $(BIN)/python bench/catalog.py
 	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/bundle.py
 
 clean:
 	rm -rf $(VENV) .demo .bench .mypy_cache .ruff_cache .pytest_cache
