@@ -59,6 +59,9 @@ def provenance_cmd(obj: dict[str, Any], repo: str, as_json: bool) -> None:
             f"  SLSA statement #{index} by {statement['builder']} ({by}), "
             f"finished {statement['finished'][:19]}"
         )
+        if upstream := statement["upstream_signature"]:
+            who = upstream["signer"] or f"untrusted key {upstream['key'][:16]}…"
+            click.echo(f"    the source's own model.sig: {upstream['status']} ({who})")
     click.echo(f"  signed by: {', '.join(verdict.signers) or 'nobody'}")
     click.echo("  may be used" if verdict.ok else "  may NOT be used:")
     for reason in verdict.reasons:

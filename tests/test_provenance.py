@@ -240,6 +240,7 @@ def test_an_upstream_model_sig_is_verified_and_recorded(
     shown = hubd("provenance", SIGNED, "--json").json()
     assert shown["ok"] and "acme-release" in shown["signers"]
     assert shown["statements"][-1]["upstream_signature"]["signer"] == "acme-release"
+    assert "the source's own model.sig: verified (acme-release)" in hubd("provenance", SIGNED).out
 
 
 def test_an_upstream_model_sig_that_does_not_match_fails_the_mirror(
