@@ -15,7 +15,6 @@ checked like a peer's (:func:`ensure_attestations`).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from functools import partial
 from urllib.parse import urlsplit
@@ -32,10 +31,9 @@ from .errors import (
     UpstreamError,
 )
 from .mirror import enter_in_thread
-from .peers import node_token
-from .provenance import chain_path
+from .peers import node_token, source_for
+from .provenance import chain_path, write_chain
 from .sources.base import Attestations, RemoteFile
-from .sources.huggingface import HfSource
 from .store import Expected
 from .verify.admission import admit
 from .verify.keys import signature_dir, stored_signatures, write_atomic
@@ -139,18 +137,8 @@ async def ensure_attestations(
     """
     if stored_signatures(ctx, repo_id, commit) or chain_path(ctx, repo_id, commit).exists():
         return
-    s = ctx.settings
-    with ctx.catalog() as session:
-        siblings = sibling_nodes(session, exclude=s.node_name)
-    for name, url in siblings:
-        source = HfSource(
-            url,
-            token=node_token(s) or False,
-            timeout=s.timeout,
-            parts=s.parts,
-            part_size=s.part_size,
-            retries=s.retries,
-        )
+    for name, url in await asyncio.to_thread(_siblings, ctx):
+        source = source_for(ctx.settings, url, node_token(ctx.settings) or False)
         try:
             async with source.session() as session:
                 carried = await source.attestations(session, repo_id, commit, local=True)
@@ -170,8 +158,12 @@ def _keep(
     for file_name, data in admitted.signatures.items():
         write_atomic(directory / file_name, data)
     if carried.statements:
-        lines = "".join(json.dumps(e, sort_keys=True) + "\n" for e in carried.statements)
-        write_atomic(chain_path(ctx, repo_id, commit), lines.encode())
+        write_chain(ctx, repo_id, commit, carried.statements)
+
+
+def _siblings(ctx: Context) -> list[tuple[str, str]]:
+    with ctx.catalog() as session:
+        return sibling_nodes(session, exclude=ctx.settings.node_name)
 
 
 def _holders(ctx: Context, sha256: str) -> list[tuple[str, str]]:
@@ -186,15 +178,7 @@ def _record(ctx: Context, sha256: str) -> None:
 
 async def _fetch(ctx: Context, node_url: str, sha256: str, size: int, label: str) -> None:
     """One holder's copy into the store, resuming a partial left by an earlier attempt."""
-    s = ctx.settings
-    source = HfSource(
-        node_url,
-        token=node_token(s) or False,
-        timeout=s.timeout,
-        parts=s.parts,
-        part_size=s.part_size,
-        retries=s.retries,
-    )
+    source = source_for(ctx.settings, node_url, node_token(ctx.settings) or False)
     writer = ctx.store.writer(Expected(label, size, sha256))
     await enter_in_thread(writer)  # a concurrent fetch of the same blob finishes first
     try:

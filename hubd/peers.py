@@ -101,6 +101,18 @@ def node_token(settings: Settings) -> str | None:
         ) from None
 
 
+def source_for(settings: Settings, url: str, token: str | bool | None) -> HfSource:
+    """An endpoint with this node's transfer settings (timeouts, parts, retries)."""
+    return HfSource(
+        url,
+        token=token,
+        timeout=settings.timeout,
+        parts=settings.parts,
+        part_size=settings.part_size,
+        retries=settings.retries,
+    )
+
+
 def sources(ctx: Context, from_: str | None = None) -> list[HfSource]:
     """Where to mirror from, in order.
 
@@ -110,14 +122,7 @@ def sources(ctx: Context, from_: str | None = None) -> list[HfSource]:
     s = ctx.settings
 
     def source(url: str, token: str | bool | None) -> HfSource:
-        return HfSource(
-            url,
-            token=token,
-            timeout=s.timeout,
-            parts=s.parts,
-            part_size=s.part_size,
-            retries=s.retries,
-        )
+        return source_for(s, url, token)
 
     peers = list_peers(ctx)
     if from_ is not None:

@@ -199,8 +199,15 @@ def extend_chain(
     previous = read_chain(path) or list(inherited)
     own = builder_id(hop.node)
     kept = [e for e in previous if _builder_of(e) != own]
-    lines = [*kept, envelope(key, statement(hop, files))]
-    write_atomic(path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in lines).encode())
+    return write_chain(ctx, hop.repo_id, hop.commit, [*kept, envelope(key, statement(hop, files))])
+
+
+def write_chain(
+    ctx: Context, repo_id: str, commit: str, envelopes: Sequence[Mapping[str, Any]]
+) -> Path:
+    """Write a revision's chain file: one envelope per line, in hop order."""
+    path = chain_path(ctx, repo_id, commit)
+    write_atomic(path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in envelopes).encode())
     return path
 
 
