@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -62,6 +66,39 @@ def test_a_new_catalog_is_created_from_the_models_at_head(catalog_url: str) -> N
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     engine.dispose()
+
+
+# Each process opens a new catalog at the same instant, round after round.
+OPENER = """
+import sys, time
+from hubd.catalog.db import open_catalog
+directory, start, rounds = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+for n in range(rounds):
+    while time.time() < start + 0.3 * n:
+        pass
+    open_catalog(f"sqlite:///{directory}/catalog-{n}.db")
+"""
+
+
+@pytest.mark.slow
+def test_processes_opening_a_new_sqlite_catalog_at_once(tmp_path: Path) -> None:
+    """Turning on WAL takes an exclusive lock the busy timeout does not wait for: processes
+    opening a new catalog at the same moment failed now and then with "database is locked"."""
+    start, rounds = time.time() + 2.0, 8
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPENER, str(tmp_path), str(start), str(rounds)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, errors
+    for n in range(rounds):
+        engine = create_catalog_engine(f"sqlite:///{tmp_path / f'catalog-{n}.db'}")
+        assert current_revision(engine) == HEAD
+        engine.dispose()
 
 
 def test_head_constant_is_alembics_head(catalog_url: str) -> None:

@@ -45,11 +45,11 @@ with factory.begin() as session:
 """
 
 
-def test_nodes_starting_and_recording_together_serialise(pg_url: str) -> None:
+def test_nodes_starting_and_recording_together_serialise(catalog_url: str) -> None:
     start = time.time() + 2.0
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", RACER, pg_url, str(start), str(n)],
+            [sys.executable, "-c", RACER, catalog_url, str(start), str(n)],
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -57,7 +57,7 @@ def test_nodes_starting_and_recording_together_serialise(pg_url: str) -> None:
     ]
     errors = [p.communicate(timeout=60)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, errors
-    factory = open_catalog(pg_url)
+    factory = open_catalog(catalog_url)
     with factory() as s:
         assert sorted(s.scalars(select(Repo.repo_id))) == ["acme/m0", "acme/m1"]
         assert len(list(s.scalars(select(Revision.commit)))) == 4
