@@ -9,7 +9,8 @@ daemon through :class:`BlobFetches`, across processes through the writer's lock.
 
 A revision's signatures and provenance chain live in the store of the node that recorded it;
 a daemon asked for them (``…/attestations``) copies them first from a node that has them,
-checked like a peer's (:func:`ensure_attestations`).
+checked like a peer's (:func:`ensure_attestations`). ``hubd run`` of a revision another node
+recorded fetches its files and signatures first (:func:`make_local`).
 """
 
 from __future__ import annotations
@@ -164,6 +165,27 @@ def _keep(
 def _siblings(ctx: Context) -> list[tuple[str, str]]:
     with ctx.catalog() as session:
         return sibling_nodes(session, exclude=ctx.settings.node_name)
+
+
+def make_local(
+    ctx: Context, repo_id: str, commit: str, files: dict[str, tuple[str, int]], paths: list[str]
+) -> None:
+    """Make ``paths`` of a revision another node recorded usable here (blocking).
+
+    ``files`` is the whole revision (path -> (sha256, size)). The blobs come from the nodes that
+    hold them, the snapshot is linked in this store and the signatures are copied, so that
+    ``hubd run`` and ``[[llm]]`` on any node of the catalog load what one node mirrored.
+    """
+
+    async def fetch() -> None:
+        for path in paths:
+            sha256, size = files[path]
+            await ensure_blob(ctx, sha256, size, f"{repo_id}@{commit[:12]} {path}")
+        digests = {p: sha for p, (sha, _) in files.items()}
+        await ensure_attestations(ctx, repo_id, commit, digests)
+
+    asyncio.run(fetch())
+    ctx.store.link_snapshot(repo_id, commit, [(p, files[p][0]) for p in paths])
 
 
 def _holders(ctx: Context, sha256: str) -> list[tuple[str, str]]:

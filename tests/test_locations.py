@@ -41,11 +41,12 @@ from hubd.locations import register
 from hubd.mirror import mirror
 from hubd.peers import add_peer, sources
 from hubd.refs import RepoRef
+from hubd.runtime.prepare import prepare
 from hubd.testing.fakehub import FakeHub
-from hubd.testing.modelgen import tiny_lora_files, tiny_model_files
+from hubd.testing.modelgen import tiny_gguf_files, tiny_lora_files, tiny_model_files
 from hubd.tokens import create_token
 from hubd.verify.blobs import verify_store
-from hubd.verify.keys import node_key
+from hubd.verify.keys import node_key, stored_signatures
 from hubd.verify.signing import key_hint, public_pem
 from hubd.verify.trust import may_use
 
@@ -322,6 +323,23 @@ def test_a_node_serves_the_signatures_another_node_recorded(
     (b.settings.home / "trust").mkdir(parents=True)
     (b.settings.home / "trust" / "node-a.pem").write_bytes(public_pem(node_key(a).public_key()))
     assert may_use(b, MODEL, copied["commit"]).signers == ["node-a"]
+
+
+def test_run_on_a_node_prepares_what_another_node_mirrored(
+    pair: tuple[Context, Context], hub: FakeHub
+) -> None:
+    """`hubd run` / [[llm]] on B of a GGUF only A holds: B fetches the file and signatures."""
+    a, b = pair
+    gguf = "acme/tiny-llama-GGUF"
+    hub.add_repo(gguf, tiny_gguf_files(base_model=MODEL))
+    commit = asyncio.run(mirror(a, RepoRef.parse(gguf))).commit
+    with serving(a) as a_url:
+        register(a, port(a_url))
+        prepared = prepare(b, RepoRef.parse(gguf))
+    assert prepared.commit == commit and prepared.model.is_relative_to(b.settings.store_dir)
+    assert prepared.model.read_bytes() == tiny_gguf_files(base_model=MODEL)[prepared.model.name]
+    assert stored_signatures(b, gguf, commit)  # A's signature came along
+    assert prepare(b, RepoRef.parse(gguf)).model == prepared.model  # local from now on
 
 
 def test_a_sibling_needs_this_nodes_token_when_it_requires_auth(

@@ -101,6 +101,19 @@ def prepare(
             lora_path = ctx.store.snapshot_dir(lora_repo, lora_rev.commit) / part.path
             blobs.append((part.sha256, f"{lora_repo}@{lora_rev.commit[:12]} {part.path}"))
         commit = revision.commit
+        elsewhere = [
+            (r.repo.repo_id, r.commit, {f.path: (f.sha256, f.size) for f in r.files}, paths)
+            for r, paths in [
+                (revision, [p.path for p in model.parts]),
+                *([(adapter[0], [adapter[1].parts[0].path])] if adapter else []),
+            ]
+            if not ctx.store.snapshot_dir(r.repo.repo_id, r.commit).exists()
+        ]
+    if elsewhere:  # recorded by another node of a shared catalog: fetch what is needed
+        from ..locations import make_local  # the HTTP stack, only when it is needed
+
+        for repo_id, revision_commit, files_of, paths in elsewhere:
+            make_local(ctx, repo_id, revision_commit, files_of, paths)
     for repo_id, revision_commit in [(repo.repo_id, commit), *used_adapter]:
         verdict = may_use(ctx, repo_id, revision_commit)
         if not verdict.ok:
