@@ -2,15 +2,20 @@
 
 The record lives in the store, not the catalog: inode and mtime describe this node's disk, and a
 catalog may be shared by several nodes. Any change to the blob file means a full re-hash.
+
+The GGUF preflight's verdict is kept too, by the digests it judged: content-addressed blobs that
+passed it once pass it again, so a warm ``hubd run`` neither imports gguf nor reads the headers.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from .. import __version__
 from ..errors import HashMismatch
 from ..store import Store, temp_path
 from ..verify.hashes import sha256_file
@@ -49,6 +54,29 @@ def check_blob(store: Store, sha256: str, label: str) -> bool:
     tmp.write_text(json.dumps(stamp))
     os.replace(tmp, record)
     return True
+
+
+# Bump when the preflight checks change: verdicts kept under another version are not reused.
+PREFLIGHT_VERSION = 1
+
+
+def _preflight_path(store: Store, sha256s: list[str]) -> Path:
+    key = "\0".join([__version__, str(PREFLIGHT_VERSION), *sha256s])
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return store.root / "verified" / "preflight" / digest
+
+
+def preflighted(store: Store, sha256s: list[str]) -> bool:
+    """Whether these blobs (model parts, then the LoRA) passed the preflight together before."""
+    return _preflight_path(store, sha256s).exists()
+
+
+def remember_preflight(store: Store, sha256s: list[str]) -> None:
+    path = _preflight_path(store, sha256s)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    tmp.write_text("ok\n")
+    os.replace(tmp, path)
 
 
 def check_blobs(store: Store, blobs: list[tuple[str, str]]) -> int:

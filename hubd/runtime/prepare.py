@@ -17,7 +17,7 @@ from ..errors import EntryNotFound, IntegrityError, InvalidReference, UntrustedS
 from ..formats.gguf import check_lora, check_model, inspect
 from ..refs import RepoRef
 from ..verify.trust import may_use
-from .loadcheck import check_blobs
+from .loadcheck import check_blobs, preflighted, remember_preflight
 from .selection import GgufChoice, GgufFile, choose
 
 
@@ -123,8 +123,11 @@ def prepare(
                 hint="`hubd verify --signatures` shows the signatures; `hubd trust ls` the keys",
             )
     full = check_blobs(ctx.store, blobs)
-    infos = [inspect(base_dir / p.path, p.path) for p in model.parts]
-    check_model(infos)
-    if lora_path is not None:
-        check_lora(inspect(lora_path), infos)
+    judged = [sha256 for sha256, _ in blobs]  # verified just now: the verdict is theirs
+    if not preflighted(ctx.store, judged):
+        infos = [inspect(base_dir / p.path, p.path) for p in model.parts]
+        check_model(infos)
+        if lora_path is not None:
+            check_lora(inspect(lora_path), infos)
+        remember_preflight(ctx.store, judged)
     return Prepared(repo.repo_id, commit, base_dir / model.name, lora_path, lora_repo, full)
