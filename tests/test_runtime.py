@@ -9,14 +9,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from conftest import Result, hubd_process
 
+from hubd.config import load_settings
+from hubd.context import Context
 from hubd.errors import InvalidModelFile, RuntimeCrashed
 from hubd.formats.gguf import inspect
+from hubd.refs import RepoRef
+from hubd.runtime import prepare as runtime_prepare
 from hubd.runtime.openai import ServedModel, serve
+from hubd.runtime.prepare import prepare
 from hubd.runtime.selection import GgufFile, choose
 from hubd.runtime.worker import Request, complete
 from hubd.testing.fakehub import FakeHub
@@ -86,6 +92,31 @@ def test_run_prefers_q4_k_m_and_verifies_once(mirrored: Hubd) -> None:
         "run", BASE, "-p", PROMPT, "--max-tokens", "4", "--file", "*Q4_K_M*", "--json"
     ).json()
     assert again["full_hash_checks"] == 0 and again["completion_tokens"] == 4
+
+
+def test_preflight_verdict_is_kept_per_model_and_lora(
+    mirrored: Hubd, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass is kept by the digests it judged: the same files skip it, a new pairing does not."""
+    ctx = Context.open(load_settings())
+    inspected: list[str] = []
+    real = runtime_prepare.inspect
+
+    def counting(path: Path, label: str | None = None) -> Any:
+        inspected.append(path.name)
+        return real(path, label)
+
+    monkeypatch.setattr(runtime_prepare, "inspect", counting)
+    prepare(ctx, RepoRef.parse(BASE))
+    prepare(ctx, RepoRef.parse(BASE))
+    assert inspected == ["tiny-llama-Q4_K_M.gguf"]
+    prepare(ctx, RepoRef.parse(BASE), lora=RepoRef.parse(LORA))  # a new pairing: judged
+    assert inspected[1:] == ["tiny-llama-Q4_K_M.gguf", "adapter-f32.gguf"]
+    with pytest.raises(InvalidModelFile):  # a refusal is never kept as a pass
+        prepare(ctx, RepoRef.parse(BASE), lora=RepoRef.parse("acme/lora-wide"))
+    with pytest.raises(InvalidModelFile):
+        prepare(ctx, RepoRef.parse(BASE), lora=RepoRef.parse("acme/lora-wide"))
+    ctx.close()
 
 
 def test_run_streams_text_to_stdout(mirrored: Hubd) -> None:
