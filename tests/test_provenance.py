@@ -30,6 +30,7 @@ from hubd.testing.modelgen import tiny_model_files
 from hubd.verify import signing
 from hubd.verify.keys import node_key, signature_dir, stored_signatures
 from hubd.verify.signing import public_pem
+from hubd.verify.trust import may_use
 
 Hubd = Callable[..., Result]
 SIGNED = "acme/signed-llama"
@@ -267,3 +268,31 @@ def test_verify_signatures_checks_the_provenance_chain(
     chain.write_text(json.dumps(env) + "\n")
     checked = hubd("verify", MODEL, "--signatures")
     assert checked.code == 6 and "provenance #0: the statement: the signature" in checked.out
+
+
+def test_a_partial_mirror_from_a_peer_is_vouched_for_by_its_whole_repo_signature(
+    node_a: tuple[Context, str], settings: Settings, tmp_path: Path
+) -> None:
+    """--include leaves files out; the peer's signature of the whole repo still vouches for
+    every file the partial revision holds (and would refuse one that differs)."""
+    a, url = node_a
+    b = node(settings, tmp_path, "node-b", url)
+    try:
+        trust(b, "node-a", node_key(a).public_key(), "acme/*")
+        result = asyncio.run(mirror(b, RepoRef.parse(MODEL), include=["*.json"]))
+        assert result.files < len(tiny_model_files(seed=0))
+        verdict = may_use(b, MODEL, result.commit)
+        assert verdict.ok and verdict.signers == ["node", "node-a"]
+    finally:
+        b.close()
+
+
+def test_a_partial_mirror_of_a_repo_shipping_model_sig(
+    ctx: Context, hub: FakeHub, org_key: ec.EllipticCurvePrivateKey
+) -> None:
+    signed_repo(hub, org_key)
+    trust(ctx, "acme-release", org_key.public_key(), SIGNED)
+    result = asyncio.run(mirror(ctx, RepoRef.parse(SIGNED), include=["config.json"]))
+    assert result.upstream_signature is not None
+    assert result.upstream_signature["status"] == "verified"
+    assert may_use(ctx, SIGNED, result.commit).ok

@@ -54,7 +54,9 @@ def admit(
     admitted = Admitted()
     valid: set[str] = set()
     if model_sig is not None:
-        signer = check_bundle(model_sig, files, signers, f"{label}: upstream {SIGNATURE_FILE}")
+        signer = check_bundle(
+            model_sig, files, signers, f"{label}: upstream {SIGNATURE_FILE}", complete=False
+        )
         name = _file_name(model_sig, label)
         admitted.signatures[name] = model_sig
         admitted.upstream_signature = {
@@ -67,7 +69,9 @@ def admit(
     if carried is None:
         return admitted
     for name, data in sorted(carried.signatures.items()):
-        signer = check_bundle(data, files, signers, f"{label}: carried signature {name[:16]}")
+        signer = check_bundle(
+            data, files, signers, f"{label}: carried signature {name[:16]}", complete=False
+        )
         admitted.signatures[_file_name(data, label)] = data
         if signer:
             valid.add(signer.name)

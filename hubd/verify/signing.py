@@ -278,17 +278,22 @@ def _signed_manifest(payload: bytes, label: str) -> Signed:
     return Signed(manifest, ignore)
 
 
-def compare(signed: Signed, files: Mapping[str, str], label: str) -> None:
+def compare(
+    signed: Signed, files: Mapping[str, str], label: str, complete: bool = True
+) -> None:
     """Raise SignatureInvalid naming every file added, missing or changed since signing.
 
     ``files`` is the whole revision; the signer's own ``ignore_paths`` decide what it covers.
-    A signed ``model.sig`` (someone signed an export, hubd's signature included) is not model
-    content and never part of a revision, so it is left out.
+    A ``model.sig`` (the repo's own signature, or one someone made of an export) is not model
+    content, so it is left out on both sides. ``complete=False`` lets the signature cover
+    files the revision does not hold (a mirror limited by --include): every file it does hold
+    must still be signed, with the digest it has.
     """
-    actual = manifest_of(files.items(), signed.ignore_paths)
+    actual = manifest_of(files.items(), (*signed.ignore_paths, SIGNATURE_FILE))
     signed_files = {p: d for p, d in signed.manifest.items() if p != SIGNATURE_FILE}
     problems = [f"{p} is not signed" for p in sorted(set(actual) - set(signed_files))]
-    problems += [f"{p} is missing" for p in sorted(set(signed_files) - set(actual))]
+    if complete:
+        problems += [f"{p} is missing" for p in sorted(set(signed_files) - set(actual))]
     problems += [
         f"{p} changed (signed sha256 {signed_files[p][:16]}…, is {actual[p][:16]}…)"
         for p in sorted(set(signed_files) & set(actual))

@@ -101,14 +101,19 @@ def _certified(
 
 
 def check_bundle(
-    data: bytes, files: Mapping[str, str], signers: list[Signer], label: str
+    data: bytes,
+    files: Mapping[str, str],
+    signers: list[Signer],
+    label: str,
+    complete: bool = True,
 ) -> Signer | None:
     """The trusted signer of a bundle that covers exactly ``files``; None if no trusted key.
 
     A certificate bundle's signer is the trusted CA its chain leads to (None if it leads to
     none), with the leaf certificate's key. Raises SignatureInvalid for a bad signature, a
     chain that fails (expired, wrong usage, broken link), or content that differs from what
-    was signed.
+    was signed. ``complete=False``: a revision may hold fewer files than were signed (see
+    :func:`~hubd.verify.signing.compare`).
     """
     bundle = Bundle.parse(data, label)
     if bundle.chain:
@@ -123,7 +128,7 @@ def check_bundle(
             if bundle.hint is None:
                 continue  # an old bundle without a hint: try every trusted key
             raise
-        compare(signed, files, f"{label} ({signer.name})")
+        compare(signed, files, f"{label} ({signer.name})", complete)
         return signer
     return None
 
@@ -136,8 +141,8 @@ def _verdict(
     untrusted = 0
     for path in stored_signatures(ctx, repo_id, commit):
         label = f"{repo_id}@{commit[:12]}: signature {path.stem[:12]}"
-        try:
-            signer = check_bundle(path.read_bytes(), files, signers, label)
+        try:  # a signature of the whole repo also vouches for a mirror limited by --include
+            signer = check_bundle(path.read_bytes(), files, signers, label, complete=False)
         except SignatureInvalid as exc:
             verdict.reasons.append(exc.message)
             continue
