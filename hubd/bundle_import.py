@@ -11,8 +11,9 @@
    signature by a trusted key verifies against the revision's manifest and the trust policy
    is met.
 3. Commit, under the store's shared guard: blobs are renamed into the store, signature files
-   copied, revisions recorded (``record_snapshot``: the node signs what it verified). A failure
-   here is undone (hubd.bundle_journal), so the store and catalog hold either the whole bundle or
+   copied, revisions recorded in one catalog transaction (``record_snapshot``: the node signs
+   what it verified). A failure here rolls the transaction back and the journal puts the store's
+   files back (hubd.bundle_journal), so the store and catalog hold either the whole bundle or
    exactly what they held before.
 """
 
@@ -29,6 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from sqlalchemy.orm import Session
+
 from .bundle import (
     HOP_KEYS,
     INDEX_LIMIT,
@@ -38,8 +41,8 @@ from .bundle import (
     IndexRevision,
     parse_index,
 )
-from .bundle_journal import Journal, ref_row
-from .catalog.queries import find_revision
+from .bundle_journal import Journal
+from .catalog.queries import find_ref, find_revision
 from .context import Context
 from .errors import (
     HashMismatch,
@@ -312,7 +315,7 @@ def _changes(ctx: Context, received: _Received, label: str) -> list[_Change]:
                     )
             moved = []
             for ref in rev.refs:
-                row = ref_row(session, rev.repo, ref.name)
+                row = find_ref(session, rev.repo, ref.name)
                 if row is not None and row.commit != rev.commit and not received.exporter_trusted:
                     raise UntrustedSigner(
                         f"{label}: {rev.repo} ref {ref.name} is at {row.commit[:12]} here; only "
@@ -389,11 +392,13 @@ def _admit_all(ctx: Context, received: _Received, label: str) -> None:
     received.admitted = True
 
 
-def _record(ctx: Context, change: _Change, received: _Received, label: str) -> None:
+def _record(
+    ctx: Context, change: _Change, received: _Received, label: str, session: Session
+) -> None:
     """Record the revision as a mirror from the bundle would, then copy in what it lacks.
 
-    record_snapshot admits the carried signatures and statements again, inside its catalog
-    transaction, then signs the revision with the node key and appends the node's statement.
+    record_snapshot admits the carried signatures and statements again, inside the import's
+    catalog transaction, then signs the revision with the node key and appends its statement.
     """
     rev = change.rev
     if change.record:
@@ -420,13 +425,12 @@ def _record(ctx: Context, change: _Change, received: _Received, label: str) -> N
                 rev.manifest,
                 carried=carried,
                 started=received.started,
+                session=session,
             )
-        times = {r.name: r.set_at for r in rev.refs if r.name in change.refs}
-        with ctx.catalog.begin() as session:  # when the exporter moved the ref, not when we did
-            for ref_name, set_at in times.items():
-                row = ref_row(session, rev.repo, ref_name)
-                if row is not None:
-                    row.updated_at = set_at
+        for ref in rev.refs:  # when the exporter moved the ref, not when this node did
+            row = find_ref(session, rev.repo, ref.name) if ref.name in change.refs else None
+            if row is not None:
+                row.updated_at = ref.set_at
     directory = signature_dir(ctx, rev.repo, rev.commit)
     for file_name in change.copy:
         if not (directory / file_name).exists():
@@ -462,8 +466,9 @@ def _commit(
                 if store.known_git_blob(oid) is None:
                     journal.add_file(store.git_index_dir / oid[:2] / oid)
                     store.remember_git_blob(oid, sha256)
-            for change in work:
-                _record(ctx, change, received, label)
+            with ctx.catalog.begin() as session:  # all revisions, or none: a failure rolls back
+                for change in work:
+                    _record(ctx, change, received, label, session)
         except OSError as exc:
             journal.undo()
             raise StoreError(f"cannot import into {store.root}: {exc.strerror or exc}") from None

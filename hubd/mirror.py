@@ -9,7 +9,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 from huggingface_hub.utils import filter_repo_objects
+from sqlalchemy.orm import Session
 
 from . import __version__
 from .card import card_record
@@ -223,6 +224,7 @@ def record_snapshot(
     served_by: dict[str, str] | None = None,
     carried: Attestations | None = None,
     started: datetime | None = None,
+    session: Session | None = None,
 ) -> Recorded:
     """Admit, link and record a revision, then sign it and its provenance (blocking).
 
@@ -230,7 +232,8 @@ def record_snapshot(
     blob. Inside one catalog transaction: the signatures the source carried (and a ``model.sig``
     the repo ships) are checked against the trust store and policy, the snapshot and refs are
     linked, the node key signs the whole revision (OMS) and appends its SLSA statement to the
-    provenance chain. A refusal rolls the transaction back before anything is visible.
+    provenance chain. A refusal rolls the transaction back before anything is visible. The
+    transaction is ``session``'s when given (an import records all its revisions in one).
     """
     store = ctx.store
     readme = digests.get("README.md")
@@ -267,8 +270,8 @@ def record_snapshot(
     )
     shipped = digests.get(SIGNATURE_FILE)
     key = node_key(ctx)
-    with ctx.catalog.begin() as session:
-        revision = record_revision(session, record)
+    with nullcontext(session) if session else ctx.catalog.begin() as db:
+        revision = record_revision(db, record)
         everything = {f.path: f.sha256 for f in revision.files}
         model_sig = store.blob_path(shipped).read_bytes() if shipped else None
         admitted = admit(ctx, remote.repo_id, remote.commit, everything, carried, model_sig)

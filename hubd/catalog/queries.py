@@ -305,6 +305,10 @@ def get_repo(session: Session, repo_id: str) -> Repo:
     return repo
 
 
+def find_ref(session: Session, repo_id: str, name: str) -> Ref | None:
+    return session.scalar(select(Ref).join(Repo).where(Repo.repo_id == repo_id, Ref.name == name))
+
+
 def commit_for(session: Session, repo_id: str, revision: str | None) -> str | None:
     """The commit a ref names, or the one commit a 7+ hex prefix matches; None means main."""
     name = revision or "main"
