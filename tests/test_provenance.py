@@ -57,6 +57,21 @@ def trust(ctx: Context, name: str, key: ec.EllipticCurvePublicKey, rule: str | N
         )
 
 
+def tamper_statement(
+    ctx: Context, commit: str, where: tuple[str, ...], key: str, value: str
+) -> None:
+    """Change one field of the node's SLSA statement for MODEL, keeping its old signature."""
+    chain = chain_path(ctx, MODEL, commit)
+    (env,) = read_chain(chain)
+    doc = json.loads(base64.b64decode(env["payload"]))
+    section = doc
+    for name in where:
+        section = section[name]
+    section[key] = value
+    env["payload"] = base64.b64encode(json.dumps(doc).encode()).decode()
+    chain.write_text(json.dumps(env) + "\n")
+
+
 def nothing_visible(ctx: Context, repo: str) -> bool:
     with ctx.catalog() as session:
         none_in_catalog = session.scalar(select(Repo).where(Repo.repo_id == repo)) is None
@@ -196,12 +211,8 @@ def test_a_tampered_provenance_statement_from_a_peer_is_refused(
 ) -> None:
     a, url = node_a
     commit = run(a, MODEL).commit
-    chain = chain_path(a, MODEL, commit)
-    (env,) = read_chain(chain)
-    doc = json.loads(base64.b64decode(env["payload"]))
-    doc["predicate"]["buildDefinition"]["externalParameters"]["source"] = "https://evil.example"
-    env["payload"] = base64.b64encode(json.dumps(doc).encode()).decode()
-    chain.write_text(json.dumps(env) + "\n")
+    external = ("predicate", "buildDefinition", "externalParameters")
+    tamper_statement(a, commit, external, "source", "https://evil.example")
     trusted = ("node-a", node_key(a).public_key(), None)
     message = "statement: the signature does not verify"
     refused_on_b(settings, tmp_path, url, trusted, SignatureInvalid, message)
@@ -260,12 +271,8 @@ def test_verify_signatures_checks_the_provenance_chain(
 ) -> None:
     commit = run(ctx, MODEL).commit
     assert hubd("verify", MODEL, "--signatures").code == 0
-    chain = chain_path(ctx, MODEL, commit)
-    (env,) = read_chain(chain)
-    doc = json.loads(base64.b64decode(env["payload"]))
-    doc["predicate"]["runDetails"]["metadata"]["finishedOn"] = "2020-01-01T00:00:00+00:00"
-    env["payload"] = base64.b64encode(json.dumps(doc).encode()).decode()
-    chain.write_text(json.dumps(env) + "\n")
+    metadata = ("predicate", "runDetails", "metadata")
+    tamper_statement(ctx, commit, metadata, "finishedOn", "2020-01-01T00:00:00+00:00")
     checked = hubd("verify", MODEL, "--signatures")
     assert checked.code == 6 and "provenance #0: the statement: the signature" in checked.out
 
