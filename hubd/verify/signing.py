@@ -278,9 +278,7 @@ def _signed_manifest(payload: bytes, label: str) -> Signed:
     return Signed(manifest, ignore)
 
 
-def compare(
-    signed: Signed, files: Mapping[str, str], label: str, complete: bool = True
-) -> None:
+def compare(signed: Signed, files: Mapping[str, str], label: str, complete: bool = True) -> None:
     """Raise SignatureInvalid naming every file added, missing or changed since signing.
 
     ``files`` is the whole revision; the signer's own ``ignore_paths`` decide what it covers.
