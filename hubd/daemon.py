@@ -17,7 +17,7 @@ from aiohttp import web
 from .context import Context
 from .errors import ConfigError
 from .jobs import requeue_interrupted, work
-from .locations import register
+from .locations import heartbeat, register
 from .refs import RepoRef
 from .runtime.openai import ServedModel, add_routes, llama_server
 from .runtime.prepare import prepare
@@ -92,6 +92,7 @@ async def _serve(
         await asyncio.to_thread(register, ctx, runner.addresses[0][1])
         background = [asyncio.create_task(work(ctx, node, poll)) for _ in range(ctx.settings.jobs)]
         background.append(asyncio.create_task(schedule(ctx, poll)))
+        background.append(asyncio.create_task(heartbeat(ctx)))
         bound = runner.addresses[0]
         if on_ready is not None:
             on_ready(f"{'https' if tls else 'http'}://{bound[0]}:{bound[1]}")

@@ -20,7 +20,13 @@ import logging
 from functools import partial
 from urllib.parse import urlsplit
 
-from .catalog.queries import holders, record_locations, register_node, sibling_nodes
+from .catalog.queries import (
+    holders,
+    record_locations,
+    register_node,
+    sibling_nodes,
+    touch_node,
+)
 from .config import derived_node_url
 from .context import Context
 from .errors import (
@@ -61,6 +67,21 @@ def register(ctx: Context, port: int) -> str:
     with ctx.catalog.begin() as session:
         register_node(session, s.node_name, url)
     return url
+
+
+HEARTBEAT = 60.0  # seconds between a daemon's refreshes of its nodes row
+
+
+async def heartbeat(ctx: Context) -> None:
+    """Keep this daemon's ``last_seen`` fresh: the other nodes ask only live ones."""
+    while True:
+        await asyncio.sleep(HEARTBEAT)
+        await asyncio.to_thread(_touch, ctx)
+
+
+def _touch(ctx: Context) -> None:
+    with ctx.catalog.begin() as session:
+        touch_node(session, ctx.settings.node_name)
 
 
 class BlobFetches:

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,17 +22,20 @@ from alembic import command
 from alembic.config import Config
 from conftest import LORA, MODEL, Result, hubd_process
 from huggingface_hub import snapshot_download
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from test_server import serving
 
 from hubd.catalog.db import MIGRATIONS, create_catalog_engine, open_catalog
 from hubd.catalog.models import BlobLocation, Node
 from hubd.catalog.queries import (
+    NODE_ALIVE,
     CardRecord,
     FileRecord,
     RevisionRecord,
     find_revision,
+    holders,
     record_revision,
+    touch_node,
 )
 from hubd.config import load_settings
 from hubd.context import Context
@@ -381,6 +384,26 @@ def test_mirror_takes_what_a_sibling_holds_before_peers_and_the_hub(
     assert all(
         held == {"node-a", "node-b"} for d, held in locations(b).items() if d in digests(b, LORA)
     )
+
+
+def test_a_node_silent_for_long_is_not_asked(pair: tuple[Context, Context]) -> None:
+    """Daemons refresh their nodes row (heartbeat); one gone quiet is left out of the sources
+    and the holders until it is heard from again."""
+    a, b = pair
+    register(a, 8081)
+    assert [s.endpoint for s in sources(b)][0] == "http://127.0.0.1:8081"
+    with a.catalog.begin() as session:
+        session.execute(
+            update(Node)
+            .where(Node.name == "node-a")
+            .values(last_seen=datetime.now(UTC) - NODE_ALIVE - timedelta(seconds=1))
+        )
+    assert "http://127.0.0.1:8081" not in [s.endpoint for s in sources(b)]
+    with b.catalog() as session:
+        assert holders(session, sorted(digests(a, MODEL))[0], exclude="node-b") == []
+    with a.catalog.begin() as session:
+        touch_node(session, "node-a")
+    assert [s.endpoint for s in sources(b)][0] == "http://127.0.0.1:8081"
 
 
 @pytest.mark.slow

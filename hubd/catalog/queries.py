@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.sql import ColumnElement
 
 from ..errors import NotFound, ReplayedRevision, RevisionNotFound
 from .models import (
@@ -512,14 +513,32 @@ def forget_locations(session: Session, node: str, digests: Collection[str]) -> N
         )
 
 
+# A daemon refreshes its nodes row every minute; one silent for longer than this is not asked.
+NODE_ALIVE = timedelta(minutes=5)
+
+
+def _alive(exclude: str) -> ColumnElement[bool]:
+    """The other nodes with a URL whose daemon was heard from lately."""
+    return and_(
+        Node.name != exclude,
+        Node.url.is_not(None),
+        Node.last_seen >= datetime.now(UTC) - NODE_ALIVE,
+    )
+
+
+def touch_node(session: Session, name: str) -> None:
+    """This daemon is still there (its heartbeat)."""
+    session.execute(update(Node).where(Node.name == name).values(last_seen=utcnow()))
+
+
 def holders(session: Session, sha256: str, exclude: str) -> list[tuple[str, str]]:
-    """(name, url) of the other reachable nodes that hold a blob, the most recently seen first."""
+    """(name, url) of the other live nodes that hold a blob, the most recently seen first."""
     return [
         (name, url)
         for name, url in session.execute(
             select(Node.name, Node.url)
             .join(BlobLocation, BlobLocation.node == Node.name)
-            .where(BlobLocation.sha256 == sha256, Node.name != exclude, Node.url.is_not(None))
+            .where(BlobLocation.sha256 == sha256, _alive(exclude))
             .order_by(Node.last_seen.desc(), Node.name)
         )
         if url is not None
@@ -527,13 +546,11 @@ def holders(session: Session, sha256: str, exclude: str) -> list[tuple[str, str]
 
 
 def sibling_nodes(session: Session, exclude: str) -> list[tuple[str, str]]:
-    """(name, url) of the other nodes sharing this catalog that registered a URL, by name."""
+    """(name, url) of the other live nodes sharing this catalog, by name."""
     return [
         (name, url)
         for name, url in session.execute(
-            select(Node.name, Node.url)
-            .where(Node.name != exclude, Node.url.is_not(None))
-            .order_by(Node.name)
+            select(Node.name, Node.url).where(_alive(exclude)).order_by(Node.name)
         )
         if url is not None
     ]
