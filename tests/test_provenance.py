@@ -72,6 +72,10 @@ def tamper_statement(
     chain.write_text(json.dumps(env) + "\n")
 
 
+def stranger_key() -> ec.EllipticCurvePublicKey:
+    return ec.generate_private_key(ec.SECP256R1()).public_key()
+
+
 def nothing_visible(ctx: Context, repo: str) -> bool:
     with ctx.catalog() as session:
         none_in_catalog = session.scalar(select(Repo).where(Repo.repo_id == repo)) is None
@@ -181,7 +185,7 @@ def test_a_peer_without_the_required_signer_is_refused_before_anything_is_visibl
     node_a: tuple[Context, str], settings: Settings, tmp_path: Path
 ) -> None:
     _, url = node_a
-    stranger = ec.generate_private_key(ec.SECP256R1()).public_key()
+    stranger = stranger_key()
     refused_on_b(
         settings,
         tmp_path,
@@ -303,3 +307,18 @@ def test_a_partial_mirror_of_a_repo_shipping_model_sig(
     assert result.upstream_signature is not None
     assert result.upstream_signature["status"] == "verified"
     assert may_use(ctx, SIGNED, result.commit).ok
+
+
+def test_a_peer_signature_whose_hint_is_a_path_is_refused(
+    node_a: tuple[Context, str], settings: Settings, tmp_path: Path
+) -> None:
+    """The hint names the file a carried bundle is kept in: it must be a digest, not a path."""
+    a, url = node_a
+    commit = run(a, MODEL).commit
+    (own,) = stored_signatures(a, MODEL, commit)
+    bundle = json.loads(own.read_bytes())
+    bundle["verificationMaterial"]["publicKey"]["hint"] = "../../../../../escape"
+    (own.parent / "other.sig").write_text(json.dumps(bundle))
+    message = "publicKey.hint is not a sha256 hex digest"
+    refused_on_b(settings, tmp_path, url, ("x", stranger_key(), None), SignatureInvalid, message)
+    assert not list(tmp_path.rglob("escape*"))

@@ -15,6 +15,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 SIGNATURE_FILE = "model.sig"
+HINT = re.compile(r"[0-9a-f]{64}")
 # What model_signing leaves out of a directory by default, plus the signature file itself: the
 # same paths are left out of hubd's manifests so that an exported directory verifies as is.
 IGNORE_PATHS = (".git", ".gitattributes", ".github", ".gitignore", SIGNATURE_FILE)
@@ -202,6 +204,8 @@ class Bundle:
             chain = _chain(material, label)
             if chain and hint:
                 raise SignatureInvalid(f"{label}: both a public key and a certificate chain")
+            if hint and not HINT.fullmatch(str(hint)):  # it names the file a bundle is kept in
+                raise SignatureInvalid(f"{label}: publicKey.hint is not a sha256 hex digest")
             return cls(
                 hint=key_hint(chain[0].public_key()) if chain else str(hint) if hint else None,
                 payload=base64.b64decode(envelope["payload"], validate=True),
