@@ -21,10 +21,11 @@ from test_server import node, serving
 from hubd.catalog.models import Repo
 from hubd.config import Settings
 from hubd.context import Context
-from hubd.errors import SignatureInvalid, UntrustedSigner
+from hubd.errors import SignatureInvalid, UntrustedSigner, UpstreamError
 from hubd.mirror import MirrorResult, mirror
 from hubd.provenance import chain_path, read_chain, root_digest
 from hubd.refs import RepoRef
+from hubd.sources import huggingface
 from hubd.testing.fakehub import FakeHub
 from hubd.testing.modelgen import tiny_model_files
 from hubd.verify import signing
@@ -322,3 +323,11 @@ def test_a_peer_signature_whose_hint_is_a_path_is_refused(
     message = "publicKey.hint is not a sha256 hex digest"
     refused_on_b(settings, tmp_path, url, ("x", stranger_key(), None), SignatureInvalid, message)
     assert not list(tmp_path.rglob("escape*"))
+
+
+def test_attestations_larger_than_the_limit_are_refused(
+    node_a: tuple[Context, str], settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, url = node_a
+    monkeypatch.setattr(huggingface, "ATTESTATIONS_LIMIT", 1024)  # A's are a few KiB
+    refused_on_b(settings, tmp_path, url, ("x", stranger_key(), None), UpstreamError, "1024 bytes")

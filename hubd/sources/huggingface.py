@@ -45,6 +45,7 @@ STREAM_CHUNK = 1024 * 1024
 BUFFER_BUDGET = 48 * 1024 * 1024
 
 HOP_KEYS = ("source", "commit", "node", "fetched_at", "client")
+ATTESTATIONS_LIMIT = 64 * 1024 * 1024  # a revision's signatures and statements are kilobytes
 TOKEN_HINT = "pass a token with HF_TOKEN=hf_... (or `hf auth login`) for an account with access"
 
 
@@ -156,12 +157,16 @@ class HfSource:
             async with session.get(url, headers=self.headers()) as resp:
                 if resp.status != 200:
                     return None
-                body = await resp.json()
+                data = await resp.content.read(ATTESTATIONS_LIMIT + 1)
         except (aiohttp.ClientError, TimeoutError):
             return None
-        except ValueError:
-            body = None
+        if len(data) > ATTESTATIONS_LIMIT:
+            raise UpstreamError(
+                f"{repo_id}@{commit[:12]}: {self.host} sent more than "
+                f"{ATTESTATIONS_LIMIT} bytes of attestations"
+            )
         try:
+            body = json.loads(data)
             if body["commit"] != commit:
                 raise ValueError(commit)
             hops = [
