@@ -19,12 +19,14 @@ from test_schemas import validate
 from test_server import node, serving
 
 from hubd.catalog.models import Repo
+from hubd.catalog.views import provenance_hop
 from hubd.config import Settings
 from hubd.context import Context
 from hubd.errors import SignatureInvalid, UntrustedSigner, UpstreamError
 from hubd.mirror import MirrorResult, mirror
 from hubd.provenance import chain_path, read_chain, root_digest
 from hubd.refs import RepoRef
+from hubd.server import app as server_app
 from hubd.sources import huggingface
 from hubd.testing.fakehub import FakeHub
 from hubd.testing.modelgen import tiny_model_files
@@ -331,3 +333,18 @@ def test_attestations_larger_than_the_limit_are_refused(
     _, url = node_a
     monkeypatch.setattr(huggingface, "ATTESTATIONS_LIMIT", 1024)  # A's are a few KiB
     refused_on_b(settings, tmp_path, url, ("x", stranger_key(), None), UpstreamError, "1024 bytes")
+
+
+def test_a_peer_with_malformed_custody_hops_is_an_upstream_error(
+    node_a: tuple[Context, str], settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hop's time goes into the catalog: one that is not a time fails cleanly, not later."""
+    _, url = node_a
+    real = provenance_hop
+
+    def garbled(hop: Any) -> dict[str, Any]:
+        return {**real(hop), "fetched_at": "yesterday"}
+
+    monkeypatch.setattr(server_app, "provenance_hop", garbled)
+    message = "malformed attestations"
+    refused_on_b(settings, tmp_path, url, ("x", stranger_key(), None), UpstreamError, message)

@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections import deque
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -174,6 +175,8 @@ class HfSource:
                 for h in body["provenance"]
                 if h["commit"] == commit
             ]
+            for hop in hops:  # recorded as times in the catalog: a bad one is malformed here
+                datetime.fromisoformat(hop["fetched_at"])
             signatures = {
                 str(name): json.dumps(bundle).encode()
                 for name, bundle in body["signatures"].items()
