@@ -15,7 +15,8 @@ from hubd.refs import RepoRef
 from hubd.signatures import export_revision
 
 from .common import json_option, open_context
-from .output import emit_json, human_bytes
+from .output import emit_json, human_bytes, progress_wanted
+from .progress import BarProgress
 
 
 @click.command("export")
@@ -64,7 +65,8 @@ def export_cmd(
     context = open_context(obj)
     far_side = read_listing(since) if since else None
     target = sys.stdout.buffer if output == "-" else Path(str(output))
-    result = export_bundle(context, refs, target, far_side)
+    bars = BarProgress() if progress_wanted(False, as_json) else None
+    result = export_bundle(context, refs, target, far_side, bars)
     if as_json:
         emit_json(result.to_json())
         return
@@ -87,7 +89,8 @@ def export_cmd(
 def import_cmd(obj: dict[str, Any], bundle: str, as_json: bool) -> None:
     """Import BUNDLE (a tar from `hubd export -o`, or - for stdin): all of it, or nothing."""
     source = sys.stdin.buffer if bundle == "-" else Path(bundle)
-    result = import_bundle(open_context(obj), source)
+    bars = BarProgress() if progress_wanted(False, as_json) else None
+    result = import_bundle(open_context(obj), source, bars)
     if as_json:
         emit_json(result.to_json())
         return

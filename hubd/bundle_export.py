@@ -36,6 +36,7 @@ from .context import Context
 from .errors import HashMismatch, RevisionNotFound, SizeMismatch, StoreError
 from .refs import RepoRef
 from .signatures import node_signature
+from .sources.base import NullProgress, Progress
 from .verify.hashes import CHUNK
 from .verify.keys import node_key, signature_dir, trusted_signers
 from .verify.signing import dsse_envelope, key_hint, public_pem
@@ -184,7 +185,7 @@ class _TarStream:
         self._write(tarfile.NUL * (-self.offset % tarfile.RECORDSIZE))
 
 
-def _blob_chunks(ctx: Context, sha256: str, size: int) -> Iterator[bytes]:
+def _blob_chunks(ctx: Context, sha256: str, size: int, progress: Progress) -> Iterator[bytes]:
     """A stored blob's bytes, hashed on the way: a damaged blob fails the export."""
     digest = hashlib.sha256()
     try:
@@ -195,9 +196,13 @@ def _blob_chunks(ctx: Context, sha256: str, size: int) -> Iterator[bytes]:
                     f"stored blob {sha256} is damaged ({actual} bytes, expected {size})",
                     hint="`hubd verify` finds and names the revision; re-mirror it",
                 )
+            name = f"blobs/{sha256[:16]}"
+            progress.file_started(name, size, 0)
             while chunk := fh.read(CHUNK):
                 digest.update(chunk)
                 yield chunk
+                progress.advance(name, len(chunk))
+            progress.file_done(name)
     except FileNotFoundError:
         raise StoreError(
             f"blob {sha256} is missing from the store", hint="`hubd verify` names the revision"
@@ -209,7 +214,9 @@ def _blob_chunks(ctx: Context, sha256: str, size: int) -> Iterator[bytes]:
         )
 
 
-def write_bundle(ctx: Context, plan: _Plan, out: IO[bytes]) -> int:
+def write_bundle(
+    ctx: Context, plan: _Plan, out: IO[bytes], progress: Progress | None = None
+) -> int:
     """Stream the bundle to ``out``: index, its signature, signature files, then every blob.
 
     Returns the blob bytes written. On failure ``out`` holds a bundle without its end, which
@@ -223,14 +230,23 @@ def write_bundle(ctx: Context, plan: _Plan, out: IO[bytes]) -> int:
     tar.add(INDEX_SIGNATURE, len(signature), [signature])
     for name, data in plan.signatures.items():
         tar.add(name, len(data), [data])
-    for sha256, size in plan.index.blobs.items():
-        tar.add(f"blobs/{sha256}", size, _blob_chunks(ctx, sha256, size))
+    progress = progress or NullProgress()
+    progress.begin(len(plan.index.blobs), sum(plan.index.blobs.values()))
+    try:
+        for sha256, size in plan.index.blobs.items():
+            tar.add(f"blobs/{sha256}", size, _blob_chunks(ctx, sha256, size, progress))
+    finally:
+        progress.end()
     tar.close()
     return sum(plan.index.blobs.values())
 
 
 def export_bundle(
-    ctx: Context, refs: Sequence[RepoRef], to: Path | IO[bytes], since: Listing | None = None
+    ctx: Context,
+    refs: Sequence[RepoRef],
+    to: Path | IO[bytes],
+    since: Listing | None = None,
+    progress: Progress | None = None,
 ) -> ExportResult:
     """Write a bundle of ``refs`` to the file ``to`` (complete or absent) or a binary stream."""
     plan = plan_bundle(ctx, refs, since)
@@ -238,7 +254,7 @@ def export_bundle(
         tmp = to.with_name(f".{to.name}.{os.getpid()}.partial")
         try:
             with open(tmp, "wb") as fh:
-                written = write_bundle(ctx, plan, fh)
+                written = write_bundle(ctx, plan, fh, progress)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, to)
@@ -247,7 +263,7 @@ def export_bundle(
         finally:
             tmp.unlink(missing_ok=True)
     else:
-        written = write_bundle(ctx, plan, to)
+        written = write_bundle(ctx, plan, to, progress)
     return ExportResult(
         bundle=str(to) if isinstance(to, Path) else "-",
         node=plan.index.node,

@@ -57,7 +57,7 @@ from .errors import (
 from .mirror import record_snapshot
 from .provenance import CHAIN_FILE
 from .refs import RepoRef, safe_relpath
-from .sources.base import Attestations, RemoteFile, RemoteRevision
+from .sources.base import Attestations, NullProgress, Progress, RemoteFile, RemoteRevision
 from .store import Expected, Store
 from .verify.admission import admit
 from .verify.hashes import CHUNK, git_blob_header
@@ -124,15 +124,27 @@ class _Staging:
         self.tmp_dir = store.tmp_dir
         self.store = Store(store.tmp_dir / f"import-{os.getpid()}-{secrets.token_hex(4)}")
 
-    def receive(self, data: IO[bytes], sha256: str, size: int, oids: set[str], label: str) -> None:
+    def receive(
+        self,
+        data: IO[bytes],
+        sha256: str,
+        size: int,
+        oids: set[str],
+        label: str,
+        progress: Progress,
+    ) -> None:
         """Write one blob through the hashing writer; check its git oid when files name one."""
         sha1 = hashlib.sha1(git_blob_header(size)) if oids else None
         with self.store.writer(Expected(f"{label}: blobs/{sha256}", size, sha256)) as writer:
+            name = f"blobs/{sha256[:16]}"
+            progress.file_started(name, size, 0)
             while chunk := data.read(CHUNK):
                 writer.write(chunk)
+                progress.advance(name, len(chunk))
                 if sha1 is not None:
                     sha1.update(chunk)
             writer.commit()
+            progress.file_done(name)
         if sha1 is not None and oids != {sha1.hexdigest()}:
             raise HashMismatch(
                 f"{label}: blobs/{sha256}: git blob oid {sha1.hexdigest()}, index declares "
@@ -179,7 +191,9 @@ def _check_space(ctx: Context, index: Index, label: str) -> None:
         )
 
 
-def _receive(ctx: Context, source: IO[bytes], label: str, staging: _Staging) -> _Received:
+def _receive(
+    ctx: Context, source: IO[bytes], label: str, staging: _Staging, progress: Progress
+) -> _Received:
     received: _Received | None = None
     seen: set[str] = set()
     try:
@@ -204,6 +218,7 @@ def _receive(ctx: Context, source: IO[bytes], label: str, staging: _Staging) -> 
                     }
                     oids = _git_oids(received.index)
                     _check_space(ctx, received.index, label)
+                    progress.begin(len(index.blobs), sum(index.blobs.values()))
                     continue
                 if not received.index_signed:
                     if name != INDEX_SIGNATURE or member.size > INDEX_LIMIT:
@@ -242,7 +257,8 @@ def _receive(ctx: Context, source: IO[bytes], label: str, staging: _Staging) -> 
                     continue  # ours already: its bytes are skipped unread
                 blob = tar.extractfile(member)
                 assert blob is not None
-                staging.receive(blob, sha256, member.size, oids.get(sha256, set()), label)
+                oid = oids.get(sha256, set())
+                staging.receive(blob, sha256, member.size, oid, label, progress)
                 received.staged[sha256] = member.size
                 received.git.update(dict.fromkeys(oids.get(sha256, ()), sha256))
     except tarfile.TarError as exc:
@@ -251,6 +267,8 @@ def _receive(ctx: Context, source: IO[bytes], label: str, staging: _Staging) -> 
         raise SizeMismatch(f"{label}: the bundle is truncated or damaged (tar: {exc})") from None
     except OSError as exc:
         raise InvalidRequest(f"cannot read {label}: {exc.strerror or exc}") from None
+    finally:
+        progress.end()
     if received is None:
         raise InvalidRequest(f"{label}: missing index: the bundle is empty")
     if not received.index_signed:
@@ -485,16 +503,19 @@ def _open(path: Path) -> IO[bytes]:
         raise InvalidRequest(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def import_bundle(ctx: Context, source: Path | IO[bytes]) -> ImportResult:
+def import_bundle(
+    ctx: Context, source: Path | IO[bytes], progress: Progress | None = None
+) -> ImportResult:
     """Import a bundle from a file or a binary stream: all of it, or nothing (see module doc)."""
     label = str(source) if isinstance(source, Path) else "<stdin>"
+    progress = progress or NullProgress()
     staging = _Staging(ctx.store)
     try:
         if isinstance(source, Path):
             with _open(source) as stream:
-                received = _receive(ctx, stream, label, staging)
+                received = _receive(ctx, stream, label, staging, progress)
         else:
-            received = _receive(ctx, source, label, staging)
+            received = _receive(ctx, source, label, staging, progress)
         changes = _changes(ctx, received, label)
         added = _commit(ctx, received, changes, staging, label)
     finally:

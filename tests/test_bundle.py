@@ -27,7 +27,12 @@ from test_schemas import schema, validate
 
 import hubd.bundle_import
 from hubd.bundle import INDEX_PAYLOAD_TYPE
+from hubd.bundle_export import export_bundle
+from hubd.bundle_import import import_bundle
+from hubd.config import load_settings
+from hubd.context import Context
 from hubd.errors import StoreError
+from hubd.refs import RepoRef
 from hubd.testing.fakehub import FakeHub
 from hubd.testing.modelgen import tiny_model_files
 from hubd.verify.keys import load_private_key
@@ -595,3 +600,41 @@ def test_failure_while_recording_is_undone(
     monkeypatch.setattr(hubd.bundle_import, "record_snapshot", real)
     assert far("import", str(second)).code == 0
     assert far("verify").code == 0
+
+
+class Recorded:
+    """A Progress that keeps the events (hubd.sources.base.Progress)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.advanced = 0
+        self.ended = False
+
+    def begin(self, files: int, total_bytes: int) -> None:
+        self.total = total_bytes
+
+    def file_started(self, path: str, size: int, offset: int) -> None:
+        pass
+
+    def advance(self, path: str, nbytes: int) -> None:
+        self.advanced += nbytes
+
+    def file_done(self, path: str) -> None:
+        pass
+
+    def end(self) -> None:
+        self.ended = True
+
+
+def test_export_and_import_report_progress(source: Hubd, far_home: Path, tmp_path: Path) -> None:
+    ctx = Context.open(load_settings())
+    bundle = tmp_path / "b.tar"
+    out = Recorded()
+    exported = export_bundle(ctx, [RepoRef.parse(MODEL)], bundle, progress=out)
+    ctx.close()
+    assert out.ended and out.total == out.advanced == exported.bytes > 0
+    far_ctx = Context.open(load_settings({"HUBD_HOME": str(far_home)}))
+    into = Recorded()
+    import_bundle(far_ctx, bundle, progress=into)
+    far_ctx.close()
+    assert into.ended and into.total == into.advanced == exported.bytes
