@@ -12,14 +12,17 @@ import asyncio
 import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import func, select, update
 
 from .catalog.models import Job, utcnow
+from .catalog.queries import sibling_nodes
 from .context import Context
-from .errors import HubdError, InvalidRequest, NotFound
+from .errors import Forbidden, HubdError, InvalidReference, InvalidRequest, NotFound
 from .mirror import mirror
+from .peers import check_url, list_peers
 from .refs import RepoRef
 
 log = logging.getLogger("hubd.jobs")
@@ -81,13 +84,82 @@ def mirror_options(
     }
 
 
+Glob = Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+class JobRequest(BaseModel):
+    """A mirror job as a caller asks for it (the body of POST /api/hubd/jobs).
+
+    Strict: ``"false"`` is not a bool nor ``7`` a string, and unknown keys are refused, so a
+    typo or a wrong type is a 400 naming the field rather than a job that fails (or does
+    something else) later. ``include`` and ``exclude`` must be lists: a bare ``"*.json"`` is
+    refused, not read as the patterns ``*``, ``.``, ``j``...
+    """
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    repo: str = Field(max_length=400)
+    include: list[Glob] = Field(default_factory=list, max_length=1000)
+    exclude: list[Glob] = Field(default_factory=list, max_length=1000)
+    with_base: bool = False
+    from_: str | None = Field(default=None, alias="from", min_length=1, max_length=2000)
+
+    @field_validator("repo")
+    @classmethod
+    def _repo(cls, value: str) -> str:
+        try:
+            return str(RepoRef.parse(value))
+        except InvalidReference as exc:
+            raise ValueError(exc.message) from None
+
+    @field_validator("include", "exclude", mode="before")
+    @classmethod
+    def _patterns(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError(f'a list of glob patterns, not one string: write ["{value[:100]}"]')
+        return value
+
+    @classmethod
+    def parse(cls, data: Any) -> JobRequest:
+        """Validate ``data``; else InvalidRequest naming each bad field (not echoing values)."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+                for error in exc.errors(include_url=False, include_input=False)
+            )
+            raise InvalidRequest(f"invalid job request: {problems}") from None
+
+    def options(self) -> dict[str, Any]:
+        return mirror_options(tuple(self.include), tuple(self.exclude), self.with_base, self.from_)
+
+
+def check_source(ctx: Context, from_: str | None) -> None:
+    """A job's ``from`` must be a configured peer (by name or URL) or another node of this catalog.
+
+    Anything else would let whoever may queue a job make this daemon fetch from any URL it
+    names (with auth.required off, anyone who reaches it). Blocking: reads the catalog.
+    """
+    if from_ is None:
+        return
+    peers = list_peers(ctx)
+    if any(from_ == p.name for p in peers):
+        return
+    with ctx.catalog() as session:
+        siblings = sibling_nodes(session, exclude=ctx.settings.node_name)
+    known = {p.url.rstrip("/") for p in peers} | {url.rstrip("/") for _, url in siblings}
+    if check_url(from_) not in known:
+        raise Forbidden(
+            f"from: {from_[:200]!r} is neither a configured peer nor a node of this catalog "
+            "(`hubd peers add NAME URL` on the daemon's host makes it one)"
+        )
+
+
 def enqueue(ctx: Context, repo: str, options: dict[str, Any] | None = None) -> JobInfo:
     """Queue a mirror of ``repo``; the same repo and options already waiting is that job."""
-    ref = RepoRef.parse(repo)
-    options = options if options is not None else mirror_options()
-    unknown = set(options) - set(mirror_options())
-    if unknown:
-        raise InvalidRequest(f"unknown job options: {', '.join(sorted(unknown))}")
+    request = JobRequest.parse({**(options or {}), "repo": repo})
+    ref, options = RepoRef.parse(request.repo), request.options()
     with ctx.catalog.begin() as session:
         for job in session.scalars(select(Job).where(Job.repo == str(ref), Job.state.in_(ACTIVE))):
             if job.options == options:
@@ -197,16 +269,17 @@ async def run_job(ctx: Context, job: JobInfo) -> None:
             await asyncio.to_thread(_write_progress, ctx, job.id, progress)
 
     reporter = asyncio.create_task(report())
-    opts = job.options
     try:
+        # Checked again: a job queued before requests were typed may hold anything.
+        request = JobRequest.parse({**job.options, "repo": job.repo})
         result = await mirror(
             ctx,
-            RepoRef.parse(job.repo),
-            include=opts.get("include", ()),
-            exclude=opts.get("exclude", ()),
-            with_base=bool(opts.get("with_base")),
+            RepoRef.parse(request.repo),
+            include=request.include,
+            exclude=request.exclude,
+            with_base=request.with_base,
             progress=progress,
-            from_=opts.get("from"),
+            from_=request.from_,
         )
     except HubdError as exc:
         log.warning("job %d (%s) failed: %s", job.id, job.repo, exc)

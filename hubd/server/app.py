@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -20,7 +20,7 @@ from ..catalog.queries import catalog_page
 from ..catalog.views import provenance_hop
 from ..context import Context
 from ..errors import AccessDenied, Forbidden, HubdError, InvalidRequest
-from ..jobs import enqueue, get_job, job_metrics, list_jobs, mirror_options
+from ..jobs import JobRequest, check_source, enqueue, get_job, job_metrics, list_jobs
 from ..locations import BlobFetches, ensure_attestations
 from ..provenance import chain_path, read_chain
 from ..refs import RepoRef
@@ -30,9 +30,29 @@ from . import hfapi
 from .hfapi import CONTEXT, SERVED
 
 SCOPE = web.RequestKey("scope", str)
+EPOCH, END_OF_TIME = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
 
 log = logging.getLogger("hubd.server")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    """The JSON error every failure leaves as, with the Hub's headers.
+
+    ``X-Error-Code`` is what huggingface_hub maps to its exceptions and ``X-Error-Message``
+    what it shows; both are there for HEAD too, which has no body. Header values are kept
+    to one printable ASCII line of bounded length, whatever the message quotes.
+    """
+    headers = {"X-Error-Code": code, "X-Error-Message": header_safe(message)}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="hubd"'
+    body = {"error": message, "code": code}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def header_safe(text: str, limit: int = 500) -> str:
+    escaped = text.encode("ascii", "backslashreplace").decode("ascii")
+    return "".join(c if c.isprintable() else " " for c in escaped)[:limit]
 
 
 @web.middleware
@@ -40,17 +60,17 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except HubdError as exc:
-        headers = {"X-Error-Code": exc.code}
-        return web.json_response(
-            {"error": exc.message, "code": exc.code}, status=exc.http_status, headers=headers
-        )
+        response = error_response(exc.http_status, exc.code, exc.message)
+        if isinstance(exc, hfapi.RangeNotSatisfiable):
+            response.headers["Content-Range"] = f"bytes */{exc.size}"
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return web.json_response({"error": exc.reason}, status=exc.status)
+        return error_response(exc.status, type(exc).__name__.removeprefix("HTTP"), exc.reason)
     except Exception:
         log.exception("unhandled error serving %s", request.path)
-        return web.json_response({"error": "internal error"}, status=500)
+        return error_response(500, "InternalError", "internal error")
 
 
 async def healthz(_: web.Request) -> web.Response:
@@ -61,10 +81,12 @@ async def hubd_catalog(request: web.Request) -> web.Response:
     """GET /api/hubd/catalog?since=ISO&limit=N: revisions in mirror order, for incremental sync."""
     ctx = request.app[CONTEXT]
     try:
-        since = datetime.fromisoformat(request.query["since"]) if "since" in request.query else None
+        since = _since(request.query["since"]) if "since" in request.query else None
         limit = min(int(request.query.get("limit", "500")), 5000)
-    except ValueError:
-        raise InvalidRequest("since must be an ISO 8601 time, limit a number") from None
+    except (ValueError, OverflowError):
+        raise InvalidRequest(
+            "since must be an ISO 8601 time from 1970 to 9999, limit a number"
+        ) from None
     if limit < 1:
         raise InvalidRequest("limit must be positive")
 
@@ -74,6 +96,15 @@ async def hubd_catalog(request: web.Request) -> web.Response:
 
     rows = await asyncio.to_thread(page)
     return web.json_response({"revisions": rows, "next": rows[-1]["mirrored_at"] if rows else None})
+
+
+def _since(text: str) -> datetime:
+    """An ISO time as UTC (naive ones are UTC), in the range every catalog backend can hold."""
+    since = datetime.fromisoformat(text)
+    since = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
+    if not EPOCH <= since < END_OF_TIME:
+        raise ValueError(text)
+    return since
 
 
 def _revision_of(request: web.Request) -> tuple[str, str]:
@@ -176,19 +207,36 @@ async def jobs_get(request: web.Request) -> web.Response:
 
 
 async def jobs_submit(request: web.Request) -> web.Response:
-    """POST /api/hubd/jobs {"repo": …, "include": […], …}: queue a mirror (write scope)."""
+    """POST /api/hubd/jobs {"repo": …, "include": […], …}: queue a mirror (write scope).
+
+    The body is a :class:`JobRequest`; its ``from`` may only name a configured peer or another
+    node of this catalog (:func:`check_source`).
+    """
     ctx = request.app[CONTEXT]
     if ctx.settings.auth_required and request.get(SCOPE) != "write":
         raise Forbidden("queueing a mirror needs a token with write scope")
     try:
-        body = await request.json()
-    except ValueError:
-        raise InvalidRequest("the body is not JSON") from None
-    if not isinstance(body, dict) or not isinstance(body.get("repo"), str):
+        body = await request.json(loads=_strict_json)
+    except ValueError as exc:
+        raise InvalidRequest(f"the body is not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidRequest("the body is not JSON: nested deeper than it can be read") from None
+    if not isinstance(body, dict):
         raise InvalidRequest('expected {"repo": "org/name[@revision]", …}')
-    options = {**mirror_options(), **{k: v for k, v in body.items() if k != "repo"}}
-    job = await asyncio.to_thread(enqueue, ctx, body["repo"], options)
+    job_request = JobRequest.parse(body)
+    await asyncio.to_thread(check_source, ctx, job_request.from_)
+    job = await asyncio.to_thread(enqueue, ctx, job_request.repo, job_request.options())
     return web.json_response(job.to_json(), status=202)
+
+
+def _strict_json(text: str) -> Any:
+    """json.loads without the NaN and Infinity Python accepts: they would be echoed back as
+    invalid JSON in every later listing of the job."""
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -10,11 +10,16 @@ only another node of a shared catalog holds is fetched from that node first (hub
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import re
-from typing import Any
+import stat
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlencode
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from sqlalchemy import select
 
 from ..catalog.models import File, Revision
 from ..catalog.queries import commit_for, find_revision, ref_names, repo_exists, verified_file
@@ -30,6 +35,24 @@ FETCHES = web.AppKey("fetches", BlobFetches)
 PAGE = 1000
 MAX_QUERY = 2048
 SHA256 = re.compile(r"[0-9a-f]{64}")
+# One range, strictly as RFC 9110 spells it: no spaces, no lists, ASCII digits of sane length.
+BYTE_RANGE = re.compile(r"bytes=(?:([0-9]{1,19})-([0-9]{0,19})|-([0-9]{1,19}))")
+log = logging.getLogger("hubd.server")
+
+
+class RangeNotSatisfiable(InvalidRequest):
+    """A Range header this server will not honour: 416 with the size it can (RFC 9110 15.5.17).
+
+    Multiple ranges and malformed ones are refused rather than ignored, so a client never takes
+    a whole body for the part it asked for.
+    """
+
+    http_status = 416
+    code = "RangeNotSatisfiable"
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size
 
 
 def _segments(request: web.Request, skip: int) -> list[str]:
@@ -194,38 +217,134 @@ async def resolve(request: web.Request) -> web.StreamResponse:
         "Accept-Ranges": "bytes",
         "Content-Disposition": f'inline; filename="{path.rsplit("/", 1)[-1]}"',
     }
-    return _send_blob(request, match.sha256, match.size, headers)
+    return await _send_blob(request, match.sha256, match.size, headers)
 
 
-def _send_blob(
-    request: web.Request, sha256: str, size: int, headers: dict[str, str]
-) -> web.FileResponse:
-    """A stored blob through sendfile (Range included), counted in hubd_bytes_served_total."""
-    if request.method == "GET":
-        span = request.http_range
-        start, stop = span.start or 0, size if span.stop is None else span.stop
-        request.app[SERVED]["bytes"] += max(0, min(stop, size) - start)
-    return web.FileResponse(request.app[CONTEXT].store.blob_path(sha256), headers=headers)
-
-
-def _stored_size(ctx: Context, sha256: str) -> int | None:
-    try:
-        return ctx.store.blob_path(sha256).stat().st_size
-    except FileNotFoundError:
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(offset, count) a Range header asks of a ``size``-byte blob; None for the whole blob."""
+    if header is None:
         return None
+    match = BYTE_RANGE.fullmatch(header)
+    if match is None:
+        raise RangeNotSatisfiable(
+            f"unsupported Range {header[:100]!r}: expected bytes=N-[M] or bytes=-N", size
+        )
+    first, last, suffix = match.groups()
+    if suffix is not None:
+        start, stop = max(0, size - int(suffix)), size
+    else:
+        start, stop = int(first), size if not last else min(int(last) + 1, size)
+        if last and int(last) < start:
+            raise RangeNotSatisfiable(f"Range {header!r} ends before it starts", size)
+    if start >= stop:
+        raise RangeNotSatisfiable(f"Range {header!r} selects none of the {size} bytes", size)
+    return start, stop - start
+
+
+def open_blob(ctx: Context, sha256: str, size: int) -> BinaryIO:
+    """The stored blob as a regular file of ``size`` bytes, opened without following symlinks.
+
+    What a traversal left at a blob path (a symlink to the node key, a FIFO, a directory) is
+    refused as missing, never served; ``hubd verify --repair`` is the way to mend it.
+    """
+    path = ctx.store.blob_path(sha256)
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        parent = os.open(path.parent, flags | os.O_DIRECTORY)
+        try:
+            fd = os.open(path.name, flags, dir_fd=parent)
+        finally:
+            os.close(parent)
+    except FileNotFoundError:
+        raise EntryNotFound(f"blob {sha256} is not in this node's store") from None
+    except OSError as exc:  # ELOOP: a symlink; ENOTDIR: something else where a directory goes
+        log.warning("refusing to serve %s: %s", path, exc.strerror)
+        raise EntryNotFound(f"blob {sha256} is not in this node's store") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size != size:
+        os.close(fd)
+        log.warning("refusing to serve %s: not a regular file of %d bytes", path, size)
+        raise EntryNotFound(f"blob {sha256} is not in this node's store")
+    return os.fdopen(fd, "rb")
+
+
+class BlobResponse(web.StreamResponse):
+    """An open blob, whole or one range, through sendfile; closed once sent.
+
+    Unlike FileResponse it never reopens a path (the checks :func:`open_blob` made hold for
+    what is sent) and never looks for a compressed sibling of it. What a GET sent is counted
+    in hubd_bytes_served_total.
+    """
+
+    def __init__(
+        self,
+        blob: BinaryIO,
+        size: int,
+        span: tuple[int, int] | None,
+        headers: dict[str, str],
+        served: dict[str, int],
+    ) -> None:
+        super().__init__(status=200 if span is None else 206, headers=headers)
+        self._blob = blob
+        self._served = served
+        self._offset, self._count = span or (0, size)
+        if span is not None:
+            last = self._offset + self._count - 1
+            self.headers["Content-Range"] = f"bytes {self._offset}-{last}/{size}"
+        self.content_type = "application/octet-stream"
+        self.content_length = self._count
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self.prepared:
+            return await super().prepare(request)
+        try:
+            writer = await super().prepare(request)
+            if request.method == "HEAD" or self._count == 0:
+                return writer
+            if request.transport is None:
+                raise ConnectionResetError("connection lost")
+            loop = asyncio.get_running_loop()
+            await loop.sendfile(request.transport, self._blob, self._offset, self._count)
+            self._served["bytes"] += self._count
+            await super().write_eof()
+            return writer
+        finally:
+            self._blob.close()
+
+
+async def _send_blob(
+    request: web.Request, sha256: str, size: int, headers: dict[str, str]
+) -> web.StreamResponse:
+    """A stored blob (Range included) after the Range and the file itself are checked."""
+    span = byte_range(request.headers.get("Range"), size)
+    blob = await asyncio.to_thread(open_blob, request.app[CONTEXT], sha256, size)
+    return BlobResponse(blob, size, span, headers, request.app[SERVED])
+
+
+def _catalog_size(ctx: Context, sha256: str) -> int | None:
+    """The size the catalog records for a blob of a verified revision; None if it knows none."""
+    with ctx.catalog() as session:
+        return session.scalar(
+            select(File.size)
+            .join(Revision)
+            .where(File.sha256 == sha256, Revision.state == "verified")
+            .limit(1)
+        )
 
 
 async def blob(request: web.Request) -> web.StreamResponse:
     """HEAD/GET /api/hubd/blobs/{sha256}: a blob of this node's store, for a node that lacks it.
 
-    Only what this store holds: a node never asks a third one on another's behalf, so two
-    nodes that both lack a blob cannot send each other round in circles.
+    Only blobs the catalog records for a verified revision, of the size it records: whatever
+    else sits under blobs/ (a failed mirror's leftovers) is not this node's to hand out. Only
+    what this store holds: a node never asks a third one on another's behalf, so two nodes
+    that both lack a blob cannot send each other round in circles.
     """
     sha256 = request.match_info["sha256"]
     if not SHA256.fullmatch(sha256):
         raise InvalidRequest("expected /api/hubd/blobs/{sha256} with 64 lowercase hex digits")
-    size = await asyncio.to_thread(_stored_size, request.app[CONTEXT], sha256)
+    size = await asyncio.to_thread(_catalog_size, request.app[CONTEXT], sha256)
     if size is None:
         raise EntryNotFound(f"blob {sha256} is not in this node's store")
     headers = {"ETag": f'"{sha256}"', "X-Linked-Size": str(size), "Accept-Ranges": "bytes"}
-    return _send_blob(request, sha256, size, headers)
+    return await _send_blob(request, sha256, size, headers)
