@@ -436,12 +436,15 @@ def test_idle_connections_do_not_exhaust_descriptors(home: Path) -> None:
     daemon = Daemon(home, ["-c", DAEMON, "{url}", "-"], fds=256)
     try:
         idle = open_idle(daemon.port, 300)
+        for sock in idle[:10]:  # slow headers: a request line, then nothing more
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         try:
             healthz_within(daemon.url, 8)
             answers = []
             for sock in idle:  # refused at once (503) or closed once idle for a second
                 sock.settimeout(8)
                 answers.append(b"".join(iter(lambda s=sock: s.recv(1 << 16), b"")))
+            assert answers[:10] == [b""] * 10  # closed unanswered once their second was up
             refused = [answer_of(a) for a in answers if a]
             assert refused and all(status == 503 for status, _, _ in refused)
             assert {json.loads(body)["code"] for _, _, body in refused} == {"ServiceUnavailable"}
