@@ -107,6 +107,19 @@ class Settings:
         "HUBD_RETRIES",
         "Attempts per file after a dropped connection (each resumes where the last stopped).",
     )
+    min_rate: int = _setting(
+        50 * 1024,
+        "mirror.min_rate",
+        "HUBD_MIN_RATE",
+        "Bytes per second a transfer must sustain after mirror.grace seconds, or the attempt "
+        "fails; each file's deadline is its size at this rate plus a grace per attempt.",
+    )
+    grace: float = _setting(
+        10.0,
+        "mirror.grace",
+        "HUBD_GRACE",
+        "Seconds a transfer may lag behind mirror.min_rate (connecting, a slow start, a pause).",
+    )
     verify_workers: int = _setting(
         0,
         "verify.workers",
