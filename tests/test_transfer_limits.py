@@ -159,9 +159,18 @@ def serving(upstream: Upstream) -> Iterator[Upstream]:
     try:
         yield upstream
     finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(5)
+        asyncio.run_coroutine_threadsafe(_stop(runner), loop).result(5)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
+
+
+async def _stop(runner: web.AppRunner) -> None:
+    """Close the server and end the handlers still trickling (they would outlive the test)."""
+    await runner.cleanup()
+    pending = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 @pytest.fixture
