@@ -13,7 +13,7 @@ from hubd.context import Context
 from hubd.errors import SignatureInvalid, VerificationFailed
 from hubd.gc import collect, remove
 from hubd.refs import RepoRef
-from hubd.verify.blobs import Damage, VerifyReport, verify_store
+from hubd.verify.blobs import Damage, VerifyReport, relink, verify_store
 from hubd.verify.trust import verify_signatures
 
 from .common import json_option, open_context
@@ -114,11 +114,14 @@ def verify_cmd(
     repo_id = RepoRef.parse(repo).repo_id if repo else None
     context = open_context(obj)
     report = verify_store(context, repo_id)
+    if repair and report.mislinked:
+        relink(context, report.mislinked)
+        report.mislinked = []
     if repair and report.damaged:
         from hubd.verify.repair import repair as repair_blobs  # the mirror: only when repairing
 
         report.repairs = asyncio.run(repair_blobs(context, report.damaged))
-    if not as_json and (report.damaged or not signatures):
+    if not as_json and (report.damaged or report.mislinked or not signatures):
         _print_verify(report)
     if signatures and report.ok:
         verify_signatures_cmd(context, repo_id, as_json, report.to_json())
@@ -133,7 +136,7 @@ def verify_cmd(
         )
     if not report.ok:
         raise VerificationFailed(
-            f"{len(report.damaged)} damaged file(s) in the store",
+            f"{len(report.damaged) + len(report.mislinked)} damaged file(s) in the store",
             hint="`hubd verify --repair` fetches them again from a peer or the Hub",
         )
 
@@ -145,6 +148,9 @@ def _print_verify(report: VerifyReport) -> None:
     for d in report.damaged:
         state = "missing" if d.actual is None else f"sha256 {d.actual} != {d.expected}"
         click.echo(f"DAMAGED {where(d)}: {state}")
+    for m in report.mislinked:
+        state = "no link" if m.actual is None else f"links to {m.actual}, not blob {m.expected}"
+        click.echo(f"MISLINKED {m.repo}@{m.commit[:12]} {m.path}: {state}")
     for r in report.repairs or ():
         names = ", ".join(where(d) for d in report.damaged if d.expected == r.sha256)
         if r.repaired:
@@ -154,7 +160,8 @@ def _print_verify(report: VerifyReport) -> None:
             click.echo(f"STILL DAMAGED {names}: {r.reason}")
             if r.quarantine:
                 click.echo(f"    damaged copy kept in {r.quarantine}")
-    summary = "all ok" if not report.damaged else f"{len(report.damaged)} damaged file(s)"
+    bad = len(report.damaged) + len(report.mislinked)
+    summary = "all ok" if not bad else f"{bad} damaged file(s)"
     if report.repairs is not None and report.damaged:
         summary += f", {len(report.damaged) - len(report.unrepaired)} repaired"
     click.echo(
@@ -214,6 +221,10 @@ def gc_cmd(obj: dict[str, Any], partials: bool, as_json: bool) -> None:
     """Delete blobs that no revision references."""
     result = collect(open_context(obj), partials=partials)
     if as_json:
-        emit_json({"removed": result.removed, "freed_bytes": result.freed_bytes})
+        emit_json(
+            {"removed": result.removed, "freed_bytes": result.freed_bytes, "strays": result.strays}
+        )
     else:
         click.echo(f"removed {result.removed} file(s), freed {human_bytes(result.freed_bytes)}")
+        for stray in result.strays:
+            click.echo(f"left alone (not a blob): {stray}", err=True)

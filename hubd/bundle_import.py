@@ -13,7 +13,7 @@
 3. Commit, under the store's shared guard: blobs are renamed into the store, signature files
    copied, revisions recorded in one catalog transaction (``record_snapshot``: the node signs
    what it verified). A failure here rolls the transaction back and the journal puts the store's
-   files back (hubd.bundle_journal), so the store and catalog hold either the whole bundle or
+   files back (hubd.journal), so the store and catalog hold either the whole bundle or
    exactly what they held before.
 """
 
@@ -41,7 +41,7 @@ from .bundle import (
     IndexRevision,
     parse_index,
 )
-from .bundle_journal import Journal
+from .catalog.db import catalog_errors
 from .catalog.queries import find_ref, find_revision
 from .context import Context
 from .errors import (
@@ -54,6 +54,7 @@ from .errors import (
     UnsafePath,
     UntrustedSigner,
 )
+from .journal import Journal, recover
 from .mirror import record_snapshot
 from .provenance import CHAIN_FILE
 from .refs import RepoRef, safe_relpath
@@ -464,8 +465,8 @@ def _commit(
     work = [c for c in changes if c.status != PRESENT]
     if not blobs and not work:
         return {}
-    journal = Journal(ctx)
-    with store.guard(exclusive=False):
+    recover(store, ctx.catalog)
+    with store.guard(exclusive=False), Journal(store, ctx.catalog) as journal:
         for change in work:  # a blob skipped as ours could be gone (`hubd gc` in between)
             for f in change.rev.files:
                 if f.sha256 not in blobs and not store.has_blob(f.sha256, f.size):
@@ -474,7 +475,8 @@ def _commit(
                         hint="import again; nothing was changed",
                     )
         try:
-            journal.remember([(c.rev, c.refs) for c in work])
+            for change in work:
+                journal.remember(change.rev.repo, change.rev.commit, change.refs)
             for sha256 in blobs:
                 target = store.blob_path(sha256)
                 journal.add_file(target)
@@ -484,15 +486,12 @@ def _commit(
                 if store.known_git_blob(oid) is None:
                     journal.add_file(store.git_index_dir / oid[:2] / oid)
                     store.remember_git_blob(oid, sha256)
-            with ctx.catalog.begin() as session:  # all revisions, or none: a failure rolls back
+            # All revisions, or none: a failure rolls back, and the journal puts the files back.
+            with catalog_errors(), ctx.catalog.begin() as session:
                 for change in work:
                     _record(ctx, change, received, label, session)
         except OSError as exc:
-            journal.undo()
             raise StoreError(f"cannot import into {store.root}: {exc.strerror or exc}") from None
-        except BaseException:
-            journal.undo()
-            raise
     return blobs
 
 

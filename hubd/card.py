@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .catalog.queries import CardRecord
+from .sources.modelinfo import CARD_DEPTH, json_depth
 
 
 def _as_list(value: Any) -> list[str]:
@@ -29,8 +30,13 @@ def card_record(text: str | None, fallback: dict[str, Any], gated: str | None) -
     if text is not None:
         from huggingface_hub import ModelCard  # yaml + jinja: deferred to keep start-up fast
 
-        card = ModelCard(text, ignore_metadata_errors=True)
-        data = card.data.to_dict()  # type: ignore[no-untyped-call]
+        try:
+            card = ModelCard(text, ignore_metadata_errors=True)
+            data = card.data.to_dict()  # type: ignore[no-untyped-call]
+        except (ValueError, RecursionError, MemoryError):
+            data = {}  # front matter no parser should have to take: no card metadata
+    if not isinstance(data, dict) or json_depth(data) > CARD_DEPTH:
+        data = {}  # the catalog keeps card metadata as JSON of bounded depth
     return CardRecord(
         license=_as_str(data.get("license")),
         license_name=_as_str(data.get("license_name")),

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from .catalog.db import open_catalog
 from .config import Settings
 from .errors import StoreError
+from .journal import recover
 from .store import Store
 
 
@@ -26,7 +27,9 @@ class Context:
             settings.store_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create {settings.home}: {exc.strerror or exc}") from None
-        return cls(settings, Store(settings.store_dir), open_catalog(settings.catalog_url))
+        store, catalog = Store(settings.store_dir), open_catalog(settings.catalog_url)
+        recover(store, catalog)  # what a process killed mid-recording left is undone first
+        return cls(settings, store, catalog)
 
     def close(self) -> None:
         engine = self.catalog.kw["bind"]

@@ -11,6 +11,7 @@ Every failure a user can cause or meet is a :class:`HubdError`; the CLI maps eac
     │   └── InvalidPolicy                         a policy file hubd cannot use as written
     ├── InvalidReference           exit 2   400   bad repo id, revision or glob
     ├── InvalidRequest             exit 2   400   a request that cannot be served as asked
+    │   └── RangeNotSatisfiable        416        a Range header this server does not honour
     ├── NotFound                   exit 3   404
     │   ├── RepoNotFound
     │   ├── RevisionNotFound
@@ -72,6 +73,21 @@ class InvalidRequest(HubdError):
     exit_code = 2
     http_status = 400
     code = "InvalidRequest"
+
+
+class RangeNotSatisfiable(InvalidRequest):
+    """A Range header this server will not honour: 416 with the size it can (RFC 9110 15.5.17).
+
+    Multiple ranges and malformed ones are refused rather than ignored, so a client never takes
+    a whole body for the part it asked for.
+    """
+
+    http_status = 416
+    code = "RangeNotSatisfiable"
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size
 
 
 class NotFound(HubdError):

@@ -21,6 +21,7 @@ from .refs import RepoRef
 class GcResult:
     removed: int
     freed_bytes: int
+    strays: list[str]  # entries under blobs/ that are not blobs: reported, never followed
 
 
 def remove(ctx: Context, ref: RepoRef) -> list[str]:
@@ -51,4 +52,5 @@ def collect(ctx: Context, partials: bool = False) -> GcResult:
         removed, freed = ctx.store.collect_garbage(keep, partials=partials)
         gone = [d for d in node_blobs(session, node) if not ctx.store.has_blob(d)]
         forget_locations(session, node, gone)
-    return GcResult(removed, freed)
+        strays = [str(p) for p in ctx.store.strays()]
+    return GcResult(removed, freed, strays)

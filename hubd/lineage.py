@@ -10,6 +10,8 @@ from .catalog.queries import CardRecord
 from .errors import InvalidModelFile
 from .formats.gguf import inspect
 
+CONFIG_LIMIT = 1024 * 1024
+
 
 def adapter_lineage(files: Mapping[str, Path], card: CardRecord) -> tuple[bool, str | None]:
     """(is_adapter, base model) from PEFT's adapter_config.json, GGUF metadata and the card.
@@ -22,9 +24,11 @@ def adapter_lineage(files: Mapping[str, Path], card: CardRecord) -> tuple[bool, 
     if config is not None:
         is_adapter = True
         try:
-            declared = json.loads(config.read_text()).get("base_model_name_or_path")
-        except (ValueError, UnicodeDecodeError):
-            declared = None
+            with open(config, "rb") as fh:  # PEFT's config is a few hundred bytes
+                doc = json.loads(fh.read(CONFIG_LIMIT))
+        except (ValueError, RecursionError):
+            doc = None
+        declared = doc.get("base_model_name_or_path") if isinstance(doc, dict) else None
         if isinstance(declared, str) and declared:
             base = base or declared
     for path, local in files.items():

@@ -7,13 +7,21 @@ cannot make hubd write outside its store.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .errors import InvalidReference, UnsafePath
 
-_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
-_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+# Matched with fullmatch: ``$`` would also match before a final newline.
+_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
+# Longest name component and whole path most filesystems take (NAME_MAX, PATH_MAX), in bytes.
+NAME_MAX = 255
+PATH_MAX = 4096
+# Text direction overrides and isolates: a name that reads differently from what it is.
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
 
 
 @dataclass(frozen=True)
@@ -36,7 +44,7 @@ class RepoRef:
         """Parse ``org/name`` or ``org/name@revision``; reject anything that is not a repo id."""
         repo, sep, revision = text.partition("@")
         parts = repo.split("/")
-        if len(parts) != 2 or not all(_PART.match(p) for p in parts) or ".." in repo:
+        if len(parts) != 2 or not all(_PART.fullmatch(p) for p in parts) or ".." in repo:
             raise InvalidReference(
                 f"not a repo id: {text!r}",
                 hint="expected org/name or org/name@revision, e.g. mistralai/Mistral-7B-v0.1",
@@ -48,20 +56,60 @@ class RepoRef:
 
 def check_revision(revision: str) -> str:
     """A branch, tag or commit: no '..', no leading '/', nothing a path could escape through."""
-    if not _REVISION.match(revision) or ".." in revision or "//" in revision:
+    if not _REVISION.fullmatch(revision) or ".." in revision or "//" in revision:
         raise InvalidReference(f"not a revision: {revision!r}")
     return revision
 
 
 def is_commit(revision: str) -> bool:
-    return bool(_COMMIT.match(revision))
+    return bool(_COMMIT.fullmatch(revision))
+
+
+def is_sha256(digest: str) -> bool:
+    return bool(_SHA256.fullmatch(digest))
 
 
 def safe_relpath(path: str) -> str:
-    """Return ``path`` if it is a plain relative POSIX path inside a repo, else raise UnsafePath."""
+    """Return ``path`` if it is a plain relative POSIX path inside a repo, else raise UnsafePath.
+
+    Beyond traversal: components a filesystem cannot hold (over NAME_MAX bytes), control
+    characters and direction overrides (header injection, names that read as others), and
+    ``.git`` components (a checkout of the snapshot would run them as hooks or config).
+    """
     if not path or "\x00" in path or "\\" in path or path.startswith("/"):
         raise UnsafePath(f"unsafe file name {path!r}: no .., absolute paths, backslashes or NUL")
     parts = path.split("/")
-    if any(part in ("", ".", "..") for part in parts) or re.match(r"^[A-Za-z]:", path):
+    if any(part in ("", ".", "..") for part in parts) or re.match(r"[A-Za-z]:", path):
         raise UnsafePath(f"unsafe file name {path!r}: no .., absolute paths, backslashes or NUL")
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c in _BIDI for c in path):
+        raise UnsafePath(f"unsafe file name {path!r}: control or text-direction characters")
+    if any(part.lower() == ".git" for part in parts):
+        raise UnsafePath(f"unsafe file name {path!r}: no .git components")
+    if len(path.encode()) > PATH_MAX or any(len(p.encode()) > NAME_MAX for p in parts):
+        raise UnsafePath(
+            f"unsafe file name {path[:80]!r}…: longer than {NAME_MAX} bytes a component "
+            f"or {PATH_MAX} in all"
+        )
     return path
+
+
+def check_file_set(paths: Iterable[str]) -> None:
+    """Refuse a file list no directory can hold: duplicates (also by case) or a file that is
+    also a directory of another (``a`` and ``a/b``). Names must have passed safe_relpath."""
+    seen: dict[str, str] = {}
+    files: set[str] = set()
+    for path in paths:
+        folded = path.casefold()
+        if folded in seen:
+            what = "twice" if seen[folded] == path else f"and as {seen[folded]!r} (case)"
+            raise UnsafePath(f"the file list names {path!r} {what}")
+        seen[folded] = path
+        files.add(path)
+    for path in files:
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in files:
+                raise UnsafePath(
+                    f"the file list names {'/'.join(parts[:i])!r} as a file and as the "
+                    f"directory of {path!r}"
+                )

@@ -10,6 +10,10 @@ Layout under ``store_dir``::
 
 A blob only ever appears by ``os.replace`` of a fully written, fsynced and verified temp file,
 so a crash leaves either nothing or a ``.partial`` to resume, never a wrong blob.
+
+The store defends itself as well as its callers do: every path it builds from a digest, commit,
+repo id or ref is checked to be one (and to stay under ``root``) before use, and blobs are read
+without following links, so nothing outside the store is ever written, linked or served.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import errno
 import fcntl
 import hashlib
 import os
+import re
 import shutil
+import stat
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -26,9 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from .errors import HashMismatch, SizeMismatch, StoreError
-from .refs import safe_relpath
+from .errors import HashMismatch, SizeMismatch, StoreError, UnsafePath
+from .refs import is_commit, is_sha256, safe_relpath
 from .verify.hashes import CHUNK, git_blob_header
+
+_GIT_OID = re.compile(r"[0-9a-f]{40}")
+_REPO_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 
 
 def temp_path(path: Path) -> Path:
@@ -43,6 +52,42 @@ def _disk_error(exc: OSError, what: str) -> StoreError:
             hint="free space and re-run: the transfer resumes from what is on disk",
         )
     return StoreError(f"cannot write {what}: {exc.strerror or exc}")
+
+
+def check_sha256(digest: str) -> str:
+    if not is_sha256(digest):
+        raise UnsafePath(f"not a sha256 digest: {digest[:80]!r}")
+    return digest
+
+
+def check_repo_id(repo_id: str) -> str:
+    parts = repo_id.split("/")
+    if len(parts) != 2 or not all(_REPO_PART.fullmatch(p) for p in parts) or ".." in repo_id:
+        raise UnsafePath(f"not a repo id: {repo_id[:80]!r}")
+    return repo_id
+
+
+def check_commit(commit: str) -> str:
+    if not is_commit(commit):
+        raise UnsafePath(f"not a commit id: {commit[:80]!r}")
+    return commit
+
+
+def open_regular(path: Path) -> int:
+    """A descriptor on ``path`` if it is a regular file; neither it nor its directory a link.
+
+    O_NONBLOCK: a FIFO planted where a file goes must not hang the open.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    parent = os.open(path.parent, flags | os.O_DIRECTORY)
+    try:
+        fd = os.open(path.name, flags, dir_fd=parent)
+    finally:
+        os.close(parent)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    return fd
 
 
 def _fsync_dir(path: Path) -> None:
@@ -64,8 +109,12 @@ class Expected:
 
     @property
     def key(self) -> str:
-        """Temp-file name: the sha256 when known (LFS), else the git oid."""
-        return self.sha256 if self.sha256 else f"git-{self.git_oid}"
+        """Temp-file name: the sha256 when known (LFS), else the git oid; checked to be one."""
+        if self.sha256:
+            return check_sha256(self.sha256)
+        if self.git_oid and _GIT_OID.fullmatch(self.git_oid):
+            return f"git-{self.git_oid}"
+        raise UnsafePath(f"{self.label}: no sha256 or git blob id to store it under")
 
 
 class BlobWriter:
@@ -231,26 +280,41 @@ class Store:
             os.close(fd)
 
     def blob_path(self, sha256: str) -> Path:
+        check_sha256(sha256)
         return self.blobs_dir / sha256[:2] / sha256
 
     def has_blob(self, sha256: str, size: int | None = None) -> bool:
+        """A regular file (not a link, not a directory) of ``size`` bytes holds ``sha256``."""
         try:
-            st = self.blob_path(sha256).stat()
-        except FileNotFoundError:
+            st = self.blob_path(sha256).lstat()
+        except (FileNotFoundError, NotADirectoryError):
             return False
-        return size is None or st.st_size == size
+        return stat.S_ISREG(st.st_mode) and (size is None or st.st_size == size)
+
+    def open_blob(self, sha256: str) -> int:
+        """A descriptor on the blob, refusing links and anything but a regular file."""
+        return open_regular(self.blob_path(sha256))
+
+    def _git_index_path(self, git_oid: str) -> Path:
+        if not _GIT_OID.fullmatch(git_oid):
+            raise UnsafePath(f"not a git blob id: {git_oid[:80]!r}")
+        return self.git_index_dir / git_oid[:2] / git_oid
 
     def known_git_blob(self, git_oid: str | None) -> str | None:
         """sha256 of content stored earlier under this git oid (small non-LFS files)."""
         if not git_oid:
             return None
         try:
-            return (self.git_index_dir / git_oid[:2] / git_oid).read_text().strip() or None
-        except FileNotFoundError:
+            fd = open_regular(self._git_index_path(git_oid))
+        except OSError:
             return None
+        with os.fdopen(fd) as entry:
+            digest = entry.read(65).strip()
+        return digest if is_sha256(digest) else None
 
     def remember_git_blob(self, git_oid: str, sha256: str) -> None:
-        path = self.git_index_dir / git_oid[:2] / git_oid
+        path = self._git_index_path(git_oid)
+        check_sha256(sha256)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_path(path)
         tmp.write_text(sha256)
@@ -260,7 +324,13 @@ class Store:
         return BlobWriter(self, expected)
 
     def snapshot_dir(self, repo_id: str, commit: str) -> Path:
-        return self.snapshots_dir / repo_id / commit
+        return self.snapshots_dir / check_repo_id(repo_id) / check_commit(commit)
+
+    def signature_dir(self, repo_id: str, commit: str) -> Path:
+        return self.signatures_dir / check_repo_id(repo_id) / check_commit(commit)
+
+    def ref_path(self, repo_id: str, ref: str) -> Path:
+        return self.refs_dir / check_repo_id(repo_id) / safe_relpath(ref)
 
     def link_snapshot(self, repo_id: str, commit: str, files: Iterable[tuple[str, str]]) -> Path:
         """Point ``snapshots/<repo>/<commit>/<path>`` at each blob, atomically per file."""
@@ -278,7 +348,8 @@ class Store:
         return base
 
     def set_ref(self, repo_id: str, ref: str, commit: str) -> None:
-        path = self.refs_dir / repo_id / safe_relpath(ref)
+        check_commit(commit)
+        path = self.ref_path(repo_id, ref)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_path(path)
         tmp.write_text(commit)
@@ -286,43 +357,108 @@ class Store:
 
     def get_ref(self, repo_id: str, ref: str) -> str | None:
         try:
-            return (self.refs_dir / repo_id / safe_relpath(ref)).read_text().strip() or None
-        except FileNotFoundError:
+            return self.ref_path(repo_id, ref).read_text().strip() or None
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
 
     def remove_snapshot(self, repo_id: str, commit: str) -> None:
+        """Remove a revision's links, signatures and the refs naming it; only under the store."""
         shutil.rmtree(self.snapshot_dir(repo_id, commit), ignore_errors=True)
-        shutil.rmtree(self.signatures_dir / repo_id / commit, ignore_errors=True)
+        shutil.rmtree(self.signature_dir(repo_id, commit), ignore_errors=True)
         refs = self.refs_dir / repo_id
         for ref in list(refs.rglob("*")) if refs.exists() else []:
-            if ref.is_file() and ref.read_text().strip() == commit:
+            if ref.is_file() and not ref.is_symlink() and ref.read_text().strip() == commit:
                 ref.unlink()
         for directory in (self.snapshots_dir / repo_id, refs, self.signatures_dir / repo_id):
             if directory.exists() and not any(directory.iterdir()):
                 directory.rmdir()
 
     def iter_blobs(self) -> Iterator[tuple[str, Path]]:
-        if not self.blobs_dir.exists():
+        """Every blob: a regular file named by its digest in the directory of its prefix."""
+        for path in self._blob_entries():
+            if self._is_blob(path):
+                yield path.name, path
+
+    def strays(self) -> list[Path]:
+        """Entries under blobs/sha256 that are not blobs (links, odd names, directories)."""
+        return [path for path in self._blob_entries() if not self._is_blob(path)]
+
+    def _blob_entries(self) -> Iterator[Path]:
+        if not self.blobs_dir.is_dir():
             return
         for prefix in sorted(self.blobs_dir.iterdir()):
-            for blob in sorted(prefix.iterdir()):
-                yield blob.name, blob
+            if prefix.is_symlink() or not prefix.is_dir():
+                yield prefix
+                continue
+            yield from sorted(prefix.iterdir())
+
+    @staticmethod
+    def _is_blob(path: Path) -> bool:
+        return (
+            is_sha256(path.name)
+            and path.parent.name == path.name[:2]
+            and stat.S_ISREG(path.lstat().st_mode)
+        )
 
     def collect_garbage(self, keep: set[str], partials: bool = False) -> tuple[int, int]:
-        """Delete blobs not in ``keep`` (and interrupted transfers if asked): (count, bytes)."""
+        """Delete blobs not in ``keep`` (and interrupted transfers if asked): (count, bytes).
+
+        Run under the exclusive guard, so no transfer of this store is in progress: lock files
+        without a partial are orphans, and so is the staging directory of an import whose
+        process is gone. Strays (see :meth:`strays`) are left for a person to look at.
+        """
         count = freed = 0
         for digest, path in list(self.iter_blobs()):
             if digest not in keep:
                 freed += path.stat().st_size
                 path.unlink()
                 count += 1
-        if self.git_index_dir.exists():
+        if self.git_index_dir.is_dir():
             for entry in self.git_index_dir.rglob("*"):
-                if entry.is_file() and entry.read_text().strip() not in keep:
+                if entry.is_symlink() or (
+                    entry.is_file() and self.known_git_blob(entry.name) not in keep
+                ):
                     entry.unlink()
-        if partials and self.tmp_dir.exists():
+        if not self.tmp_dir.is_dir():
+            return count, freed
+        if partials:
             for partial in self.tmp_dir.glob("*.partial"):
-                freed += partial.stat().st_size
+                freed += partial.lstat().st_size
                 partial.unlink()
                 count += 1
+        for lock in self.tmp_dir.glob("*.lock"):
+            if not lock.with_suffix(".partial").exists() and _unheld(lock):
+                lock.unlink(missing_ok=True)
+        for staging in self.tmp_dir.glob("import-*"):
+            if staging.is_dir() and not staging.is_symlink() and not _alive(staging.name):
+                freed += sum(f.lstat().st_size for f in staging.rglob("*") if f.is_file())
+                shutil.rmtree(staging, ignore_errors=True)
+                count += 1
         return count, freed
+
+
+def _alive(name: str) -> bool:
+    """Whether the process whose pid is the second field of ``name`` (kind-pid-…) still runs."""
+    try:
+        pid = int(name.split("-")[1])
+        os.kill(pid, 0)
+    except (IndexError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _unheld(lock: Path) -> bool:
+    """No process holds the lock (a transfer in progress would)."""
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, SessionTransaction, SessionTransactionOrigin, sessionmaker
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration; tests check it against alembic's own view of the scripts.
@@ -128,6 +128,25 @@ def create_fresh(engine: Engine) -> bool:
         )
         connection.execute(text("INSERT INTO alembic_version VALUES (:head)"), {"head": HEAD})
     return True
+
+
+# What SQLite and PostgreSQL say when the catalog's disk cannot take a write.
+_DISK_ERRORS = ("disk is full", "No space left", "disk I/O error", "readonly database")
+
+
+@contextmanager
+def catalog_errors() -> Iterator[None]:
+    """A catalog write the disk refuses is a StoreError (exit 8), like any other full disk."""
+    try:
+        yield
+    except OperationalError as exc:
+        reason = str(exc.orig)
+        if not any(text in reason for text in _DISK_ERRORS):
+            raise
+        raise StoreError(
+            f"cannot write the catalog: {reason}",
+            hint="free space and re-run: nothing was recorded",
+        ) from None
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from .. import __version__
 from ..catalog.queries import catalog_page
 from ..catalog.views import provenance_hop
 from ..context import Context
-from ..errors import AccessDenied, Forbidden, HubdError, InvalidRequest
+from ..errors import AccessDenied, Forbidden, HubdError, InvalidRequest, RangeNotSatisfiable
 from ..jobs import JobRequest, check_source, enqueue, get_job, job_metrics, list_jobs
 from ..locations import BlobFetches, ensure_attestations
 from ..provenance import chain_path, read_chain
@@ -61,7 +61,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except HubdError as exc:
         response = error_response(exc.http_status, exc.code, exc.message)
-        if isinstance(exc, hfapi.RangeNotSatisfiable):
+        if isinstance(exc, RangeNotSatisfiable):
             response.headers["Content-Range"] = f"bytes */{exc.size}"
         return response
     except web.HTTPException as exc:

@@ -13,7 +13,6 @@ import asyncio
 import logging
 import os
 import re
-import stat
 from typing import Any, BinaryIO
 from urllib.parse import unquote, urlencode
 
@@ -24,7 +23,13 @@ from sqlalchemy import select
 from ..catalog.models import File, Revision
 from ..catalog.queries import commit_for, find_revision, ref_names, repo_exists, verified_file
 from ..context import Context
-from ..errors import EntryNotFound, InvalidRequest, RepoNotFound, RevisionNotFound
+from ..errors import (
+    EntryNotFound,
+    InvalidRequest,
+    RangeNotSatisfiable,
+    RepoNotFound,
+    RevisionNotFound,
+)
 from ..locations import BlobFetches
 from ..refs import RepoRef, check_revision, safe_relpath
 from ..verify.hashes import lfs_pointer
@@ -38,21 +43,6 @@ SHA256 = re.compile(r"[0-9a-f]{64}")
 # One range, strictly as RFC 9110 spells it: no spaces, no lists, ASCII digits of sane length.
 BYTE_RANGE = re.compile(r"bytes=(?:([0-9]{1,19})-([0-9]{0,19})|-([0-9]{1,19}))")
 log = logging.getLogger("hubd.server")
-
-
-class RangeNotSatisfiable(InvalidRequest):
-    """A Range header this server will not honour: 416 with the size it can (RFC 9110 15.5.17).
-
-    Multiple ranges and malformed ones are refused rather than ignored, so a client never takes
-    a whole body for the part it asked for.
-    """
-
-    http_status = 416
-    code = "RangeNotSatisfiable"
-
-    def __init__(self, message: str, size: int) -> None:
-        super().__init__(message)
-        self.size = size
 
 
 def _segments(request: web.Request, skip: int) -> list[str]:
@@ -247,23 +237,16 @@ def open_blob(ctx: Context, sha256: str, size: int) -> BinaryIO:
     What a traversal left at a blob path (a symlink to the node key, a FIFO, a directory) is
     refused as missing, never served; ``hubd verify --repair`` is the way to mend it.
     """
-    path = ctx.store.blob_path(sha256)
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        parent = os.open(path.parent, flags | os.O_DIRECTORY)
-        try:
-            fd = os.open(path.name, flags, dir_fd=parent)
-        finally:
-            os.close(parent)
+        fd = ctx.store.open_blob(sha256)
     except FileNotFoundError:
         raise EntryNotFound(f"blob {sha256} is not in this node's store") from None
-    except OSError as exc:  # ELOOP: a symlink; ENOTDIR: something else where a directory goes
-        log.warning("refusing to serve %s: %s", path, exc.strerror)
+    except OSError as exc:  # ELOOP: a symlink; ENOTDIR, EINVAL: something else where it goes
+        log.warning("refusing to serve blob %s: %s", sha256, exc.strerror)
         raise EntryNotFound(f"blob {sha256} is not in this node's store") from None
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode) or info.st_size != size:
+    if os.fstat(fd).st_size != size:
         os.close(fd)
-        log.warning("refusing to serve %s: not a regular file of %d bytes", path, size)
+        log.warning("refusing to serve blob %s: not of its %d bytes", sha256, size)
         raise EntryNotFound(f"blob {sha256} is not in this node's store")
     return os.fdopen(fd, "rb")
 

@@ -1,30 +1,30 @@
 """Any Hugging Face–compatible endpoint: huggingface.co, a hubd peer, an internal registry.
 
-Metadata comes from huggingface_hub's ``HfApi`` (its errors and auth headers are the Hub's own
-contract). Bytes come over aiohttp, straight from the socket through the store's hashing writer:
-small files as one stream, large files as ordered ranged parts with a few requests in flight.
+Metadata comes over huggingface_hub's HTTP session (its auth headers and error mapping are the
+Hub's own contract), read raw and bounded, and validated field by field (``modelinfo``). Bytes
+come over aiohttp, straight from the socket through the store's hashing writer: small files as
+one stream, large files as ordered ranged parts with a few requests in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
 import aiohttp
 import httpx2
-from huggingface_hub import HfApi
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.utils import build_hf_headers
+from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
 from .. import __version__
 from ..errors import (
@@ -37,9 +37,10 @@ from ..errors import (
     SizeMismatch,
     UpstreamError,
 )
-from ..refs import RepoRef, safe_relpath
+from ..refs import RepoRef
 from ..store import BlobWriter
 from .base import Attestations, RemoteFile, RemoteRevision
+from .modelinfo import INFO_LIMIT, parse_model_info
 
 STREAM_CHUNK = 1024 * 1024
 # Look-ahead ranged parts buffered in memory across all files of one transfer.
@@ -47,14 +48,9 @@ BUFFER_BUDGET = 48 * 1024 * 1024
 
 HOP_KEYS = ("source", "commit", "node", "fetched_at", "client")
 ATTESTATIONS_LIMIT = 64 * 1024 * 1024  # a revision's signatures and statements are kilobytes
+# A model info may trickle in no longer than this many read timeouts, however steadily.
+METADATA_DEADLINE_FACTOR = 4
 TOKEN_HINT = "pass a token with HF_TOKEN=hf_... (or `hf auth login`) for an account with access"
-
-
-def _card_dict(card_data: Any) -> dict[str, Any]:
-    if card_data is None:
-        return {}
-    result: dict[str, Any] = card_data.to_dict() if hasattr(card_data, "to_dict") else card_data
-    return result
 
 
 class HfSource:
@@ -78,7 +74,6 @@ class HfSource:
         self.parts = parts
         self.part_size = part_size
         self.retries = retries
-        self._api = HfApi(endpoint=self.endpoint, token=token)
         self._budget = asyncio.Semaphore(max(parts, BUFFER_BUDGET // part_size))
 
     def has_token(self) -> bool:
@@ -96,11 +91,15 @@ class HfSource:
         return build_hf_headers(token=self.token, library_name="hubd", library_version=__version__)
 
     def resolve(self, ref: RepoRef) -> RemoteRevision:
-        """Commit and declared files of ``ref`` (blocking: run it in a thread)."""
+        """Commit and declared files of ``ref``, every field checked (blocking: run in a thread).
+
+        The body is read raw, bounded in size and time, and validated by
+        :func:`parse_model_info`: huggingface_hub's own parser trusts the shape it is given.
+        """
+        revision = quote(ref.revision or "main", safe="")
+        url = f"{self.endpoint}/api/models/{ref.repo_id}/revision/{revision}"
         try:
-            info = self._api.model_info(
-                ref.repo_id, revision=ref.revision, files_metadata=True, timeout=self.timeout
-            )
+            data = self._get_bounded(url, {"blobs": "true"})
         except GatedRepoError:
             raise GatedRepo(f"{ref.repo_id} is gated on {self.host}", hint=TOKEN_HINT) from None
         except RepositoryNotFoundError:
@@ -116,20 +115,7 @@ class HfSource:
             raise self._http_error(exc.response.status_code, ref.repo_id) from None
         except (httpx2.HTTPError, OSError) as exc:
             raise UpstreamError(f"cannot reach {self.endpoint}: {exc}") from None
-        if not info.sha or not info.siblings:
-            raise UpstreamError(f"{self.host} returned no commit or file list for {ref.repo_id}")
-        files = []
-        for sibling in info.siblings:
-            if sibling.size is None:
-                raise UpstreamError(f"{self.host} did not declare the size of {sibling.rfilename}")
-            files.append(
-                RemoteFile(
-                    path=safe_relpath(sibling.rfilename),
-                    size=sibling.size,
-                    git_oid=sibling.blob_id,
-                    sha256=sibling.lfs.sha256 if sibling.lfs else None,
-                )
-            )
+        info, files = parse_model_info(data, self.host, ref.repo_id)
         gated = info.gated if isinstance(info.gated, str) else None
         if gated and not self.has_token():
             raise GatedRepo(f"{ref.repo_id} is gated ({gated}) on {self.host}", hint=TOKEN_HINT)
@@ -137,10 +123,32 @@ class HfSource:
             repo_id=ref.repo_id,
             commit=info.sha,
             endpoint=self.endpoint,
-            files=tuple(files),
+            files=files,
             gated=gated,
-            card_data=_card_dict(info.card_data),
+            card_data=info.cardData,
         )
+
+    def _get_bounded(self, url: str, params: dict[str, str]) -> bytes:
+        """A metadata body of at most INFO_LIMIT bytes, within a deadline however it trickles."""
+        deadline = time.monotonic() + METADATA_DEADLINE_FACTOR * self.timeout
+        chunks: list[bytes] = []
+        received = 0
+        with get_session().stream(
+            "GET", url, headers=self.headers(), params=params, timeout=self.timeout
+        ) as resp:
+            hf_raise_for_status(resp)
+            for chunk in resp.iter_bytes():
+                received += len(chunk)
+                chunks.append(chunk)
+                if received > INFO_LIMIT:
+                    raise UpstreamError(f"{self.host} sent more than {INFO_LIMIT} bytes for {url}")
+                if time.monotonic() > deadline:
+                    limit = METADATA_DEADLINE_FACTOR * self.timeout
+                    raise UpstreamError(
+                        f"{self.host} took longer than {limit:.0f} s to send {url} "
+                        f"({received} bytes so far)"
+                    )
+        return b"".join(chunks)
 
     async def attestations(
         self, session: aiohttp.ClientSession, repo_id: str, commit: str, local: bool = False

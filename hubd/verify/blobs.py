@@ -6,6 +6,8 @@ here, one :class:`BlobRepair` per distinct blob.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -13,7 +15,6 @@ from typing import Any
 
 from ..catalog.queries import held_only_elsewhere, revisions_with_files
 from ..context import Context
-from .hashes import sha256_file
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,17 @@ class Damage:
     path: str
     expected: str
     actual: str | None  # None: the blob is missing
+
+
+@dataclass(frozen=True)
+class MisLinked:
+    """A snapshot file that does not lead to the blob the catalog names for it."""
+
+    repo: str
+    commit: str
+    path: str
+    expected: str  # the catalog's sha256
+    actual: str | None  # where the link points instead; None: no link
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,7 @@ class VerifyReport:
     blobs: int = 0
     bytes: int = 0
     damaged: list[Damage] = field(default_factory=list)  # as found, before any repair
+    mislinked: list[MisLinked] = field(default_factory=list)
     elsewhere: int = 0  # blobs only other nodes of a shared catalog hold: theirs to verify
     repairs: list[BlobRepair] | None = None  # None: no repair was asked for
 
@@ -53,7 +66,7 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        return not self.unrepaired
+        return not self.unrepaired and not self.mislinked
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -63,6 +76,7 @@ class VerifyReport:
             "blobs": self.blobs,
             "bytes": self.bytes,
             "damaged": [d.__dict__ for d in self.damaged],
+            "mislinked": [m.__dict__ for m in self.mislinked],
             "elsewhere": self.elsewhere,
         }
         if self.repairs is not None:
@@ -71,10 +85,41 @@ class VerifyReport:
 
 
 def _digest_or_none(ctx: Context, sha256: str) -> str | None:
+    """The blob's sha256 as read now; None if it is missing or not a regular file."""
     try:
-        return sha256_file(ctx.store.blob_path(sha256))
-    except FileNotFoundError:
+        fd = ctx.store.open_blob(sha256)
+    except OSError:
         return None
+    with os.fdopen(fd, "rb") as blob:  # hashlib releases the GIL: threads hash on every core
+        return hashlib.file_digest(blob, "sha256").hexdigest()
+
+
+def _mislinked(ctx: Context, rows: list[tuple[str, str, str, str, int]]) -> list[MisLinked]:
+    """Snapshot links that do not point at the catalog's blob (a swapped or missing link).
+
+    A node of a shared catalog that never linked a revision has no snapshot for it: skipped.
+    """
+    found = []
+    for repo, commit, path, sha, _ in rows:
+        snapshot = ctx.store.snapshot_dir(repo, commit)
+        if not snapshot.is_dir():
+            continue
+        link = snapshot / path
+        expected = os.path.normpath(ctx.store.blob_path(sha))
+        try:
+            target = os.path.normpath(os.path.join(link.parent, os.readlink(link)))
+        except OSError:
+            found.append(MisLinked(repo, commit, path, sha, None))
+            continue
+        if target != expected:
+            found.append(MisLinked(repo, commit, path, sha, target))
+    return found
+
+
+def relink(ctx: Context, mislinked: list[MisLinked]) -> None:
+    """Point each mislinked file at its catalog blob again (``hubd verify --repair``)."""
+    for m in mislinked:
+        ctx.store.link_snapshot(m.repo, m.commit, [(m.path, m.expected)])
 
 
 def verify_store(
@@ -108,6 +153,7 @@ def verify_store(
 
     with ThreadPoolExecutor(max_workers=ctx.settings.verify_workers) as pool:
         actual = dict(pool.map(check, sorted(sizes)))
+    report.mislinked = _mislinked(ctx, rows)
     report.damaged = [
         Damage(repo, commit, path, sha, actual[sha])
         for repo, commit, path, sha, _ in rows

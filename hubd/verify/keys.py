@@ -197,7 +197,7 @@ def add_trusted(ctx: Context, name: str, pem_file: Path) -> Signer:
 
 
 def signature_dir(ctx: Context, repo_id: str, commit: str) -> Path:
-    return ctx.store.signatures_dir / repo_id / commit
+    return ctx.store.signature_dir(repo_id, commit)
 
 
 def stored_signatures(ctx: Context, repo_id: str, commit: str) -> list[Path]:
