@@ -59,6 +59,7 @@ from .mirror import record_snapshot
 from .provenance import CHAIN_FILE
 from .refs import RepoRef, safe_relpath
 from .sources.base import Attestations, NullProgress, Progress, RemoteFile, RemoteRevision
+from .space import require_free
 from .store import Expected, Store
 from .verify.admission import admit
 from .verify.hashes import CHUNK, git_blob_header
@@ -184,12 +185,12 @@ def _read_small(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
 
 def _check_space(ctx: Context, index: Index, label: str) -> None:
     needed = sum(n for sha, n in index.blobs.items() if not ctx.store.has_blob(sha, n))
-    free = shutil.disk_usage(ctx.store.root).free
-    if needed > free:
-        raise StoreError(
-            f"{label}: the bundle's blobs need {needed} bytes; the store has {free} free",
-            hint="free space (or `hubd gc`) and import again; nothing was written",
-        )
+    require_free(
+        ctx.store.root,
+        needed,
+        f"{label}: the bundle's blobs",
+        hint="free space (or `hubd gc`) and import again; nothing was written",
+    )
 
 
 def _receive(

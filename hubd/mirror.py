@@ -43,6 +43,7 @@ from .refs import RepoRef, is_commit
 from .signatures import sign_files
 from .sources.base import Attestations, NullProgress, Progress, RemoteFile, RemoteRevision
 from .sources.huggingface import HfSource
+from .space import check_mirror_space
 from .store import Expected, Store
 from .verify.admission import admit
 from .verify.keys import node_key, signature_dir, write_atomic
@@ -454,6 +455,7 @@ async def _transfer(
         verified = known is not None and known.state == "verified"
         known_paths = {f.path for f in known.files} if known and verified else set()
     up_to_date = not todo and {f.path for f in files} <= known_paths
+    await asyncio.to_thread(check_mirror_space, ctx.store, remote.repo_id, todo.values())
 
     moved = 0
     served_by: dict[str, str] = {}

@@ -102,7 +102,7 @@ def node_token(settings: Settings) -> str | None:
 
 
 def source_for(settings: Settings, url: str, token: str | bool | None) -> HfSource:
-    """An endpoint with this node's transfer settings (timeouts, parts, retries)."""
+    """An endpoint with this node's transfer settings (timeouts, rates, parts, retries)."""
     return HfSource(
         url,
         token=token,
@@ -110,6 +110,8 @@ def source_for(settings: Settings, url: str, token: str | bool | None) -> HfSour
         parts=settings.parts,
         part_size=settings.part_size,
         retries=settings.retries,
+        min_rate=settings.min_rate,
+        grace=settings.grace,
     )
 
 

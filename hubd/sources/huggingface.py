@@ -65,6 +65,8 @@ class HfSource:
         parts: int,
         part_size: int,
         retries: int,
+        min_rate: int,
+        grace: float,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
         # A string is sent; None lets huggingface_hub find the user's token (HF_TOKEN, the
@@ -74,6 +76,8 @@ class HfSource:
         self.parts = parts
         self.part_size = part_size
         self.retries = retries
+        self.min_rate = min_rate
+        self.grace = grace
         self._budget = asyncio.Semaphore(max(parts, BUFFER_BUDGET // part_size))
 
     def has_token(self) -> bool:
@@ -217,8 +221,14 @@ class HfSource:
             total=None, sock_connect=self.timeout, sock_read=self.timeout
         )
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+        # identity on every request, the CDN's too (as huggingface_hub): the bytes are stored and
+        # verified as sent, so a gzipped answer to aiohttp's default `gzip, deflate` would fail.
         return aiohttp.ClientSession(
-            timeout=timeout, connector=connector, auto_decompress=False, trust_env=True
+            timeout=timeout,
+            connector=connector,
+            auto_decompress=False,
+            trust_env=True,
+            headers={"Accept-Encoding": "identity"},
         )
 
     async def download(
@@ -229,20 +239,38 @@ class HfSource:
         writer: BlobWriter,
         advance: Callable[[int], None],
     ) -> None:
-        """Fill ``writer`` from ``writer.offset`` to the declared size, retrying dropped links."""
+        """Fill ``writer`` from ``writer.offset`` to the declared size, retrying dropped links.
+
+        Bounded however the upstream trickles: an attempt that falls behind ``min_rate`` is
+        dropped; one that keeps less than ``grace`` seconds' worth at ``min_rate`` counts against
+        the retries (a byte per attempt must not reset them); and the file has a deadline, its
+        remaining bytes at ``min_rate`` plus one grace per attempt.
+        """
+        budget = (remote.size - writer.offset) / self.min_rate + (self.retries + 1) * self.grace
+        deadline = time.monotonic() + budget
         failures = 0
         while writer.offset < remote.size:
             before = writer.offset
+            pace = _Pace(self.min_rate, self.grace, deadline)
             try:
                 if remote.size - writer.offset > self.part_size and self.parts > 1:
                     location = await self._locate(session, url, remote)
-                    await self._ranged(session, location, writer, advance)
+                    await self._ranged(session, location, writer, advance, pace)
                 else:
-                    await self._stream(session, url, writer, advance, remote)
+                    await self._stream(session, url, writer, advance, remote, pace)
             except (aiohttp.ClientError, TimeoutError) as exc:
-                failures = 0 if writer.offset > before else failures + 1
-                if failures > self.retries:
-                    reason = "stalled" if isinstance(exc, TimeoutError) else str(exc) or "dropped"
+                kept = writer.offset - before
+                failures = 0 if kept >= self.min_rate * self.grace else failures + 1
+                overdue = time.monotonic() >= deadline
+                if failures > self.retries or overdue:
+                    if overdue:
+                        reason = f"not done within its deadline of {budget:.0f} s"
+                    elif isinstance(exc, _Slow):
+                        reason = str(exc)
+                    elif isinstance(exc, TimeoutError):
+                        reason = "stalled"
+                    else:
+                        reason = str(exc) or "dropped"
                     raise UpstreamError(
                         f"{remote.path}: transfer from {self.host} failed ({reason}) after "
                         f"{writer.offset} of {remote.size} bytes",
@@ -255,17 +283,17 @@ class HfSource:
         async with session.head(url, headers=self.headers(), allow_redirects=False) as resp:
             if resp.status >= 400:
                 raise self._http_error(resp.status, remote.path, resp.headers.get("X-Error-Code"))
-            size = resp.headers.get("X-Linked-Size") or resp.headers.get("Content-Length")
+            redirect = resp.status in (301, 302, 303, 307, 308)
+            # A redirect's own Content-Length is its body ("Found. Redirecting…"), not the file.
+            size = resp.headers.get("X-Linked-Size") or (
+                None if redirect else resp.headers.get("Content-Length")
+            )
             if size is not None and size.isdigit() and int(size) != remote.size:
                 raise SizeMismatch(
                     f"{remote.path}: {self.host} now says {size} bytes, declared {remote.size}"
                 )
             location = resp.headers.get("Location")
-            return (
-                urljoin(url, location)
-                if resp.status in (301, 302, 303, 307, 308) and location
-                else url
-            )
+            return urljoin(url, location) if redirect and location else url
 
     async def _stream(
         self,
@@ -274,6 +302,7 @@ class HfSource:
         writer: BlobWriter,
         advance: Callable[[int], None],
         remote: RemoteFile,
+        pace: _Pace,
     ) -> None:
         start = writer.offset
         headers = self.headers()
@@ -292,6 +321,7 @@ class HfSource:
             try:
                 async for chunk in resp.content.iter_chunked(STREAM_CHUNK):
                     buffer += chunk
+                    pace.feed(len(chunk))
                     if len(buffer) >= STREAM_CHUNK:
                         if pending is not None:
                             await pending
@@ -321,7 +351,9 @@ class HfSource:
                 f"{remote.path}: {self.host} sends {total} bytes, it declared {remote.size}"
             )
 
-    async def _part(self, session: aiohttp.ClientSession, url: str, lo: int, hi: int) -> bytes:
+    async def _part(
+        self, session: aiohttp.ClientSession, url: str, lo: int, hi: int, pace: _Pace
+    ) -> bytes:
         # The token goes to this endpoint (a peer serves its own bytes), never to the CDN the
         # Hub redirects LFS files to: the signed URL is the credential there.
         own = urlsplit(url).netloc == urlsplit(self.endpoint).netloc
@@ -329,10 +361,15 @@ class HfSource:
         async with session.get(url, headers=headers) as resp:
             if resp.status != 206:
                 raise UpstreamError(f"{self.host} does not serve byte ranges (HTTP {resp.status})")
-            data = await resp.read()
+            data = bytearray()
+            async for chunk in resp.content.iter_any():  # paced as it arrives, not per part
+                data += chunk
+                pace.feed(len(chunk))
+                if len(data) > hi - lo:
+                    break
         if len(data) != hi - lo:
-            raise aiohttp.ClientPayloadError(f"short range: {len(data)} of {hi - lo} bytes")
-        return data
+            raise aiohttp.ClientPayloadError(f"range of {len(data)} bytes, asked {hi - lo}")
+        return bytes(data)
 
     async def _ranged(
         self,
@@ -340,6 +377,7 @@ class HfSource:
         url: str,
         writer: BlobWriter,
         advance: Callable[[int], None],
+        pace: _Pace,
     ) -> None:
         """Parts in flight ahead of the hash, written strictly in order (one pass, resumable).
 
@@ -359,9 +397,12 @@ class HfSource:
                     and len(inflight) < self.parts
                     and (not inflight or not self._budget.locked())
                 ):
+                    idle = not inflight
                     await self._budget.acquire()
+                    if idle:  # waiting on other files' parts is no stall of this one
+                        pace.restart()
                     inflight.append(
-                        asyncio.create_task(self._part(session, url, *bounds.popleft()))
+                        asyncio.create_task(self._part(session, url, *bounds.popleft(), pace))
                     )
                 try:
                     data = await inflight.popleft()
@@ -373,3 +414,33 @@ class HfSource:
             for task in inflight:
                 task.cancel()
                 self._budget.release()
+
+
+class _Slow(TimeoutError):
+    """An attempt fell behind the minimum rate: a stall like a read timeout, and retried as one."""
+
+
+class _Pace:
+    """One attempt's clock: bytes must arrive at ``min_rate`` on average, ``grace`` s of slack.
+
+    A read timeout sees a byte a second as progress; this does not. Credit for bytes ahead of
+    the rate is capped at ``grace``, so a fast start cannot pay for a trickle later, and no
+    credit reaches past the file's deadline.
+    """
+
+    def __init__(self, min_rate: int, grace: float, deadline: float) -> None:
+        self.min_rate = min_rate
+        self.grace = grace
+        self.deadline = deadline
+        self.due = min(time.monotonic() + grace, deadline)
+
+    def restart(self) -> None:
+        """Nothing in flight was due until now: give the next bytes a fresh grace."""
+        self.due = max(self.due, min(time.monotonic() + self.grace, self.deadline))
+
+    def feed(self, received: int) -> None:
+        """Count bytes just received; raise :class:`_Slow` once the attempt is behind."""
+        now = time.monotonic()
+        self.due = min(self.due + received / self.min_rate, now + self.grace, self.deadline)
+        if now > self.due:
+            raise _Slow(f"slower than {self.min_rate} bytes/s")
