@@ -7,9 +7,10 @@ JSON schema validator; the SPDX AI profile's required fields are checked here on
 
 from __future__ import annotations
 
-import re
 import uuid
+from collections import Counter
 from typing import Any
+from urllib.parse import quote
 
 from .inheritance import Ancestor
 from .licenses import License
@@ -186,8 +187,9 @@ class _Graph:
         self._serial = 0
 
     def id(self, key: str) -> str:
+        """Percent-encoded, so distinct keys (``a/b-c``, ``a-b/c``) never share an spdxId."""
         if key not in self._ids:
-            self._ids[key] = self.namespace + re.sub(r"[^A-Za-z0-9._-]+", "-", key)
+            self._ids[key] = self.namespace + quote(key, safe="@/")
         return self._ids[key]
 
     def has(self, key: str) -> bool:
@@ -226,6 +228,8 @@ def spdx(report: AuditReport) -> dict[str, Any]:
     tool = g.add("tool-hubd", "Tool", name=f"hubd {report.version}")
     agent = g.add("agent-hubd", "SoftwareAgent", name="hubd")
     roots = []
+    # Audited revisions are ai_AIPackages even when a derivative sorts first and names them.
+    audited = {f"model-{r.row.repo_id}@{r.row.commit}" for r in report.revisions}
     for r in report.revisions:
         row = r.row
         org = row.org
@@ -274,7 +278,7 @@ def spdx(report: AuditReport) -> dict[str, Any]:
             if a.via != row.repo_id:
                 continue
             key = f"model-{a.repo}@{a.commit}"
-            if not g.has(key):
+            if key not in audited and not g.has(key):
                 g.add(
                     key,
                     "software_Package",
@@ -314,7 +318,7 @@ def spdx(report: AuditReport) -> dict[str, Any]:
 def spdx_problems(doc: dict[str, Any]) -> list[str]:
     """What the SPDX 3.0.1 AI profile requires and ``doc`` lacks (empty when conformant).
 
-    Every element has a type, spdxId and creationInfo; each ai_AIPackage has the fields the
+    Every element has a type, a unique spdxId and creationInfo; each ai_AIPackage has the fields the
     profile makes mandatory and exactly one hasDeclaredLicense and one hasConcludedLicense
     relationship to a license; relationships point at elements that exist.
     """
@@ -331,6 +335,8 @@ def spdx_problems(doc: dict[str, Any]) -> list[str]:
         ):
             problems.append("CreationInfo needs specVersion 3.0.1, created and createdBy")
     elements = {e.get("spdxId"): e for e in graph if e.get("type") != "CreationInfo"}
+    counts = Counter(e.get("spdxId") for e in graph if e.get("type") != "CreationInfo")
+    problems += [f"spdxId {i} is used by {n} elements" for i, n in counts.items() if n > 1]
     for spdx_id, e in elements.items():
         if not spdx_id or e.get("creationInfo") not in infos:
             problems.append(f"{e.get('type')} {spdx_id!r} lacks an spdxId or creationInfo")
