@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from hubd.errors import HashMismatch, SizeMismatch
+from hubd.errors import HashMismatch, SizeMismatch, UnsafePath
 from hubd.store import Expected, Store
 from hubd.verify.hashes import git_blob_sha1
 
@@ -113,3 +113,55 @@ def test_snapshot_links_refs_and_gc(tmp_path: Path) -> None:
     assert not snap.exists() and store.get_ref("a/b", "main") is None
     assert store.collect_garbage(keep=set()) == (1, len(DATA))
     assert not store.has_blob(digest)
+
+
+# The store's second line of defence: whatever a caller passes, no path leaves the root.
+BAD_DIGESTS = ["../../x", "a" * 63, "A" * 64, "a" * 64 + "\n", "", "../" * 10 + "etc/passwd"]
+BAD_COMMITS = ["../../../..", "../honest/" + "0" * 40, "abc123", "0" * 40 + "\n", "g" * 40]
+
+
+@pytest.mark.parametrize("digest", BAD_DIGESTS)
+def test_digests_that_are_not_digests_never_become_paths(tmp_path: Path, digest: str) -> None:
+    store = Store(tmp_path / "store")
+    with pytest.raises(UnsafePath):
+        store.blob_path(digest)
+    with pytest.raises(UnsafePath):
+        store.writer(Expected("x", 3, digest)).__enter__()
+    with pytest.raises(UnsafePath):
+        store.writer(Expected("x", 3, None, digest)).__enter__()
+    assert not (tmp_path / "store" / "tmp").exists() or not any(
+        (tmp_path / "store" / "tmp").iterdir()
+    )
+
+
+@pytest.mark.parametrize("commit", BAD_COMMITS)
+def test_commits_that_are_not_commits_never_become_paths(tmp_path: Path, commit: str) -> None:
+    """M64: `hubd rm` of a traversal commit must not rmtree what it names."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious").write_text("keep")
+    store = Store(tmp_path / "store")
+    for call in (store.snapshot_dir, store.signature_dir, store.remove_snapshot):
+        with pytest.raises(UnsafePath):
+            call("evil/x", commit)
+    with pytest.raises(UnsafePath):
+        store.set_ref("evil/x", "main", commit)
+    with pytest.raises(UnsafePath):
+        store.snapshot_dir("../evil", "0" * 40)
+    assert (victim / "precious").read_text() == "keep"
+
+
+def test_a_symlink_at_a_blob_path_is_not_a_blob(tmp_path: Path) -> None:
+    """D19, M58: a link planted where a blob goes is neither present nor readable."""
+    store = Store(tmp_path / "store")
+    secret = tmp_path / "node.key"
+    secret.write_bytes(b"-----BEGIN PRIVATE KEY-----")
+    digest = "a" * 64
+    store.blob_path(digest).parent.mkdir(parents=True)
+    store.blob_path(digest).symlink_to(secret)
+    assert not store.has_blob(digest)
+    assert not store.has_blob(digest, secret.stat().st_size)
+    with pytest.raises(OSError):
+        store.open_blob(digest)
+    assert store.strays() == [store.blob_path(digest)]
+    assert list(store.iter_blobs()) == []
