@@ -2,30 +2,35 @@
 
 Every failure a user can cause or meet is a :class:`HubdError`; the CLI maps each class to
 ``hubd: error: <message>`` and its ``exit_code``, and the HTTP server to a JSON body with its
-``http_status``. Anything else reaching the top is a bug.
+``http_status`` and ``code`` (sent as ``X-Error-Code``). ``code`` is the class's name unless the
+class sets its own (only ``OfflineError``: ``Offline``); codes are a wire contract, never rename
+a class without keeping its old code. Anything else reaching the top is a bug.
 
-::
+A blank exit or status column means the parent's (``tests/test_errors.py`` checks this tree
+against the classes)::
 
     HubdError                      exit 1   500
     ├── ConfigError                exit 2   500   bad hubd.toml, HUBD_* value or flag
     │   └── InvalidPolicy                         a policy file hubd cannot use as written
     ├── InvalidReference           exit 2   400   bad repo id, revision or glob
     ├── InvalidRequest             exit 2   400   a request that cannot be served as asked
-    │   └── RangeNotSatisfiable        416        a Range header this server does not honour
+    │   └── RangeNotSatisfiable             416   a Range header this server does not honour
     ├── NotFound                   exit 3   404
     │   ├── RepoNotFound
     │   ├── RevisionNotFound
     │   └── EntryNotFound
     ├── AccessDenied               exit 4   401
-    │   ├── Forbidden                  403        a token without the scope the call needs
+    │   ├── Forbidden                       403   a token without the scope the call needs
     │   └── GatedRepo                             gated upstream repo, no (valid) token
     ├── UpstreamError              exit 5   502   endpoint unreachable, stalled, 5xx, bad answer
-    │   └── OfflineError                          HF_HUB_OFFLINE=1 and the answer needs the network
+    │   ├── OfflineError                          HF_HUB_OFFLINE=1, the answer needs the network
+    │   └── BlobUnavailable                 503   a listed blob no reachable node holds
     ├── IntegrityError             exit 6   502
     │   ├── HashMismatch                          bytes do not match the declared digest
     │   ├── SizeMismatch                          byte count does not match the declared size
     │   ├── SignatureInvalid                      a signature that does not verify or match
-    │   └── UntrustedSigner                       signed, but by no key in the trust store
+    │   ├── UntrustedSigner                       signed, but by no key in the trust store
+    │   └── ReplayedRevision                      a ref moved back, a commit with other files
     ├── UnsafePath                 exit 7   400   a file name with '..', absolute, '\\' or NUL
     ├── StoreError                 exit 8   507   disk full, permissions, corrupt store
     ├── PolicyViolation            exit 9   403   the policy denies mirroring this repo
@@ -37,6 +42,8 @@ Every failure a user can cause or meet is a :class:`HubdError`; the CLI maps eac
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class HubdError(Exception):
     """Base of every error hubd reports to a user."""
@@ -44,6 +51,11 @@ class HubdError(Exception):
     exit_code: int = 1
     http_status: int = 500
     code: str = "HubdError"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "code" not in cls.__dict__:
+            cls.code = cls.__name__
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -56,23 +68,20 @@ class HubdError(Exception):
 
 class ConfigError(HubdError):
     exit_code = 2
-    code = "ConfigError"
 
 
 class InvalidPolicy(ConfigError):
-    code = "InvalidPolicy"
+    """A policy file hubd cannot use as written."""
 
 
 class InvalidReference(HubdError):
     exit_code = 2
     http_status = 400
-    code = "InvalidReference"
 
 
 class InvalidRequest(HubdError):
     exit_code = 2
     http_status = 400
-    code = "InvalidRequest"
 
 
 class RangeNotSatisfiable(InvalidRequest):
@@ -83,7 +92,6 @@ class RangeNotSatisfiable(InvalidRequest):
     """
 
     http_status = 416
-    code = "RangeNotSatisfiable"
 
     def __init__(self, message: str, size: int) -> None:
         super().__init__(message)
@@ -93,44 +101,44 @@ class RangeNotSatisfiable(InvalidRequest):
 class NotFound(HubdError):
     exit_code = 3
     http_status = 404
-    code = "NotFound"
 
 
 class RepoNotFound(NotFound):
-    code = "RepoNotFound"
+    """No such repo (here or at the source)."""
 
 
 class RevisionNotFound(NotFound):
-    code = "RevisionNotFound"
+    """The repo exists; the revision (branch, tag or commit) does not."""
 
 
 class EntryNotFound(NotFound):
-    code = "EntryNotFound"
+    """The revision exists; the file does not."""
 
 
 class AccessDenied(HubdError):
     exit_code = 4
     http_status = 401
-    code = "AccessDenied"
 
 
 class Forbidden(AccessDenied):
+    """A token without the scope the call needs."""
+
     http_status = 403
-    code = "Forbidden"
 
 
 class GatedRepo(AccessDenied):
-    code = "GatedRepo"
+    """A gated upstream repo and no (valid) token for it."""
 
 
 class UpstreamError(HubdError):
     exit_code = 5
     http_status = 502
-    code = "UpstreamError"
 
 
 class OfflineError(UpstreamError):
-    code = "Offline"
+    """HF_HUB_OFFLINE=1 and the answer needs the network."""
+
+    code = "Offline"  # the wire code predates the class name: keep it
 
 
 class BlobUnavailable(UpstreamError):
@@ -141,69 +149,60 @@ class BlobUnavailable(UpstreamError):
     """
 
     http_status = 503
-    code = "BlobUnavailable"
 
 
 class IntegrityError(HubdError):
     exit_code = 6
     http_status = 502
-    code = "IntegrityError"
 
 
 class HashMismatch(IntegrityError):
-    code = "HashMismatch"
+    """Bytes that do not match the declared digest."""
 
 
 class SizeMismatch(IntegrityError):
-    code = "SizeMismatch"
+    """A byte count that does not match the declared size."""
 
 
 class SignatureInvalid(IntegrityError):
-    code = "SignatureInvalid"
+    """A signature that does not verify, or does not match the files."""
 
 
 class UntrustedSigner(IntegrityError):
-    code = "UntrustedSigner"
+    """Signed, but by no key in the trust store."""
 
 
 class ReplayedRevision(IntegrityError):
     """A ref moved back to an older commit, or a commit whose files differ from ours."""
 
-    code = "ReplayedRevision"
-
 
 class UnsafePath(HubdError):
     exit_code = 7
     http_status = 400
-    code = "UnsafePath"
 
 
 class StoreError(HubdError):
     exit_code = 8
     http_status = 507
-    code = "StoreError"
 
 
 class PolicyViolation(HubdError):
     exit_code = 9
     http_status = 403
-    code = "PolicyViolation"
 
 
 class VerificationFailed(HubdError):
-    code = "VerificationFailed"
+    """`hubd verify` found damaged blobs."""
 
 
 class NotCompliant(HubdError):
-    code = "NotCompliant"
+    """`hubd audit` found policy violations."""
 
 
 class RuntimeCrashed(HubdError):
     exit_code = 10
-    code = "RuntimeCrashed"
 
 
 class InvalidModelFile(HubdError):
     exit_code = 11
     http_status = 422
-    code = "InvalidModelFile"
