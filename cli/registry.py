@@ -118,7 +118,7 @@ def verify_cmd(
         relink(context, report.mislinked)
         report.mislinked = []
     if repair and report.damaged:
-        from hubd.verify.repair import repair as repair_blobs  # the mirror: only when repairing
+        from hubd.verify.repair import repair as repair_blobs  # the fetch stage: only then
 
         report.repairs = asyncio.run(repair_blobs(context, report.damaged))
     if not as_json and (report.damaged or report.mislinked or not signatures):

@@ -55,8 +55,8 @@ from .errors import (
     UntrustedSigner,
 )
 from .journal import Journal, recover
-from .mirror import record_snapshot
 from .provenance import CHAIN_FILE
+from .record import record_snapshot
 from .refs import RepoRef, safe_relpath
 from .sources.base import Attestations, NullProgress, Progress, RemoteFile, RemoteRevision
 from .space import require_free

@@ -37,11 +37,11 @@ from .errors import (
     NotFound,
     UpstreamError,
 )
-from .mirror import enter_in_thread
 from .peers import node_token, source_for
 from .provenance import chain_path, write_chain
 from .sources.base import Attestations, RemoteFile
 from .store import Expected
+from .threads import enter_in_thread
 from .verify.admission import admit
 from .verify.keys import signature_dir, stored_signatures, write_atomic
 

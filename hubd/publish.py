@@ -18,7 +18,7 @@ from typing import Any
 from .catalog.queries import find_revision
 from .context import Context
 from .errors import InvalidRequest, UnsafePath
-from .mirror import record_snapshot
+from .record import record_snapshot
 from .refs import RepoRef, check_revision, safe_relpath
 from .signatures import keep_signature, trusted_bundle
 from .sources.base import RemoteFile, RemoteRevision

@@ -20,7 +20,7 @@ from conftest import Result, hubd_process
 from hostile import HostileHub, check_store, honest
 from sqlalchemy.exc import OperationalError
 
-from hubd import mirror as mirror_module
+from hubd import record as record_module
 
 Hubd = Callable[..., Result]
 MANY = 800
@@ -76,7 +76,7 @@ def test_exception_while_recording_is_undone(
     def fail(*args: Any, **kwargs: Any) -> None:
         raise ValueError("non-hexadecimal number found in fromhex() (injected)")
 
-    monkeypatch.setattr(mirror_module, "sign_files", fail)
+    monkeypatch.setattr(record_module, "sign_files", fail)
     with pytest.raises(ValueError, match="injected"):
         hubd("mirror", "evil/many", "-q")
     assert _snapshot_links(home) == 0
@@ -90,13 +90,13 @@ def test_full_disk_at_the_catalog_commit_is_a_store_error(
     hubd: Hubd, many: HostileHub, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """C10: SQLite's "database or disk is full" at commit: exit 8, the links and ref undone."""
-    real = mirror_module.extend_chain
+    real = record_module.extend_chain
 
     def full(*args: Any, **kwargs: Any) -> None:
         real(*args, **kwargs)
         raise OperationalError("COMMIT", {}, Exception("database or disk is full"))
 
-    monkeypatch.setattr(mirror_module, "extend_chain", full)
+    monkeypatch.setattr(record_module, "extend_chain", full)
     result = hubd("mirror", "evil/many", "-q")
     assert result.code == 8, result.err
     assert "disk is full" in result.err and "Traceback" not in result.err

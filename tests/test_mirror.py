@@ -214,7 +214,7 @@ def test_disk_full_is_a_store_error(
     """A disk that fills mid-transfer (after the up-front free-space check, by another writer)."""
     import subprocess
 
-    monkeypatch.setattr("hubd.mirror.check_mirror_space", lambda *args: None)
+    monkeypatch.setattr("hubd.fetch.check_mirror_space", lambda *args: None)
 
     small = tmp_path / "small"
     small.mkdir()

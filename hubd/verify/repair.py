@@ -1,27 +1,28 @@
-"""``hubd verify --repair``: set damaged blobs aside and fetch them again through the mirror.
+"""``hubd verify --repair``: set damaged blobs aside and fetch them again (hubd.fetch).
 
 A damaged blob is first moved to ``quarantine/<sha256>.<actual sha256>`` in the store, so no
 corrupt bytes stay where a verified blob is expected, yet nothing is lost if the repair fails.
-Then the revision that holds it is mirrored again, pinned to its commit and limited to the
-damaged paths: the mirror plans only the missing blobs, tries the peers then the Hub with
-per-file fallback, and verifies every byte before the blob reappears. The quarantined copy is
-deleted once the blob is back, and kept otherwise.
+Then the damaged files of a revision that holds it are fetched again at its commit from the
+peers then the Hub, with per-file fallback, every byte verified before the blob reappears. The
+revision is recorded already, so nothing is recorded again. The quarantined copy is deleted
+once the blob is back, and kept otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
-import glob
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..catalog.queries import find_revision
 from ..context import Context
 from ..errors import HubdError, StoreError
-from ..mirror import METADATA_FILES, mirror
+from ..fetch import fetch, resolve_first
+from ..peers import sources
 from ..refs import RepoRef
+from ..sources.base import NullProgress
+from ..threads import enter_in_thread
 from .blobs import BlobRepair, Damage
 
 QUARANTINE = "quarantine"
@@ -63,23 +64,22 @@ def _set_aside(ctx: Context, blobs: Sequence[_Blob]) -> None:
             ) from None
 
 
-def _patterns(ctx: Context, repo: str, commit: str, paths: Sequence[str]) -> list[str]:
-    """Mirror patterns matching exactly ``paths``.
-
-    The mirror always takes the metadata files but refuses a selection of nothing else, so a
-    damaged README.md alone is fetched alongside one intact file (already stored: not moved).
-    """
-    patterns = [glob.escape(p) for p in paths]
-    if all(p in METADATA_FILES for p in paths):
-        with ctx.catalog() as session:
-            revision = find_revision(session, repo, commit)
-            other = [f.path for f in revision.files] if revision else []
-        patterns += [glob.escape(p) for p in other if p not in METADATA_FILES][:1]
-    return patterns
+async def _fetch_paths(ctx: Context, ref: RepoRef, paths: Collection[str]) -> str:
+    """Fetch ``paths`` of pinned ``ref`` from the first source that resolves it; its endpoint."""
+    candidates = await asyncio.to_thread(sources, ctx, None)  # catalog and token files
+    source, remote, fallbacks = await resolve_first(candidates, ref)
+    files = [f for f in remote.files if f.path in paths]
+    guard = ctx.store.guard(exclusive=False)  # gc must not delete a blob as it reappears
+    await enter_in_thread(guard)
+    try:
+        await fetch(ctx, [source, *fallbacks], remote, files, NullProgress())
+    finally:
+        guard.__exit__(None, None, None)
+    return remote.endpoint
 
 
 async def _fetch_again(ctx: Context, repo: str, commit: str, blobs: dict[str, _Blob]) -> str | None:
-    """Mirror ``repo@commit`` limited to the paths of ``blobs``; the source, or None on failure.
+    """Fetch the paths of ``blobs`` from ``repo@commit``; the source, or None on failure.
 
     ``blobs`` maps path -> blob. A failure is recorded as a reason on every blob it concerns.
     """
@@ -87,10 +87,8 @@ async def _fetch_again(ctx: Context, repo: str, commit: str, blobs: dict[str, _B
     if ctx.settings.offline:
         reason = f"{where}: offline mode is on (HF_HUB_OFFLINE=1), no source to fetch from"
     else:
-        ref = RepoRef.parse(f"{repo}@{commit}")
-        include = await asyncio.to_thread(_patterns, ctx, repo, commit, list(blobs))
         try:
-            return (await mirror(ctx, ref, include=include)).source
+            return await _fetch_paths(ctx, RepoRef.parse(f"{repo}@{commit}"), blobs.keys())
         except HubdError as exc:
             reason = f"{where}: {exc.message}"
     for blob in blobs.values():
@@ -101,8 +99,8 @@ async def _fetch_again(ctx: Context, repo: str, commit: str, blobs: dict[str, _B
 async def repair(ctx: Context, damaged: Sequence[Damage]) -> list[BlobRepair]:
     """Repair every damaged blob, trying each revision that holds it until one brings it back.
 
-    Revisions are mirrored one after another: each damaged revision once per round, with all
-    its damaged paths.
+    Revisions are fetched from one after another: each damaged revision once per round, with
+    all its damaged paths.
     """
     blobs: dict[str, _Blob] = {}
     for d in damaged:
