@@ -80,6 +80,7 @@ class _Alternatives:
 async def fetch(
     ctx: Context,
     candidates: Sequence[HfSource],
+    session: aiohttp.ClientSession,
     remote: RemoteRevision,
     files: Sequence[RemoteFile],
     progress: Progress,
@@ -87,7 +88,8 @@ async def fetch(
     """Store every blob of ``files`` (of ``remote``) that is missing; the caller holds the guard.
 
     ``candidates[0]`` serves; a file that fails from it comes from the next candidate that
-    declares the same commit with the same digest.
+    declares the same commit with the same digest. ``session`` is the caller's (one per
+    transfer, the attestations asked over it too).
     """
     digests: dict[str, str] = {}
     todo: dict[str, RemoteFile] = {}
@@ -102,8 +104,7 @@ async def fetch(
         return Fetched(digests, 0, 0, {})
     moved = 0
     served_by: dict[str, str] = {}
-    async with candidates[0].session() as session:
-        fetched = await _fetch_all(ctx, list(candidates), session, remote, todo, progress)
+    fetched = await _fetch_all(ctx, list(candidates), session, remote, todo, progress)
     by_key = {}
     for item, digest, nbytes, endpoint in fetched:
         by_key[_content_key(item)] = digest

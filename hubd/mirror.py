@@ -167,10 +167,10 @@ async def _transfer(
         known = find_revision(db, remote.repo_id, remote.commit)
         verified = known is not None and known.state == "verified"
         known_paths = {f.path for f in known.files} if known and verified else set()
-    fetched = await fetch(ctx, [source, *fallbacks], remote, files, progress)
-    up_to_date = not fetched.transferred and {f.path for f in files} <= known_paths
     async with source.session() as session:
+        fetched = await fetch(ctx, [source, *fallbacks], session, remote, files, progress)
         carried = await source.attestations(session, remote.repo_id, remote.commit)
+    up_to_date = not fetched.transferred and {f.path for f in files} <= known_paths
     recorded = await asyncio.to_thread(
         record_snapshot,
         ctx,

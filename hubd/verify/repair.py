@@ -72,7 +72,8 @@ async def _fetch_paths(ctx: Context, ref: RepoRef, paths: Collection[str]) -> st
     guard = ctx.store.guard(exclusive=False)  # gc must not delete a blob as it reappears
     await enter_in_thread(guard)
     try:
-        await fetch(ctx, [source, *fallbacks], remote, files, NullProgress())
+        async with source.session() as session:
+            await fetch(ctx, [source, *fallbacks], session, remote, files, NullProgress())
     finally:
         guard.__exit__(None, None, None)
     return remote.endpoint
