@@ -34,7 +34,7 @@ from hubd.context import Context
 from hubd.signatures import sign_files
 from hubd.testing.corpus import cases, put_blob, weights
 from hubd.testing.modelgen import tiny_llama_gguf
-from hubd.verify.keys import node_key
+from hubd.trust.keys import node_key
 
 TARGET = 5.0
 

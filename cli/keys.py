@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
-from hubd.verify.certificates import subject
-from hubd.verify.keys import Signer, add_trusted, node_key, trusted_signers
-from hubd.verify.signing import key_hint, public_pem
-from hubd.verify.trust import load_rules
+from hubd.trust.certificates import subject
+from hubd.trust.keys import Signer, add_trusted, node_key, trusted_signers
+from hubd.trust.oms import key_hint, public_pem
+from hubd.trust.policy import load_rules
 
 from .common import json_option, open_context
 from .output import emit_json, table

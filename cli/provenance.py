@@ -8,10 +8,10 @@ import click
 
 from hubd.catalog.queries import require_revision
 from hubd.catalog.views import provenance_hop
-from hubd.provenance import chain_path, read_chain, verify_chain
 from hubd.refs import RepoRef
-from hubd.verify.keys import trusted_signers
-from hubd.verify.trust import may_use
+from hubd.trust.keys import trusted_signers
+from hubd.trust.policy import may_use
+from hubd.trust.provenance import chain_path, read_chain, verify_chain
 
 from .common import json_option, open_context
 from .output import emit_json

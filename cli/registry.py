@@ -13,8 +13,8 @@ from hubd.context import Context
 from hubd.errors import SignatureInvalid, VerificationFailed
 from hubd.gc import collect, remove
 from hubd.refs import RepoRef
-from hubd.verify.blobs import Damage, VerifyReport, relink, verify_store
-from hubd.verify.trust import verify_signatures
+from hubd.trust.policy import verify_signatures
+from hubd.verify import Damage, VerifyReport, relink, verify_store
 
 from .common import json_option, open_context
 from .output import emit_json, human_bytes, table
@@ -118,7 +118,7 @@ def verify_cmd(
         relink(context, report.mislinked)
         report.mislinked = []
     if repair and report.damaged:
-        from hubd.verify.repair import repair as repair_blobs  # the fetch stage: only then
+        from hubd.repair import repair as repair_blobs
 
         report.repairs = asyncio.run(repair_blobs(context, report.damaged))
     if not as_json and (report.damaged or report.mislinked or not signatures):

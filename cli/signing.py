@@ -9,8 +9,8 @@ import click
 
 from hubd.refs import RepoRef
 from hubd.signatures import import_signature, sign_revision
-from hubd.verify.certificates import load as load_certificates
-from hubd.verify.keys import load_private_key
+from hubd.trust.certificates import load as load_certificates
+from hubd.trust.keys import load_private_key
 
 from .common import json_option, open_context
 from .output import emit_json

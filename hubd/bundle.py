@@ -33,8 +33,8 @@ from .errors import (
     SignatureInvalid,
 )
 from .refs import RepoRef, check_revision, is_commit, safe_relpath
-from .verify.keys import signature_dir, write_atomic
-from .verify.signing import check_key, dsse_open, key_hint
+from .trust.keys import signature_dir, write_atomic
+from .trust.oms import check_key, dsse_open, key_hint
 
 INDEX_NAME = "hubd-bundle.json"
 # The index's DSSE envelope, signed by the exporting node's key: the second member. Ref times

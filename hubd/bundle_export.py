@@ -34,13 +34,13 @@ from .catalog.queries import require_revision
 from .catalog.views import provenance_hop
 from .context import Context
 from .errors import HashMismatch, RevisionNotFound, SizeMismatch, StoreError
+from .hashes import CHUNK
 from .refs import RepoRef
 from .signatures import node_signature
 from .sources.base import NullProgress, Progress
-from .verify.hashes import CHUNK
-from .verify.keys import node_key, signature_dir, trusted_signers
-from .verify.signing import dsse_envelope, key_hint, public_pem
-from .verify.trust import check_bundle
+from .trust.keys import node_key, signature_dir, trusted_signers
+from .trust.oms import dsse_envelope, key_hint, public_pem
+from .trust.policy import check_bundle
 
 
 @dataclass

@@ -54,17 +54,17 @@ from .errors import (
     UnsafePath,
     UntrustedSigner,
 )
+from .hashes import CHUNK, git_blob_header
 from .journal import Journal, recover
-from .provenance import CHAIN_FILE
 from .record import record_snapshot
 from .refs import RepoRef, safe_relpath
 from .sources.base import Attestations, NullProgress, Progress, RemoteFile, RemoteRevision
 from .space import require_free
 from .store import Expected, Store
-from .verify.admission import admit
-from .verify.hashes import CHUNK, git_blob_header
-from .verify.keys import signature_dir, trusted_signers, write_atomic
-from .verify.trust import may_use
+from .trust.admission import admit
+from .trust.keys import signature_dir, trusted_signers, write_atomic
+from .trust.policy import may_use
+from .trust.provenance import CHAIN_FILE
 
 PRESENT = "already present"
 # tar records tarfile reads whole into memory (pax and GNU long-name headers): bounded first.

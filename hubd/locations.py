@@ -38,12 +38,12 @@ from .errors import (
     UpstreamError,
 )
 from .peers import node_token, source_for
-from .provenance import chain_path, write_chain
 from .sources.base import Attestations, RemoteFile
 from .store import Expected
 from .threads import enter_in_thread
-from .verify.admission import admit
-from .verify.keys import signature_dir, stored_signatures, write_atomic
+from .trust.admission import admit
+from .trust.keys import signature_dir, stored_signatures, write_atomic
+from .trust.provenance import chain_path, write_chain
 
 log = logging.getLogger("hubd.locations")
 # What one holder failing this way leaves to the next holder.

@@ -24,7 +24,7 @@ from .refs import RepoRef
 from .sources.base import NullProgress, Progress, RemoteFile, RemoteRevision
 from .sources.huggingface import HfSource
 from .threads import enter_in_thread
-from .verify.signing import SIGNATURE_FILE
+from .trust.oms import SIGNATURE_FILE
 
 # Always mirrored whatever --include says: the card (license, lineage), the adapter config and
 # the repo's own OMS signature (checked before the revision becomes visible).

@@ -21,14 +21,14 @@ from .catalog.queries import FileRecord, RevisionRecord, record_revision
 from .context import Context
 from .journal import Journal, recover
 from .lineage import adapter_lineage
-from .provenance import Hop, extend_chain
 from .refs import RepoRef, is_commit
 from .signatures import sign_files
 from .sources.base import Attestations, RemoteFile, RemoteRevision
 from .store import Store
-from .verify.admission import admit
-from .verify.keys import node_key, signature_dir, write_atomic
-from .verify.signing import SIGNATURE_FILE
+from .trust.admission import admit
+from .trust.keys import node_key, signature_dir, write_atomic
+from .trust.oms import SIGNATURE_FILE
+from .trust.provenance import Hop, extend_chain
 
 # The README kept as the model card; a longer one is cut (its front matter comes first).
 CARD_TEXT_LIMIT = 1024 * 1024

@@ -26,12 +26,12 @@ from .errors import (
     StoreError,
     UntrustedSigner,
 )
+from .hashes import CHUNK
 from .refs import RepoRef, safe_relpath
-from .verify import signing
-from .verify.certificates import check_signing_chain, subject
-from .verify.hashes import CHUNK
-from .verify.keys import Signer, node_key, signature_dir, trusted_signers, write_atomic
-from .verify.trust import check_bundle
+from .trust import oms as signing
+from .trust.certificates import check_signing_chain, subject
+from .trust.keys import Signer, node_key, signature_dir, trusted_signers, write_atomic
+from .trust.policy import check_bundle
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ Layout under ``store_dir``::
     tmp/<key>.partial, tmp/<key>.lock     a transfer in progress (kept across crashes: resume)
     snapshots/<org>/<name>/<commit>/<path> -> relative symlink to the blob (original names)
     refs/<org>/<name>/<branch-or-tag>     the commit a ref pointed at when last mirrored
-    signatures/<org>/<name>/<commit>/<key-hint>.sig   OMS bundles (hubd.verify.keys)
+    signatures/<org>/<name>/<commit>/<key-hint>.sig   OMS bundles (hubd.trust.keys)
 
 A blob only ever appears by ``os.replace`` of a fully written, fsynced and verified temp file,
 so a crash leaves either nothing or a ``.partial`` to resume, never a wrong blob.
@@ -33,8 +33,8 @@ from pathlib import Path
 from types import TracebackType
 
 from .errors import HashMismatch, SizeMismatch, StoreError, UnsafePath
+from .hashes import CHUNK, git_blob_header
 from .refs import is_commit, is_sha256, safe_relpath
-from .verify.hashes import CHUNK, git_blob_header
 
 _GIT_OID = re.compile(r"[0-9a-f]{40}")
 _REPO_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")

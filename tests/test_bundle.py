@@ -35,8 +35,8 @@ from hubd.errors import StoreError
 from hubd.refs import RepoRef
 from hubd.testing.fakehub import FakeHub
 from hubd.testing.modelgen import tiny_model_files
-from hubd.verify.keys import load_private_key
-from hubd.verify.signing import dsse_envelope
+from hubd.trust.keys import load_private_key
+from hubd.trust.oms import dsse_envelope
 
 Hubd = Callable[..., Result]
 State = tuple[dict[str, str], list[str]]

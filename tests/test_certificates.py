@@ -267,7 +267,7 @@ def test_model_signing_signs_with_a_certificate_and_hubd_verifies(
 
     from hubd.config import load_settings
     from hubd.context import Context
-    from hubd.verify.trust import may_use
+    from hubd.trust.policy import may_use
 
     ctx = Context.open(load_settings())
     commit = report.json()["signatures"][0]["commit"]
@@ -417,7 +417,7 @@ def test_certificates_are_checked_at_verification_time(
     assert hubd("sign", MODEL, *args).code == 0
     assert hubd("verify", MODEL, "--signatures").code == 0
 
-    import hubd.verify.trust as trust
+    import hubd.trust.policy as trust
 
     class Later(datetime):
         @classmethod

@@ -48,10 +48,10 @@ from hubd.runtime.prepare import prepare
 from hubd.testing.fakehub import FakeHub
 from hubd.testing.modelgen import tiny_gguf_files, tiny_lora_files, tiny_model_files
 from hubd.tokens import create_token
-from hubd.verify.blobs import verify_store
-from hubd.verify.keys import node_key, stored_signatures
-from hubd.verify.signing import key_hint, public_pem
-from hubd.verify.trust import may_use
+from hubd.trust.keys import node_key, stored_signatures
+from hubd.trust.oms import key_hint, public_pem
+from hubd.trust.policy import may_use
+from hubd.verify import verify_store
 
 Hubd = Callable[..., Result]
 BIG = "model-00001-of-00002.safetensors"

@@ -26,11 +26,11 @@ from hubd.errors import (
     UnsafePath,
     UpstreamError,
 )
+from hubd.hashes import git_blob_sha1
 from hubd.mirror import MirrorResult, mirror
 from hubd.refs import RepoRef
 from hubd.testing.fakehub import FakeHub
 from hubd.testing.modelgen import tiny_lora_gguf, tiny_model_files
-from hubd.verify.hashes import git_blob_sha1
 
 SHARD = "model-00001-of-00002.safetensors"
 

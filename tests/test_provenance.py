@@ -24,16 +24,16 @@ from hubd.config import Settings
 from hubd.context import Context
 from hubd.errors import SignatureInvalid, UntrustedSigner, UpstreamError
 from hubd.mirror import MirrorResult, mirror
-from hubd.provenance import chain_path, read_chain, root_digest
 from hubd.refs import RepoRef
 from hubd.server import app as server_app
 from hubd.sources import huggingface
 from hubd.testing.fakehub import FakeHub
 from hubd.testing.modelgen import tiny_model_files
-from hubd.verify import signing
-from hubd.verify.keys import node_key, signature_dir, stored_signatures
-from hubd.verify.signing import public_pem
-from hubd.verify.trust import may_use
+from hubd.trust import oms as signing
+from hubd.trust.keys import node_key, signature_dir, stored_signatures
+from hubd.trust.oms import public_pem
+from hubd.trust.policy import may_use
+from hubd.trust.provenance import chain_path, read_chain, root_digest
 
 Hubd = Callable[..., Result]
 SIGNED = "acme/signed-llama"

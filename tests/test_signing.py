@@ -177,7 +177,7 @@ def test_tampered_bundle_is_rejected(hubd: Hubd, mirrored: None, home: Path) -> 
 def test_trust_policy_allow_deny(hubd: Hubd, mirrored: None, home: Path, tmp_path: Path) -> None:
     from hubd.config import load_settings
     from hubd.context import Context
-    from hubd.verify.trust import may_use
+    from hubd.trust.policy import may_use
 
     ctx = Context.open(load_settings())
     commit = json.loads(hubd("show", MODEL, "--json").out)["revisions"][0]["commit"]

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from hubd.errors import HashMismatch, SizeMismatch, UnsafePath
+from hubd.hashes import git_blob_sha1
 from hubd.store import Expected, Store
-from hubd.verify.hashes import git_blob_sha1
 
 DATA = bytes(range(256)) * 1000
 

@@ -27,9 +27,9 @@ from aiohttp import web
 from hubd.config import load_settings
 from hubd.context import Context
 from hubd.errors import HubdError, StoreError, UpstreamError
+from hubd.hashes import git_blob_sha1
 from hubd.mirror import MirrorResult, mirror
 from hubd.refs import RepoRef
-from hubd.verify.hashes import git_blob_sha1
 
 REPO = "acme/hostile"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

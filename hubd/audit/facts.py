@@ -20,8 +20,8 @@ from ..catalog.models import File, ModelCard, Ref, Repo, Revision
 from ..catalog.queries import CardRecord
 from ..context import Context
 from ..errors import IntegrityError
-from ..verify.keys import Signer, signature_dir, stored_signatures, trusted_signers
-from ..verify.trust import check_bundle
+from ..trust.keys import Signer, signature_dir, stored_signatures, trusted_signers
+from ..trust.policy import check_bundle
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import HashMismatch
+from ..hashes import sha256_file
 from ..store import Store, temp_path
-from ..verify.hashes import sha256_file
 
 
 def _stamp(path: Path) -> dict[str, int]:

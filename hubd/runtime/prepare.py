@@ -16,7 +16,7 @@ from ..context import Context
 from ..errors import EntryNotFound, IntegrityError, InvalidReference, UntrustedSigner
 from ..formats.gguf import check_lora, check_model, inspect
 from ..refs import RepoRef
-from ..verify.trust import may_use
+from ..trust.policy import may_use
 from .loadcheck import check_blobs, preflighted, remember_preflight
 from .selection import GgufChoice, GgufFile, choose
 

@@ -22,10 +22,10 @@ from ..context import Context
 from ..errors import AccessDenied, Forbidden, HubdError, InvalidRequest, RangeNotSatisfiable
 from ..jobs import JobRequest, check_source, enqueue, get_job, job_metrics, list_jobs
 from ..locations import BlobFetches, ensure_attestations
-from ..provenance import chain_path, read_chain
 from ..refs import RepoRef
 from ..tokens import token_scope
-from ..verify.keys import stored_signatures
+from ..trust.keys import stored_signatures
+from ..trust.provenance import chain_path, read_chain
 from . import hfapi
 from .hfapi import CONTEXT, SERVED
 

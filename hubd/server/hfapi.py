@@ -30,9 +30,9 @@ from ..errors import (
     RepoNotFound,
     RevisionNotFound,
 )
+from ..hashes import lfs_pointer
 from ..locations import BlobFetches
 from ..refs import RepoRef, check_revision, safe_relpath
-from ..verify.hashes import lfs_pointer
 
 CONTEXT = web.AppKey("ctx", Context)
 SERVED = web.AppKey("served", dict[str, int])

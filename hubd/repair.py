@@ -16,14 +16,14 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..context import Context
-from ..errors import HubdError, StoreError
-from ..fetch import fetch, resolve_first
-from ..peers import sources
-from ..refs import RepoRef
-from ..sources.base import NullProgress
-from ..threads import enter_in_thread
-from .blobs import BlobRepair, Damage
+from .context import Context
+from .errors import HubdError, StoreError
+from .fetch import fetch, resolve_first
+from .peers import sources
+from .refs import RepoRef
+from .sources.base import NullProgress
+from .threads import enter_in_thread
+from .verify import BlobRepair, Damage
 
 QUARANTINE = "quarantine"
 

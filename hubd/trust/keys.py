@@ -27,7 +27,7 @@ from ..context import Context
 from ..errors import ConfigError, SignatureInvalid, StoreError
 from ..store import temp_path
 from . import certificates
-from .signing import check_key, key_hint, public_pem
+from .oms import check_key, key_hint, public_pem
 
 NODE = "node"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

@@ -23,13 +23,13 @@ from typing import Any
 
 from cryptography import x509
 
-from .. import provenance
 from ..catalog.queries import require_revision, revisions_with_files
 from ..context import Context
 from ..errors import InvalidPolicy, SignatureInvalid
+from . import provenance
 from .certificates import verify_chain
 from .keys import Signer, stored_signatures, trust_dir, trusted_signers
-from .signing import Bundle, compare
+from .oms import Bundle, compare
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def check_bundle(
     none), with the leaf certificate's key. Raises SignatureInvalid for a bad signature, a
     chain that fails (expired, wrong usage, broken link), or content that differs from what
     was signed. ``complete=False``: a revision may hold fewer files than were signed (see
-    :func:`~hubd.verify.signing.compare`).
+    :func:`~hubd.trust.oms.compare`).
     """
     bundle = Bundle.parse(data, label)
     if bundle.chain:

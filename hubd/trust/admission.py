@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 from ..context import Context
 from ..errors import UntrustedSigner
-from ..provenance import verify_chain
 from ..sources.base import Attestations
 from .keys import NODE, trusted_signers
-from .signing import SIGNATURE_FILE, Bundle
-from .trust import check_bundle, load_rules, required_signers
+from .oms import SIGNATURE_FILE, Bundle
+from .policy import check_bundle, load_rules, required_signers
+from .provenance import verify_chain
 
 
 @dataclass

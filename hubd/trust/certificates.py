@@ -34,7 +34,7 @@ from cryptography.x509.verification import (
 )
 
 from ..errors import ConfigError, SignatureInvalid
-from .signing import CURVES
+from .oms import CURVES
 
 PEM_MARKER = b"-----BEGIN CERTIFICATE-----"
 _E = TypeVar("_E", bound=x509.ExtensionType)

@@ -22,11 +22,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from . import __version__
-from .context import Context
-from .errors import SignatureInvalid
-from .verify.keys import Signer, signature_dir, write_atomic
-from .verify.signing import PAYLOAD_TYPE, STATEMENT_TYPE, dsse_envelope, dsse_open, manifest_of
+from .. import __version__
+from ..context import Context
+from ..errors import SignatureInvalid
+from .keys import Signer, signature_dir, write_atomic
+from .oms import PAYLOAD_TYPE, STATEMENT_TYPE, dsse_envelope, dsse_open, manifest_of
 
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "https://hubd.dev/provenance/mirror/v1"
