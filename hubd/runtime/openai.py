@@ -2,7 +2,9 @@
 
 llama-cpp-python's server runs in its own process with a generated multi-model config of
 verified, preflighted paths. hubd's front answers on the public address and refuses unknown
-model aliases itself: the server silently answers with its first model otherwise.
+model aliases itself: the server silently answers with its first model otherwise. The front
+also sends the server one request at a time: by default the server ends a running stream early,
+with a normal ``[DONE]``, as soon as another request arrives.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -40,6 +43,7 @@ def server_config(models: Sequence[ServedModel], port: int, n_ctx: int) -> dict[
     return {
         "host": "127.0.0.1",
         "port": port,
+        "interrupt_requests": False,  # it would end a stream early, reporting success
         "models": [
             {
                 "model": str(m.prepared.model),
@@ -60,49 +64,127 @@ def _free_port() -> int:
         return port
 
 
-def _error(status: int, message: str, code: str) -> web.Response:
-    body = {"error": {"message": message, "type": "invalid_request_error", "code": code}}
-    return web.json_response(body, status=status)
+def _error_body(
+    message: str, code: str, param: str | None = None, kind: str = "invalid_request_error"
+) -> dict[str, Any]:
+    """OpenAI's error object: clients read ``error.message`` and ``error.code``."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def _error(
+    status: int,
+    message: str,
+    code: str,
+    param: str | None = None,
+    kind: str = "invalid_request_error",
+) -> web.Response:
+    return web.json_response(_error_body(message, code, param, kind), status=status)
+
+
+def _stream_error(message: str) -> bytes:
+    """An SSE error event: a stream that breaks must not end looking like a finished answer."""
+    body = _error_body(message, "upstream_stream_broken", kind="server_error")
+    return b"event: error\ndata: " + json.dumps(body).encode() + b"\n\n"
 
 
 def add_routes(app: web.Application, upstream: str, aliases: Sequence[str]) -> None:
     """Model listing and alias checks here, completions forwarded to ``upstream``.
 
     Mounted on the `hubd run --openai` front, or on the daemon's own app for [[llm]] entries.
+    Embeddings are refused with a 404: the server loads models without embedding support.
     """
     known = set(aliases)
+    created = int(time.time())  # when serving began: the catalog's models have no such date
+    one_at_a_time = asyncio.Lock()  # queued here, never interleaved in the server's one context
+
+    def unknown(alias: object) -> web.Response:
+        served = ", ".join(aliases)
+        return _error(
+            404, f"the model {alias!r} does not exist; served: {served}", "model_not_found", "model"
+        )
+
+    def describe(alias: str) -> dict[str, Any]:
+        return {"id": alias, "object": "model", "created": created, "owned_by": "hubd"}
 
     async def models(_: web.Request) -> web.Response:
-        data = [{"id": a, "object": "model", "owned_by": "hubd"} for a in aliases]
-        return web.json_response({"object": "list", "data": data})
+        return web.json_response({"object": "list", "data": [describe(a) for a in aliases]})
 
-    async def forward(request: web.Request) -> web.StreamResponse:
+    async def model(request: web.Request) -> web.Response:
+        alias = request.match_info["id"]
+        if alias not in known:
+            return unknown(alias)
+        return web.json_response(describe(alias))
+
+    async def checked(request: web.Request) -> tuple[bytes, web.Response | None]:
+        """The body, or the error answer for a body that names no served model."""
         body = await request.read()
         try:
             payload = json.loads(body)
         except ValueError:
-            return _error(400, "the request body is not JSON", "invalid_json")
-        model = payload.get("model") if isinstance(payload, dict) else None
-        if model not in known:
-            return _error(
-                404, f"unknown model {model!r}; served: {', '.join(aliases)}", "model_not_found"
+            return body, _error(400, "the request body is not JSON", "invalid_json")
+        if not isinstance(payload, dict):
+            return body, _error(400, "the request body must be a JSON object", "invalid_json")
+        if "model" not in payload:
+            return body, _error(
+                400, "missing required parameter: 'model'", "missing_required_parameter", "model"
             )
+        if not isinstance(payload["model"], str):
+            return body, _error(400, "'model' must be a string", "invalid_type", "model")
+        if payload["model"] not in known:
+            return body, unknown(payload["model"])
+        return body, None
+
+    async def embeddings(request: web.Request) -> web.Response:
+        _, refused = await checked(request)
+        if refused is not None:
+            return refused
+        return _error(
+            404,
+            "embeddings are not served: hubd loads models for completions only",
+            "embeddings_not_supported",
+            "model",
+        )
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        body, refused = await checked(request)
+        if refused is not None:
+            return refused
+        async with one_at_a_time:
+            return await relay(request, body)
+
+    async def relay(request: web.Request, body: bytes) -> web.StreamResponse:
         session = request.app[SESSION]
+        response: web.StreamResponse | None = None
+        streaming = done = False
+        tail = b""  # the end of the previous chunk: [DONE] may straddle two
         try:
             async with session.post(
                 upstream + request.path, data=body, headers={"Content-Type": "application/json"}
             ) as answer:
+                content_type = answer.headers.get("Content-Type", "text/plain")
                 response = web.StreamResponse(
-                    status=answer.status,
-                    headers={"Content-Type": answer.headers.get("Content-Type", "text/plain")},
+                    status=answer.status, headers={"Content-Type": content_type}
                 )
                 await response.prepare(request)
+                streaming = content_type.startswith("text/event-stream")
                 async for chunk in answer.content.iter_any():
                     await response.write(chunk)
-                await response.write_eof()
-                return response
+                    done = done or b"data: [DONE]" in tail + chunk
+                    tail = chunk[-16:]
+                if streaming and not done:
+                    await response.write(_stream_error("the stream ended before [DONE]"))
         except aiohttp.ClientError:
-            return _error(502, "the llama.cpp server is not answering", "upstream_unavailable")
+            if response is None:
+                return _error(
+                    502,
+                    "the llama.cpp server is not answering",
+                    "upstream_unavailable",
+                    kind="server_error",
+                )
+            if streaming:  # a JSON answer cut short fails to parse: the client notices
+                await response.write(_stream_error("the llama.cpp server broke off the answer"))
+        await response.write_eof()
+        return response
 
     async def session_ctx(app: web.Application) -> Any:
         app[SESSION] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
@@ -111,7 +193,9 @@ def add_routes(app: web.Application, upstream: str, aliases: Sequence[str]) -> N
 
     app.cleanup_ctx.append(session_ctx)
     app.router.add_get("/v1/models", models)
-    for path in ("/v1/completions", "/v1/chat/completions", "/v1/embeddings"):
+    app.router.add_get("/v1/models/{id:.+}", model)  # aliases may be repo ids: org/name
+    app.router.add_post("/v1/embeddings", embeddings)
+    for path in ("/v1/completions", "/v1/chat/completions"):
         app.router.add_post(path, forward)
 
 
