@@ -361,15 +361,17 @@ class HfSource:
         async with session.get(url, headers=headers) as resp:
             if resp.status != 206:
                 raise UpstreamError(f"{self.host} does not serve byte ranges (HTTP {resp.status})")
-            data = bytearray()
+            chunks: list[bytes] = []
+            received = 0
             async for chunk in resp.content.iter_any():  # paced as it arrives, not per part
-                data += chunk
+                chunks.append(chunk)
+                received += len(chunk)
                 pace.feed(len(chunk))
-                if len(data) > hi - lo:
+                if received > hi - lo:
                     break
-        if len(data) != hi - lo:
-            raise aiohttp.ClientPayloadError(f"range of {len(data)} bytes, asked {hi - lo}")
-        return bytes(data)
+        if received != hi - lo:
+            raise aiohttp.ClientPayloadError(f"range of {received} bytes, asked {hi - lo}")
+        return b"".join(chunks)  # one copy, as resp.read() made
 
     async def _ranged(
         self,
