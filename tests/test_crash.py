@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,6 +42,19 @@ def _snapshot_links(home: Path) -> int:
     return sum(1 for p in root.rglob("*") if p.is_symlink()) if root.exists() else 0
 
 
+def _kill_once_linking(
+    proc: subprocess.Popen[str], home: Path, rng: random.Random, within: float
+) -> bool:
+    """kill -9 ``proc`` up to ``within`` s after its first snapshot link; whether it landed."""
+    deadline = time.monotonic() + 60
+    while _snapshot_links(home) == 0 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    time.sleep(rng.uniform(0, within))
+    proc.kill()
+    proc.wait(timeout=10)
+    return proc.returncode == -9
+
+
 @pytest.mark.slow
 def test_kill_9_while_recording_leaves_nothing_visible(
     hubd: Hubd, many: HostileHub, home: Path
@@ -51,14 +65,7 @@ def test_kill_9_while_recording_leaves_nothing_visible(
     landed = 0
     for _ in range(4):
         assert hubd("rm", "evil/many").code in (0, 3)  # 3: the last kill left it unrecorded
-        proc = hubd_process("mirror", "evil/many", "-q")
-        deadline = time.monotonic() + 60
-        while _snapshot_links(home) == 0 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        time.sleep(rng.uniform(0, 0.15))
-        proc.kill()
-        proc.wait(timeout=10)
-        landed += proc.returncode == -9
+        landed += _kill_once_linking(hubd_process("mirror", "evil/many", "-q"), home, rng, 0.15)
         assert hubd("ls").code == 0  # any process opening the store recovers first
         assert check_store(home) == []
     assert landed, "no kill landed while recording"
@@ -199,13 +206,7 @@ def test_kill_9_while_importing_leaves_nothing_visible(
     env = {"HUBD_HOME": str(far), "HUBD_NODE_NAME": "far-node"}
     rng = random.Random(6)
     for _ in range(3):
-        proc = hubd_process("import", str(bundle), env=env)
-        deadline = time.monotonic() + 60
-        while _snapshot_links(far) == 0 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.002)
-        time.sleep(rng.uniform(0, 0.1))
-        proc.kill()
-        proc.wait(timeout=10)
+        _kill_once_linking(hubd_process("import", str(bundle), env=env), far, rng, 0.1)
         assert hubd("--home", str(far), "ls").code == 0
         assert check_store(far) == []
     assert hubd("--home", str(far), "gc").code == 0
