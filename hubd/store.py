@@ -22,7 +22,6 @@ import errno
 import fcntl
 import hashlib
 import os
-import re
 import shutil
 import stat
 import threading
@@ -34,10 +33,7 @@ from types import TracebackType
 
 from .errors import HashMismatch, SizeMismatch, StoreError, UnsafePath
 from .hashes import CHUNK, git_blob_header
-from .refs import is_commit, is_sha256, safe_relpath
-
-_GIT_OID = re.compile(r"[0-9a-f]{40}")
-_REPO_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+from .refs import is_commit, is_git_oid, is_repo_id, is_sha256, safe_relpath
 
 
 def temp_path(path: Path) -> Path:
@@ -61,8 +57,7 @@ def check_sha256(digest: str) -> str:
 
 
 def check_repo_id(repo_id: str) -> str:
-    parts = repo_id.split("/")
-    if len(parts) != 2 or not all(_REPO_PART.fullmatch(p) for p in parts) or ".." in repo_id:
+    if not is_repo_id(repo_id):
         raise UnsafePath(f"not a repo id: {repo_id[:80]!r}")
     return repo_id
 
@@ -112,7 +107,7 @@ class Expected:
         """Temp-file name: the sha256 when known (LFS), else the git oid; checked to be one."""
         if self.sha256:
             return check_sha256(self.sha256)
-        if self.git_oid and _GIT_OID.fullmatch(self.git_oid):
+        if self.git_oid and is_git_oid(self.git_oid):
             return f"git-{self.git_oid}"
         raise UnsafePath(f"{self.label}: no sha256 or git blob id to store it under")
 
@@ -296,7 +291,7 @@ class Store:
         return open_regular(self.blob_path(sha256))
 
     def _git_index_path(self, git_oid: str) -> Path:
-        if not _GIT_OID.fullmatch(git_oid):
+        if not is_git_oid(git_oid):
             raise UnsafePath(f"not a git blob id: {git_oid[:80]!r}")
         return self.git_index_dir / git_oid[:2] / git_oid
 

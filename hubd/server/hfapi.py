@@ -32,14 +32,13 @@ from ..errors import (
 )
 from ..hashes import lfs_pointer
 from ..locations import BlobFetches
-from ..refs import RepoRef, check_revision, safe_relpath
+from ..refs import RepoRef, check_revision, is_sha256, safe_relpath
 
 CONTEXT = web.AppKey("ctx", Context)
 SERVED = web.AppKey("served", dict[str, int])
 FETCHES = web.AppKey("fetches", BlobFetches)
 PAGE = 1000
 MAX_QUERY = 2048
-SHA256 = re.compile(r"[0-9a-f]{64}")
 # One range, strictly as RFC 9110 spells it: no spaces, no lists, ASCII digits of sane length.
 BYTE_RANGE = re.compile(r"bytes=(?:([0-9]{1,19})-([0-9]{0,19})|-([0-9]{1,19}))")
 log = logging.getLogger("hubd.server")
@@ -324,7 +323,7 @@ async def blob(request: web.Request) -> web.StreamResponse:
     that both lack a blob cannot send each other round in circles.
     """
     sha256 = request.match_info["sha256"]
-    if not SHA256.fullmatch(sha256):
+    if not is_sha256(sha256):
         raise InvalidRequest("expected /api/hubd/blobs/{sha256} with 64 lowercase hex digits")
     size = await asyncio.to_thread(_catalog_size, request.app[CONTEXT], sha256)
     if size is None:
