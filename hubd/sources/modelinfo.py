@@ -10,13 +10,23 @@ A malformed answer is an :class:`UpstreamError` naming the field, never a traceb
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 
 from ..errors import UpstreamError
-from ..refs import check_file_set, safe_relpath
+from ..refs import check_file_set, is_commit, is_git_oid, is_sha256, safe_relpath
 from .base import RemoteFile
 
 # A real model info is kilobytes; a repo of 100,000 files is some 20 MiB of it.
@@ -24,9 +34,21 @@ INFO_LIMIT = 32 * 1024 * 1024
 MAX_FILES = 100_000
 CARD_DEPTH = 32  # model-index cards nest some 6 levels deep
 
-Commit = Annotated[str, Field(pattern=r"^[0-9a-f]{40}$", strict=True)]
-Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", strict=True)]
-GitOid = Annotated[str, Field(pattern=r"^[0-9a-f]{40}$", strict=True)]
+
+def _matching(check: Callable[[str], bool], what: str) -> AfterValidator:
+    """The same test the store applies (hubd.refs), as a field validator."""
+
+    def validate(value: str) -> str:
+        if not check(value):
+            raise ValueError(f"not {what}")
+        return value
+
+    return AfterValidator(validate)
+
+
+Commit = Annotated[StrictStr, _matching(is_commit, "a commit id (40 lowercase hex digits)")]
+Sha256 = Annotated[StrictStr, _matching(is_sha256, "a sha256 (64 lowercase hex digits)")]
+GitOid = Annotated[StrictStr, _matching(is_git_oid, "a git blob id (40 lowercase hex digits)")]
 Size = Annotated[StrictInt, Field(ge=0)]
 
 
