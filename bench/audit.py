@@ -26,15 +26,18 @@ from typing import Any
 
 from sqlalchemy import insert
 
-from hubd.card import card_record
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests.support: the fakes and generators, outside the wheel
+
 from hubd.catalog.models import Blob, File, ModelCard, Ref, Repo, Revision
 from hubd.catalog.queries import revisions_with_files
 from hubd.config import Settings
 from hubd.context import Context
-from hubd.signatures import sign_files
-from hubd.testing.corpus import cases, put_blob, weights
-from hubd.testing.modelgen import tiny_llama_gguf
+from hubd.model.card import card_record
+from hubd.ops.sign import sign_files
 from hubd.trust.keys import node_key
+from tests.support.corpus import cases, put_blob, weights
+from tests.support.modelgen import tiny_llama_gguf
 
 TARGET = 5.0
 

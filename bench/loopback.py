@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def start_hub(work: Path, repo: str, repo_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     """Serve ``repo_dir`` as ``repo``; returns the process and its endpoint once it listens."""
@@ -16,13 +18,14 @@ def start_hub(work: Path, repo: str, repo_dir: Path) -> tuple[subprocess.Popen[b
         [
             sys.executable,
             "-m",
-            "hubd.testing",
+            "tests.support",
             "serve",
             "--repo",
             f"{repo}={repo_dir}",
             "--port-file",
             str(port_file),
         ],
+        cwd=ROOT,  # tests.support lives outside the wheel, beside the benches
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

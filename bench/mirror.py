@@ -24,6 +24,7 @@ from pathlib import Path
 from loopback import start_hub
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests.support: the fakes and generators, outside the wheel
 BIN = Path(sys.executable).parent
 REPO = "bench/model"
 
@@ -50,7 +51,7 @@ def generate(repo_dir: Path, total: int, shards: int) -> None:
     if marker.exists() and marker.read_text() == f"{total}/{shards}":
         return
     shutil.rmtree(repo_dir, ignore_errors=True)
-    from hubd.testing.modelgen import big_safetensors_repo
+    from tests.support.modelgen import big_safetensors_repo
 
     big_safetensors_repo(repo_dir, total_bytes=total, shards=shards)
     marker.write_text(f"{total}/{shards}")

@@ -25,6 +25,7 @@ from pathlib import Path
 from loopback import start_hub
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests.support: the fakes and generators, outside the wheel
 BIN = Path(sys.executable).parent
 REPO = "bench/llm"
 PROMPT = "Why is drinking water so healthy?"
@@ -68,7 +69,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    from hubd.testing.modelgen import tiny_llama_gguf
+    from tests.support.modelgen import tiny_llama_gguf
 
     work = ROOT / ".bench" / "run"
     shutil.rmtree(work, ignore_errors=True)

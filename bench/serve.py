@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 from loopback import start_hub
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests.support: the fakes and generators, outside the wheel
 BIN = Path(sys.executable).parent
 REPO = "bench/serve"
 FILE = "model.safetensors"
@@ -82,7 +83,7 @@ def generate(repo_dir: Path, total: int) -> None:
     if marker.exists() and marker.read_text() == f"{total}/1":
         return
     shutil.rmtree(repo_dir, ignore_errors=True)
-    from hubd.testing.modelgen import big_safetensors_repo
+    from tests.support.modelgen import big_safetensors_repo
 
     print(f"bench: generating a {total / 2**20:.0f} MiB repo in {repo_dir}", flush=True)
     big_safetensors_repo(repo_dir, total_bytes=total, shards=1)

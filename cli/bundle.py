@@ -8,11 +8,11 @@ from typing import Any
 
 import click
 
-from hubd.bundle import listing, read_listing, write_listing
-from hubd.bundle_export import export_bundle
-from hubd.bundle_import import import_bundle
+from hubd.bundle.export import export_bundle
+from hubd.bundle.format import listing, read_listing, write_listing
+from hubd.bundle.importer import import_bundle
+from hubd.ops.sign import export_revision
 from hubd.refs import RepoRef
-from hubd.signatures import export_revision
 
 from .common import json_option, open_context
 from .output import emit_json, human_bytes, progress_wanted

@@ -8,12 +8,12 @@ from typing import Any
 
 import click
 
-from hubd.client import DaemonClient
+from hubd.cluster.client import DaemonClient
+from hubd.cluster.jobs import enqueue, list_jobs, mirror_options
+from hubd.cluster.watch import add_watch, list_watches, parse_every, remove_watch
 from hubd.config import load_settings
 from hubd.context import Context
-from hubd.jobs import enqueue, list_jobs, mirror_options
 from hubd.refs import RepoRef
-from hubd.watch import add_watch, list_watches, parse_every, remove_watch
 
 from .common import json_option, open_context
 from .output import emit_json, human_bytes, table

@@ -7,12 +7,12 @@ from typing import Any
 
 import click
 
-from hubd.client import DaemonClient
+from hubd.cluster.client import DaemonClient
+from hubd.cluster.jobs import mirror_options
 from hubd.config import Settings, load_settings
 from hubd.context import Context
 from hubd.errors import InvalidRequest
-from hubd.jobs import mirror_options
-from hubd.mirror import MirrorResult, mirror
+from hubd.ops.mirror import MirrorResult, mirror
 from hubd.refs import RepoRef
 
 from .common import json_option

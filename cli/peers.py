@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from hubd.peers import add_peer, list_peers, remove_peer
+from hubd.sources.registry import add_peer, list_peers, remove_peer
 
 from .common import json_option, open_context
 from .output import emit_json, table

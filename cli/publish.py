@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from hubd.publish import add
+from hubd.ops.publish import add
 
 from .common import json_option, open_context
 from .output import emit_json, human_bytes

@@ -11,10 +11,10 @@ from hubd.catalog.queries import get_repo, repo_page
 from hubd.catalog.views import repo_detail
 from hubd.context import Context
 from hubd.errors import SignatureInvalid, VerificationFailed
-from hubd.gc import collect, remove
+from hubd.ops.gc import collect, remove
+from hubd.ops.verify import Damage, VerifyReport, relink, verify_store
 from hubd.refs import RepoRef
 from hubd.trust.policy import verify_signatures
-from hubd.verify import Damage, VerifyReport, relink, verify_store
 
 from .common import json_option, open_context
 from .output import emit_json, human_bytes, table
@@ -118,7 +118,7 @@ def verify_cmd(
         relink(context, report.mislinked)
         report.mislinked = []
     if repair and report.damaged:
-        from hubd.repair import repair as repair_blobs
+        from hubd.ops.repair import repair as repair_blobs
 
         report.repairs = asyncio.run(repair_blobs(context, report.damaged))
     if not as_json and (report.damaged or report.mislinked or not signatures):

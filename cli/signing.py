@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
+from hubd.ops.sign import import_signature, sign_revision
 from hubd.refs import RepoRef
-from hubd.signatures import import_signature, sign_revision
 from hubd.trust.certificates import load as load_certificates
 from hubd.trust.keys import load_private_key
 

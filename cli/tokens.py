@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from hubd.tokens import SCOPES, create_token, list_tokens, revoke_token
+from hubd.cluster.tokens import SCOPES, create_token, list_tokens, revoke_token
 
 from .common import json_option, open_context
 from .output import emit_json, table

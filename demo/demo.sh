@@ -25,7 +25,7 @@ wait_for() {  # FILE PID: the URL a background server writes once it listens
     exit 1
 }
 
-gen() { "$BIN/python" -m hubd.testing generate "$@"; }
+gen() { "$BIN/python" -m tests.support generate "$@"; }
 gen tiny-model "$WORK/repos/acme/tiny-llama"
 gen tiny-lora "$WORK/repos/acme/tiny-llama-lora" --base acme/tiny-llama
 gen tiny-gguf "$WORK/repos/acme/tiny-llama-GGUF" --base acme/tiny-llama
@@ -33,7 +33,7 @@ gen tiny-gguf-lora "$WORK/repos/acme/tiny-llama-gguf-lora" --base acme/tiny-llam
 REPOS=(acme/tiny-llama acme/tiny-llama-lora acme/tiny-llama-GGUF acme/tiny-llama-gguf-lora)
 SERVE=()
 for r in "${REPOS[@]}"; do SERVE+=(--repo "$r=$WORK/repos/$r"); done
-"$BIN/python" -m hubd.testing serve "${SERVE[@]}" --port-file "$WORK/hub-url" \
+"$BIN/python" -m tests.support serve "${SERVE[@]}" --port-file "$WORK/hub-url" \
     >"$WORK/hub.log" 2>&1 &
 PIDS+=($!)
 wait_for "$WORK/hub-url" "${PIDS[-1]}"

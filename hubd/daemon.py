@@ -20,15 +20,15 @@ from typing import Any
 
 from aiohttp import web
 
+from .cluster.jobs import requeue_interrupted, work
+from .cluster.locations import heartbeat, register
+from .cluster.watch import schedule
 from .context import Context
 from .errors import ConfigError
-from .jobs import requeue_interrupted, work
-from .locations import heartbeat, register
 from .refs import RepoRef
 from .runtime.openai import ServedModel, add_routes, llama_server
 from .runtime.prepare import prepare
 from .server.app import create_app, error_response
-from .watch import schedule
 
 log = logging.getLogger("hubd.daemon")
 # Seconds a connection may take to send a request's headers, after connecting or between

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
+from support.corpus import Case, cases, evil_pickle, repo_files, seed, weights
+from support.modelgen import _readme
 from test_schemas import validate
 
 from hubd.audit import AuditReport, RevisionAudit, audit
@@ -24,8 +26,6 @@ from hubd.audit.report import html, markdown, notes, table_rows
 from hubd.config import Settings, load_settings
 from hubd.context import Context
 from hubd.errors import NotFound, RevisionNotFound
-from hubd.testing.corpus import Case, cases, evil_pickle, repo_files, seed, weights
-from hubd.testing.modelgen import _readme
 
 CASES = cases()
 

@@ -11,12 +11,12 @@ import pytest
 from conftest import LORA, MODEL, Result
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
+from support.corpus import cases
+from support.fakehub import FakeHub
 from test_mirror import file_gets
 from test_schemas import validate
 
 from hubd.audit.bom import spdx_problems
-from hubd.testing.corpus import cases
-from hubd.testing.fakehub import FakeHub
 
 Hubd = Callable[..., Result]
 CORPUS = {c.repo: c for c in cases()}

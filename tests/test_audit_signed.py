@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from conftest import LORA, MODEL, Result
+from support.fakehub import FakeHub
 from test_schemas import validate
 from test_signing import write_key
 
@@ -16,7 +17,6 @@ from hubd.audit import facts as facts_module
 from hubd.audit.facts import load_catalog, signature_check
 from hubd.config import load_settings
 from hubd.context import Context
-from hubd.testing.fakehub import FakeHub
 
 Hubd = Callable[..., Result]
 DENY_UNSIGNED = '[[rules]]\nsigned = false\naction = "deny"\nreason = "sign it"\n'

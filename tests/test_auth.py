@@ -20,15 +20,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from huggingface_hub import snapshot_download
+from support.fakehub import FakeHub
 from test_server import node, raw, serving
 
+from hubd.cluster.tokens import create_token, revoke_token
 from hubd.context import Context
 from hubd.errors import AccessDenied
-from hubd.mirror import mirror
-from hubd.peers import add_peer
+from hubd.ops.mirror import mirror
 from hubd.refs import RepoRef
-from hubd.testing.fakehub import FakeHub
-from hubd.tokens import create_token, revoke_token
+from hubd.sources.registry import add_peer
 
 Hubd = Callable[..., Result]
 

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from conftest import Result
+from support.corpus import repo_files, seed
 
 from hubd.audit.bom import spdx_problems
 from hubd.config import load_settings
 from hubd.context import Context
-from hubd.testing.corpus import repo_files, seed
 
 Hubd = Callable[..., Result]
 

@@ -23,18 +23,18 @@ from typing import Any
 import jsonschema
 import pytest
 from conftest import LORA, MODEL, Result
+from support.fakehub import FakeHub
+from support.modelgen import tiny_model_files
 from test_schemas import schema, validate
 
-import hubd.bundle_import
-from hubd.bundle import INDEX_PAYLOAD_TYPE
-from hubd.bundle_export import export_bundle
-from hubd.bundle_import import import_bundle
+import hubd.bundle.importer
+from hubd.bundle.export import export_bundle
+from hubd.bundle.format import INDEX_PAYLOAD_TYPE
+from hubd.bundle.importer import import_bundle
 from hubd.config import load_settings
 from hubd.context import Context
 from hubd.errors import StoreError
 from hubd.refs import RepoRef
-from hubd.testing.fakehub import FakeHub
-from hubd.testing.modelgen import tiny_model_files
 from hubd.trust.keys import load_private_key
 from hubd.trust.oms import dsse_envelope
 
@@ -580,7 +580,7 @@ def test_failure_while_recording_is_undone(
     second = tmp_path / "second.tar"
     export(source, second, MODEL, LORA)
 
-    real = hubd.bundle_import.record_snapshot
+    real = hubd.bundle.importer.record_snapshot
     calls: list[str] = []
 
     def fail_second(*args: Any, **kwargs: Any) -> Any:
@@ -590,14 +590,14 @@ def test_failure_while_recording_is_undone(
             raise StoreError("disk full (injected)")
         return recorded
 
-    monkeypatch.setattr(hubd.bundle_import, "record_snapshot", fail_second)
+    monkeypatch.setattr(hubd.bundle.importer, "record_snapshot", fail_second)
     before = state(far_home)
     failed = far("import", str(second))
     assert failed.code == 8 and "injected" in failed.err
     assert calls == [MODEL, LORA]
     assert state(far_home) == before
 
-    monkeypatch.setattr(hubd.bundle_import, "record_snapshot", real)
+    monkeypatch.setattr(hubd.bundle.importer, "record_snapshot", real)
     assert far("import", str(second)).code == 0
     assert far("verify").code == 0
 

@@ -20,9 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL.crypto import X509StoreContextError
+from support.fakehub import FakeHub
 from test_schemas import validate
-
-from hubd.testing.fakehub import FakeHub
 
 Hubd = Callable[..., Result]
 CODE_SIGNING = [ExtendedKeyUsageOID.CODE_SIGNING]

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 from conftest import GATED, LORA, MODEL, Result
+from support.fakehub import FakeHub
 from test_schemas import validate
-
-from hubd.testing.fakehub import FakeHub
 
 Hubd = Callable[..., Result]
 

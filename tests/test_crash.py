@@ -21,7 +21,7 @@ from conftest import Result, hubd_process
 from hostile import HostileHub, check_store, honest
 from sqlalchemy.exc import OperationalError
 
-from hubd import record as record_module
+from hubd.ops import record as record_module
 
 Hubd = Callable[..., Result]
 MANY = 800

@@ -24,16 +24,16 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from conftest import MODEL
+from support.fakehub import FakeHub
+from support.modelgen import tiny_model_files
 from test_server import serving
 
 from hubd.catalog.queries import get_repo, register_node
+from hubd.cluster.tokens import create_token
 from hubd.context import Context
-from hubd.mirror import mirror
-from hubd.peers import add_peer
+from hubd.ops.mirror import mirror
 from hubd.refs import RepoRef
-from hubd.testing.fakehub import FakeHub
-from hubd.testing.modelgen import tiny_model_files
-from hubd.tokens import create_token
+from hubd.sources.registry import add_peer
 
 CONFIG = tiny_model_files(seed=0)["config.json"]
 Answer = tuple[int, dict[str, str], bytes]

@@ -28,9 +28,8 @@ from huggingface_hub.errors import (
 from huggingface_hub.hf_api import RepoFile, RepoFolder
 from safetensors import safe_open
 from safetensors.numpy import load
-
-from hubd.testing.fakehub import FakeHub
-from hubd.testing.modelgen import (
+from support.fakehub import FakeHub
+from support.modelgen import (
     big_safetensors_repo,
     tiny_lora_files,
     tiny_model_files,
@@ -367,7 +366,7 @@ def test_modelgen_is_deterministic_and_valid(tmp_path: Path) -> None:
 
 def test_cli_generate_and_serve(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
-    cli = [sys.executable, "-m", "hubd.testing"]
+    cli = [sys.executable, "-m", "tests.support"]
     subprocess.run(
         [*cli, "generate", "tiny-model", str(tmp_path / "m"), "--seed", "5"], check=True, env=env
     )

@@ -19,15 +19,15 @@ from urllib.parse import urlsplit
 
 import pytest
 from conftest import LORA, MODEL, Result, hubd_process
+from support.fakehub import FakeHub
 from test_server import raw, serving
 
 from hubd.catalog.models import utcnow
+from hubd.cluster.jobs import claim, enqueue, get_job, mirror_options, requeue_interrupted, run_job
+from hubd.cluster.tokens import create_token
+from hubd.cluster.watch import add_watch, enqueue_due, parse_every
 from hubd.context import Context
 from hubd.errors import InvalidRequest
-from hubd.jobs import claim, enqueue, get_job, mirror_options, requeue_interrupted, run_job
-from hubd.testing.fakehub import FakeHub
-from hubd.tokens import create_token
-from hubd.watch import add_watch, enqueue_due, parse_every
 
 Hubd = Callable[..., Result]
 

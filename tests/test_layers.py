@@ -17,43 +17,14 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("ground", {"hubd", "hubd.errors", "hubd.hashes", "hubd.refs", "hubd.threads"}),
     ("store, catalog, config", {"hubd.store", "hubd.catalog", "hubd.config"}),
     ("context", {"hubd.context", "hubd.journal"}),
-    (
-        "sources, formats",
-        {"hubd.sources", "hubd.formats", "hubd.card", "hubd.lineage", "hubd.peers", "hubd.space"},
-    ),
+    ("sources, model", {"hubd.sources", "hubd.model"}),
     ("trust", {"hubd.trust"}),
     ("audit", {"hubd.audit"}),
-    (
-        "use cases",
-        {
-            "hubd.record",
-            "hubd.fetch",
-            "hubd.mirror",
-            "hubd.publish",
-            "hubd.repair",
-            "hubd.verify",
-            "hubd.signatures",
-            "hubd.gc",
-        },
-    ),
-    (
-        "wings",
-        {
-            "hubd.bundle",
-            "hubd.bundle_export",
-            "hubd.bundle_import",
-            "hubd.jobs",
-            "hubd.watch",
-            "hubd.locations",
-            "hubd.tokens",
-            "hubd.client",
-        },
-    ),
+    ("use cases", {"hubd.ops"}),
+    ("wings", {"hubd.bundle", "hubd.cluster"}),
     ("server, runtime, daemon", {"hubd.server", "hubd.runtime", "hubd.daemon"}),
     ("cli", {"hubd.cli"}),
 ]
-# Test support (fakes and generators) may use anything; nothing in hubd imports it.
-OUTSIDE = {"hubd.testing"}
 
 
 def _module_name(path: Path) -> str:
@@ -76,7 +47,7 @@ def _layer(module: str) -> int | None:
 
 
 def _imports(path: Path, module: str) -> list[tuple[int, str]]:
-    """(line, absolute module) of every hubd import in the file, `from . import x` as `pkg.x`."""
+    """(line, absolute module) of every hubd and tests import, `from . import x` as `pkg.x`."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     if path.relative_to(ROOT).parts[0] == "cli":
         package = "hubd.cli"
@@ -90,7 +61,7 @@ def _imports(path: Path, module: str) -> list[tuple[int, str]]:
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            if target.startswith("hubd"):
+            if target.split(".")[0] in {"hubd", "tests"}:
                 found += [(node.lineno, f"{target}.{a.name}") for a in node.names]
     return found
 
@@ -108,12 +79,7 @@ def _resolve(name: str, known: set[str]) -> str:
 
 
 def test_every_module_has_a_layer() -> None:
-    unplaced = [
-        _module_name(p)
-        for p in _sources()
-        if _layer(_module_name(p)) is None
-        and not any(_module_name(p).startswith(o) for o in OUTSIDE)
-    ]
+    unplaced = [_module_name(p) for p in _sources() if _layer(_module_name(p)) is None]
     assert unplaced == [], f"place these modules in a layer of tests/test_layers.py: {unplaced}"
 
 
@@ -121,13 +87,11 @@ def test_imports_point_down_only() -> None:
     modules = {_module_name(p): p for p in _sources()}
     upward = []
     for module, path in modules.items():
-        if any(module.startswith(o) for o in OUTSIDE):
-            continue
         own = _layer(module)
         assert own is not None
         for line, name in _imports(path, module):
             target = _resolve(name, set(modules))
-            if any(target.startswith(o) for o in OUTSIDE):
+            if target.startswith("tests"):
                 upward.append(f"{path.relative_to(ROOT)}:{line} imports test support {target}")
                 continue
             theirs = _layer(target)
@@ -142,9 +106,9 @@ def test_imports_point_down_only() -> None:
 def test_the_rule_catches_an_upward_import(tmp_path: Path) -> None:
     """The checker itself: a store module importing the mirror is reported."""
     path = ROOT / "hubd" / "store.py"
-    imports = _imports(path, "hubd.store") + [(1, "hubd.mirror.mirror")]
+    imports = _imports(path, "hubd.store") + [(1, "hubd.ops.mirror.mirror")]
     layers = [
-        _layer(_resolve(n, {"hubd.mirror", "hubd.errors", "hubd.refs", "hubd.hashes"}))
+        _layer(_resolve(n, {"hubd.ops.mirror", "hubd.errors", "hubd.refs", "hubd.hashes"}))
         for _, n in imports
     ]
     assert max(x for x in layers if x is not None) > (_layer("hubd.store") or 0)

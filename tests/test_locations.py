@@ -23,6 +23,8 @@ from alembic.config import Config
 from conftest import LORA, MODEL, Result, hubd_process
 from huggingface_hub import snapshot_download
 from sqlalchemy import insert, select, update
+from support.fakehub import FakeHub
+from support.modelgen import tiny_gguf_files, tiny_lora_files, tiny_model_files
 from test_server import serving
 
 from hubd.catalog.db import MIGRATIONS, create_catalog_engine, open_catalog
@@ -37,21 +39,19 @@ from hubd.catalog.queries import (
     record_revision,
     touch_node,
 )
+from hubd.cluster.locations import register
+from hubd.cluster.tokens import create_token
 from hubd.config import load_settings
 from hubd.context import Context
 from hubd.errors import ConfigError
-from hubd.locations import register
-from hubd.mirror import mirror
-from hubd.peers import add_peer, sources
+from hubd.ops.mirror import mirror
+from hubd.ops.verify import verify_store
 from hubd.refs import RepoRef
 from hubd.runtime.prepare import prepare
-from hubd.testing.fakehub import FakeHub
-from hubd.testing.modelgen import tiny_gguf_files, tiny_lora_files, tiny_model_files
-from hubd.tokens import create_token
+from hubd.sources.registry import add_peer, sources
 from hubd.trust.keys import node_key, stored_signatures
 from hubd.trust.oms import key_hint, public_pem
 from hubd.trust.policy import may_use
-from hubd.verify import verify_store
 
 Hubd = Callable[..., Result]
 BIG = "model-00001-of-00002.safetensors"

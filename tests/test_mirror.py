@@ -1,4 +1,4 @@
-"""hubd.mirror against the loopback Hub: the real HfApi client and hubd's aiohttp transfer."""
+"""hubd.ops.mirror against the loopback Hub: the real HfApi client and hubd's aiohttp transfer."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from conftest import GATED, LORA, MODEL
+from support.fakehub import FakeHub
+from support.modelgen import tiny_lora_gguf, tiny_model_files
 
 from hubd.catalog.queries import get_repo
 from hubd.cli.progress import BarProgress
@@ -27,10 +29,8 @@ from hubd.errors import (
     UpstreamError,
 )
 from hubd.hashes import git_blob_sha1
-from hubd.mirror import MirrorResult, mirror
+from hubd.ops.mirror import MirrorResult, mirror
 from hubd.refs import RepoRef
-from hubd.testing.fakehub import FakeHub
-from hubd.testing.modelgen import tiny_lora_gguf, tiny_model_files
 
 SHARD = "model-00001-of-00002.safetensors"
 
@@ -214,7 +214,7 @@ def test_disk_full_is_a_store_error(
     """A disk that fills mid-transfer (after the up-front free-space check, by another writer)."""
     import subprocess
 
-    monkeypatch.setattr("hubd.fetch.check_mirror_space", lambda *args: None)
+    monkeypatch.setattr("hubd.ops.fetch.check_mirror_space", lambda *args: None)
 
     small = tmp_path / "small"
     small.mkdir()

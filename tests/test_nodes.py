@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 from conftest import MODEL, hubd_process
-
-from hubd.testing.fakehub import FakeHub
-from hubd.testing.modelgen import tiny_model_files
+from support.fakehub import FakeHub
+from support.modelgen import tiny_model_files
 
 pytestmark = pytest.mark.slow
 

@@ -16,14 +16,14 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from support.corpus import seed
+from support.modelgen import tiny_llama_gguf
 
 from hubd.config import load_settings
 from hubd.context import Context
 from hubd.refs import RepoRef
 from hubd.runtime.openai import ServedModel, front_app, serve
 from hubd.runtime.prepare import prepare
-from hubd.testing.corpus import seed
-from hubd.testing.modelgen import tiny_llama_gguf
 
 ALIASES = ["tiny", "acme/tiny-gguf"]
 DONE = b"data: [DONE]\n\n"

@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 from conftest import LORA, MODEL, Result
 from sqlalchemy import select
+from support.fakehub import FakeHub
+from support.modelgen import tiny_model_files
 from test_server import node
 
 from hubd.catalog.models import File
 from hubd.context import Context
 from hubd.errors import HashMismatch
-from hubd.mirror import MirrorResult, mirror
-from hubd.peers import add_peer
+from hubd.ops.mirror import MirrorResult, mirror
 from hubd.refs import RepoRef
-from hubd.testing.fakehub import FakeHub
-from hubd.testing.modelgen import tiny_model_files
+from hubd.sources.registry import add_peer
 
 Hubd = Callable[..., Result]
 SHARD = "model-00001-of-00002.safetensors"

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from conftest import MODEL, Result, hubd_process
 from sqlalchemy import select
+from support.fakehub import FakeHub
 
 from hubd.catalog.db import open_catalog
 from hubd.catalog.models import Blob, Repo, Revision
+from hubd.cluster.jobs import enqueue, list_jobs
 from hubd.config import load_settings
 from hubd.context import Context
-from hubd.jobs import enqueue, list_jobs
-from hubd.testing.fakehub import FakeHub
 
 Hubd = Callable[..., Result]
 

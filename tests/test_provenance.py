@@ -15,6 +15,8 @@ import pytest
 from conftest import MODEL, Result
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
+from support.fakehub import FakeHub
+from support.modelgen import tiny_model_files
 from test_schemas import validate
 from test_server import node, serving
 
@@ -23,12 +25,10 @@ from hubd.catalog.views import provenance_hop
 from hubd.config import Settings
 from hubd.context import Context
 from hubd.errors import SignatureInvalid, UntrustedSigner, UpstreamError
-from hubd.mirror import MirrorResult, mirror
+from hubd.ops.mirror import MirrorResult, mirror
 from hubd.refs import RepoRef
 from hubd.server import app as server_app
 from hubd.sources import huggingface
-from hubd.testing.fakehub import FakeHub
-from hubd.testing.modelgen import tiny_model_files
 from hubd.trust import oms as signing
 from hubd.trust.keys import node_key, signature_dir, stored_signatures
 from hubd.trust.oms import public_pem

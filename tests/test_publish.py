@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from conftest import Result
 from huggingface_hub import snapshot_download
+from support.modelgen import tiny_lora_files, tiny_model_files, write_files
 from test_server import node, serving
 
 from hubd.context import Context
-from hubd.mirror import mirror
+from hubd.ops.mirror import mirror
 from hubd.refs import RepoRef
-from hubd.testing.modelgen import tiny_lora_files, tiny_model_files, write_files
 
 Hubd = Callable[..., Result]
 REPO = "acme/support-lora"

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 from conftest import MODEL, Result
+from support.fakehub import FakeHub
+from support.modelgen import tiny_model_files
 from test_schemas import validate
 from test_server import node, serving
 
 from hubd.config import Settings
-from hubd.mirror import mirror
+from hubd.ops.mirror import mirror
 from hubd.refs import RepoRef
-from hubd.testing.fakehub import FakeHub
-from hubd.testing.modelgen import tiny_model_files
 
 Hubd = Callable[..., Result]
 SHARD = "model-00001-of-00002.safetensors"

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Result, hubd_process
-
-from hubd.testing.fakehub import FakeHub
+from support.fakehub import FakeHub
 
 pytestmark = pytest.mark.slow
 

@@ -14,19 +14,19 @@ from typing import Any
 import aiohttp
 import pytest
 from conftest import Result, hubd_process
+from support.fakehub import FakeHub
+from support.modelgen import tiny_llama_gguf, tiny_lora_gguf, tiny_model_files
 
 from hubd.config import load_settings
 from hubd.context import Context
 from hubd.errors import InvalidModelFile, RuntimeCrashed
-from hubd.formats.gguf import inspect
+from hubd.model.gguf import inspect
 from hubd.refs import RepoRef
 from hubd.runtime import prepare as runtime_prepare
 from hubd.runtime.openai import ServedModel, serve
 from hubd.runtime.prepare import prepare
 from hubd.runtime.selection import GgufFile, choose
 from hubd.runtime.worker import Request, complete
-from hubd.testing.fakehub import FakeHub
-from hubd.testing.modelgen import tiny_llama_gguf, tiny_lora_gguf, tiny_model_files
 
 Hubd = Callable[..., Result]
 BASE = "acme/tiny-gguf"

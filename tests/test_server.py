@@ -23,16 +23,16 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from support.fakehub import FakeHub
+from support.modelgen import tiny_model_files
 
 from hubd.catalog.queries import get_repo
 from hubd.config import Settings
 from hubd.context import Context
-from hubd.mirror import mirror
+from hubd.ops.mirror import mirror
 from hubd.refs import RepoRef
 from hubd.server import hfapi
 from hubd.server.app import create_app
-from hubd.testing.fakehub import FakeHub
-from hubd.testing.modelgen import tiny_model_files
 
 
 @contextmanager

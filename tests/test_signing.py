@@ -17,9 +17,8 @@ import pytest
 from conftest import LORA, MODEL, Result
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from support.fakehub import FakeHub
 from test_schemas import schema, validate
-
-from hubd.testing.fakehub import FakeHub
 
 Hubd = Callable[..., Result]
 

@@ -28,7 +28,7 @@ from hubd.config import load_settings
 from hubd.context import Context
 from hubd.errors import HubdError, StoreError, UpstreamError
 from hubd.hashes import git_blob_sha1
-from hubd.mirror import MirrorResult, mirror
+from hubd.ops.mirror import MirrorResult, mirror
 from hubd.refs import RepoRef
 
 REPO = "acme/hostile"

@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from ..card import card_record
 from ..context import Context
 from ..errors import HubdError, PolicyViolation
+from ..model.card import card_record
 from ..refs import RepoRef
 from ..sources.base import RemoteRevision
 from ..sources.huggingface import HfSource

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..formats.pickles import PICKLE_SUFFIXES
+from ..model.pickles import PICKLE_SUFFIXES
 from .facts import RevisionRow
 from .licenses import License, LicenseClass
 from .scan import SAFE_WEIGHTS

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidModelFile
-from ..formats.gguf import inspect
-from ..formats.pickles import PICKLE_SUFFIXES, scan_pickle
-from ..formats.safetensors import header_problem
+from ..model.gguf import inspect
+from ..model.pickles import PICKLE_SUFFIXES, scan_pickle
+from ..model.safetensors import header_problem
 from ..store import Store
 from .facts import FileRow
 

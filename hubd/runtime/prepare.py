@@ -14,7 +14,7 @@ from ..catalog.models import Revision
 from ..catalog.queries import derived_repos, require_revision
 from ..context import Context
 from ..errors import EntryNotFound, IntegrityError, InvalidReference, UntrustedSigner
-from ..formats.gguf import check_lora, check_model, inspect
+from ..model.gguf import check_lora, check_model, inspect
 from ..refs import RepoRef
 from ..trust.policy import may_use
 from .loadcheck import check_blobs, preflighted, remember_preflight
@@ -110,7 +110,7 @@ def prepare(
             if not ctx.store.snapshot_dir(r.repo.repo_id, r.commit).exists()
         ]
     if elsewhere:  # recorded by another node of a shared catalog: fetch what is needed
-        from ..locations import make_local  # the HTTP stack, only when it is needed
+        from ..cluster.locations import make_local  # the HTTP stack, only when it is needed
 
         for repo_id, revision_commit, files_of, paths in elsewhere:
             make_local(ctx, repo_id, revision_commit, files_of, paths)

@@ -18,12 +18,12 @@ from aiohttp import web
 from .. import __version__
 from ..catalog.queries import catalog_page
 from ..catalog.views import provenance_hop
+from ..cluster.jobs import JobRequest, check_source, enqueue, get_job, job_metrics, list_jobs
+from ..cluster.locations import BlobFetches, ensure_attestations
+from ..cluster.tokens import token_scope
 from ..context import Context
 from ..errors import AccessDenied, Forbidden, HubdError, InvalidRequest, RangeNotSatisfiable
-from ..jobs import JobRequest, check_source, enqueue, get_job, job_metrics, list_jobs
-from ..locations import BlobFetches, ensure_attestations
 from ..refs import RepoRef
-from ..tokens import token_scope
 from ..trust.keys import stored_signatures
 from ..trust.provenance import chain_path, read_chain
 from . import hfapi

@@ -4,7 +4,8 @@ The subset huggingface_hub uses to download (model info, tree, resolve) with the
 and error contract, so unmodified clients and other hubd nodes pull from a hubd node as they
 would from huggingface.co. Paths are parsed from the raw URL (a revision may hold an encoded
 '/'), and every piece is validated before it touches the catalog or the disk. A file whose blob
-only another node of a shared catalog holds is fetched from that node first (hubd.locations).
+only another node of a shared catalog holds is fetched from that node first
+(hubd.cluster.locations).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy import select
 
 from ..catalog.models import File, Revision
 from ..catalog.queries import commit_for, find_revision, ref_names, repo_exists, verified_file
+from ..cluster.locations import BlobFetches
 from ..context import Context
 from ..errors import (
     EntryNotFound,
@@ -31,7 +33,6 @@ from ..errors import (
     RevisionNotFound,
 )
 from ..hashes import lfs_pointer
-from ..locations import BlobFetches
 from ..refs import RepoRef, check_revision, is_sha256, safe_relpath
 
 CONTEXT = web.AppKey("ctx", Context)

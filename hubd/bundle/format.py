@@ -8,8 +8,8 @@ A bundle is written and read as a stream, never whole in memory::
 
 ``hubd export --since LISTING.json`` leaves out the blobs and revisions the far side's
 ``hubd listing`` says it holds. This module owns the two formats (the index and the listing,
-checked in code as their schemas describe them); hubd.bundle_export writes bundles and
-hubd.bundle_import verifies all of one before anything in it becomes visible.
+checked in code as their schemas describe them); hubd.bundle.export writes bundles and
+hubd.bundle.importer verifies all of one before anything in it becomes visible.
 """
 
 from __future__ import annotations
@@ -25,16 +25,16 @@ from typing import Any, NoReturn
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 
-from .catalog.models import Ref, Repo, Revision
-from .context import Context
-from .errors import (
+from ..catalog.models import Ref, Repo, Revision
+from ..context import Context
+from ..errors import (
     ConfigError,
     InvalidRequest,
     SignatureInvalid,
 )
-from .refs import RepoRef, check_revision, is_commit, safe_relpath
-from .trust.keys import signature_dir, write_atomic
-from .trust.oms import check_key, dsse_open, key_hint
+from ..refs import RepoRef, check_revision, is_commit, safe_relpath
+from ..trust.keys import signature_dir, write_atomic
+from ..trust.oms import check_key, dsse_open, key_hint
 
 INDEX_NAME = "hubd-bundle.json"
 # The index's DSSE envelope, signed by the exporting node's key: the second member. Ref times

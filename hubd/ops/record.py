@@ -14,21 +14,21 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from . import __version__
-from .card import card_record
-from .catalog.db import catalog_errors
-from .catalog.queries import FileRecord, RevisionRecord, record_revision
-from .context import Context
-from .journal import Journal, recover
-from .lineage import adapter_lineage
-from .refs import RepoRef, is_commit
-from .signatures import sign_files
-from .sources.base import Attestations, RemoteFile, RemoteRevision
-from .store import Store
-from .trust.admission import admit
-from .trust.keys import node_key, signature_dir, write_atomic
-from .trust.oms import SIGNATURE_FILE
-from .trust.provenance import Hop, extend_chain
+from .. import __version__
+from ..catalog.db import catalog_errors
+from ..catalog.queries import FileRecord, RevisionRecord, record_revision
+from ..context import Context
+from ..journal import Journal, recover
+from ..model.card import card_record
+from ..model.lineage import adapter_lineage
+from ..refs import RepoRef, is_commit
+from ..sources.base import Attestations, RemoteFile, RemoteRevision
+from ..store import Store
+from ..trust.admission import admit
+from ..trust.keys import node_key, signature_dir, write_atomic
+from ..trust.oms import SIGNATURE_FILE
+from ..trust.provenance import Hop, extend_chain
+from .sign import sign_files
 
 # The README kept as the model card; a longer one is cut (its front matter comes first).
 CARD_TEXT_LIMIT = 1024 * 1024

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .catalog.queries import CardRecord
-from .sources.modelinfo import CARD_DEPTH, json_depth
+from ..catalog.queries import CardRecord
+from ..sources.modelinfo import CARD_DEPTH, json_depth
 
 
 def _as_list(value: Any) -> list[str]:

@@ -1,6 +1,6 @@
 """``hubd verify``: re-hash stored blobs in parallel and name every damaged file.
 
-``--repair`` (hubd.repair) then fetches each damaged blob again and records the outcome
+``--repair`` (hubd.ops.repair) then fetches each damaged blob again and records the outcome
 here, one :class:`BlobRepair` per distinct blob.
 """
 
@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalog.queries import held_only_elsewhere, revisions_with_files
-from .context import Context
+from ..catalog.queries import held_only_elsewhere, revisions_with_files
+from ..context import Context
 
 
 @dataclass(frozen=True)

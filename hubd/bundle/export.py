@@ -16,7 +16,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from .bundle import (
+from ..catalog.models import Revision
+from ..catalog.queries import require_revision
+from ..catalog.views import provenance_hop
+from ..context import Context
+from ..errors import HashMismatch, RevisionNotFound, SizeMismatch, StoreError
+from ..hashes import CHUNK
+from ..ops.sign import node_signature
+from ..refs import RepoRef
+from ..sources.base import NullProgress, Progress
+from ..trust.keys import node_key, signature_dir, trusted_signers
+from ..trust.oms import dsse_envelope, key_hint, public_pem
+from ..trust.policy import check_bundle
+from .format import (
     INDEX_NAME,
     INDEX_PAYLOAD_TYPE,
     INDEX_SIGNATURE,
@@ -29,18 +41,6 @@ from .bundle import (
     Listing,
     signature_names,
 )
-from .catalog.models import Revision
-from .catalog.queries import require_revision
-from .catalog.views import provenance_hop
-from .context import Context
-from .errors import HashMismatch, RevisionNotFound, SizeMismatch, StoreError
-from .hashes import CHUNK
-from .refs import RepoRef
-from .signatures import node_signature
-from .sources.base import NullProgress, Progress
-from .trust.keys import node_key, signature_dir, trusted_signers
-from .trust.oms import dsse_envelope, key_hint, public_pem
-from .trust.policy import check_bundle
 
 
 @dataclass

@@ -17,21 +17,21 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .catalog.queries import require_revision
-from .context import Context
-from .errors import (
+from ..catalog.queries import require_revision
+from ..context import Context
+from ..errors import (
     HashMismatch,
     InvalidRequest,
     RevisionNotFound,
     StoreError,
     UntrustedSigner,
 )
-from .hashes import CHUNK
-from .refs import RepoRef, safe_relpath
-from .trust import oms as signing
-from .trust.certificates import check_signing_chain, subject
-from .trust.keys import Signer, node_key, signature_dir, trusted_signers, write_atomic
-from .trust.policy import check_bundle
+from ..hashes import CHUNK
+from ..refs import RepoRef, safe_relpath
+from ..trust import oms as signing
+from ..trust.certificates import check_signing_chain, subject
+from ..trust.keys import Signer, node_key, signature_dir, trusted_signers, write_atomic
+from ..trust.policy import check_bundle
 
 
 @dataclass(frozen=True)

@@ -32,19 +32,10 @@ from typing import IO, Any
 
 from sqlalchemy.orm import Session
 
-from .bundle import (
-    HOP_KEYS,
-    INDEX_LIMIT,
-    INDEX_NAME,
-    INDEX_SIGNATURE,
-    Index,
-    IndexRevision,
-    parse_index,
-)
-from .catalog.db import catalog_errors
-from .catalog.queries import find_ref, find_revision
-from .context import Context
-from .errors import (
+from ..catalog.db import catalog_errors
+from ..catalog.queries import find_ref, find_revision
+from ..context import Context
+from ..errors import (
     HashMismatch,
     InvalidRequest,
     ReplayedRevision,
@@ -54,17 +45,26 @@ from .errors import (
     UnsafePath,
     UntrustedSigner,
 )
-from .hashes import CHUNK, git_blob_header
-from .journal import Journal, recover
-from .record import record_snapshot
-from .refs import RepoRef, safe_relpath
-from .sources.base import Attestations, NullProgress, Progress, RemoteFile, RemoteRevision
-from .space import require_free
-from .store import Expected, Store
-from .trust.admission import admit
-from .trust.keys import signature_dir, trusted_signers, write_atomic
-from .trust.policy import may_use
-from .trust.provenance import CHAIN_FILE
+from ..hashes import CHUNK, git_blob_header
+from ..journal import Journal, recover
+from ..ops.record import record_snapshot
+from ..ops.space import require_free
+from ..refs import RepoRef, safe_relpath
+from ..sources.base import Attestations, NullProgress, Progress, RemoteFile, RemoteRevision
+from ..store import Expected, Store
+from ..trust.admission import admit
+from ..trust.keys import signature_dir, trusted_signers, write_atomic
+from ..trust.policy import may_use
+from ..trust.provenance import CHAIN_FILE
+from .format import (
+    HOP_KEYS,
+    INDEX_LIMIT,
+    INDEX_NAME,
+    INDEX_SIGNATURE,
+    Index,
+    IndexRevision,
+    parse_index,
+)
 
 PRESENT = "already present"
 # tar records tarfile reads whole into memory (pax and GNU long-name headers): bounded first.

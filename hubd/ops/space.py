@@ -12,9 +12,9 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import StoreError
-from .sources.base import RemoteFile
-from .store import Expected, Store
+from ..errors import StoreError
+from ..sources.base import RemoteFile
+from ..store import Expected, Store
 
 
 def require_free(root: Path, needed: int, what: str, hint: str) -> None:

@@ -20,12 +20,13 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import save
 
-from .. import __version__
-from ..card import card_record
-from ..catalog.queries import FileRecord, RevisionRecord, record_revision
-from ..context import Context
-from ..lineage import adapter_lineage
-from ..store import Expected
+from hubd import __version__
+from hubd.catalog.queries import FileRecord, RevisionRecord, record_revision
+from hubd.context import Context
+from hubd.model.card import card_record
+from hubd.model.lineage import adapter_lineage
+from hubd.store import Expected
+
 from .modelgen import _readme, tiny_llama_gguf
 
 MIT_TEXT = (

@@ -17,15 +17,15 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import func, select, update
 
-from .catalog.models import Job, utcnow
-from .catalog.queries import sibling_nodes
-from .context import Context
-from .errors import Forbidden, HubdError, InvalidReference, InvalidRequest, NotFound
-from .mirror import mirror
-from .peers import check_url, list_peers
-from .refs import RepoRef
+from ..catalog.models import Job, utcnow
+from ..catalog.queries import sibling_nodes
+from ..context import Context
+from ..errors import Forbidden, HubdError, InvalidReference, InvalidRequest, NotFound
+from ..ops.mirror import mirror
+from ..refs import RepoRef
+from ..sources.registry import check_url, list_peers
 
-log = logging.getLogger("hubd.jobs")
+log = logging.getLogger("hubd.cluster.jobs")
 ACTIVE = ("queued", "running")
 
 

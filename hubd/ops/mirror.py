@@ -1,4 +1,4 @@
-"""``hubd mirror``: resolve -> policy -> select -> fetch (hubd.fetch) -> record (hubd.record).
+"""``hubd mirror``: resolve -> policy -> select -> fetch (ops.fetch) -> record (ops.record).
 
 The CLI runs :func:`mirror` in-process; the daemon will run the same function for its jobs.
 """
@@ -14,17 +14,17 @@ from typing import Any
 
 from huggingface_hub.utils import filter_repo_objects
 
-from .catalog.queries import find_revision
-from .context import Context
-from .errors import EntryNotFound, InvalidReference, OfflineError
+from ..catalog.queries import find_revision
+from ..context import Context
+from ..errors import EntryNotFound, InvalidReference, OfflineError
+from ..refs import RepoRef
+from ..sources.base import NullProgress, Progress, RemoteFile, RemoteRevision
+from ..sources.huggingface import HfSource
+from ..sources.registry import sources
+from ..threads import enter_in_thread
+from ..trust.oms import SIGNATURE_FILE
 from .fetch import fetch, resolve_first
-from .peers import sources
 from .record import record_snapshot
-from .refs import RepoRef
-from .sources.base import NullProgress, Progress, RemoteFile, RemoteRevision
-from .sources.huggingface import HfSource
-from .threads import enter_in_thread
-from .trust.oms import SIGNATURE_FILE
 
 # Always mirrored whatever --include says: the card (license, lineage), the adapter config and
 # the repo's own OMS signature (checked before the revision becomes visible).
@@ -128,7 +128,7 @@ async def mirror(
     source, remote, fallbacks = await resolve_first(candidates, ref)
     decision = None
     if ctx.settings.policy is not None:  # the audit stack is imported only when there is one
-        from .audit.gate import check_mirror
+        from ..audit.gate import check_mirror
 
         decision = await asyncio.to_thread(check_mirror, ctx, source, remote)  # before any byte
     files = select_files(remote.files, include, exclude)

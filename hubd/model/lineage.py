@@ -6,9 +6,9 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from .catalog.queries import CardRecord
-from .errors import InvalidModelFile
-from .formats.gguf import inspect
+from ..catalog.queries import CardRecord
+from ..errors import InvalidModelFile
+from .gguf import inspect
 
 CONFIG_LIMIT = 1024 * 1024
 

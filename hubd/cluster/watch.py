@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 
-from .catalog.models import Watch, utcnow
-from .context import Context
-from .errors import InvalidRequest, NotFound
+from ..catalog.models import Watch, utcnow
+from ..context import Context
+from ..errors import InvalidRequest, NotFound
+from ..refs import RepoRef
 from .jobs import enqueue
-from .refs import RepoRef
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

@@ -1,4 +1,4 @@
-"""``hubd verify --repair``: set damaged blobs aside and fetch them again (hubd.fetch).
+"""``hubd verify --repair``: set damaged blobs aside and fetch them again (hubd.ops.fetch).
 
 A damaged blob is first moved to ``quarantine/<sha256>.<actual sha256>`` in the store, so no
 corrupt bytes stay where a verified blob is expected, yet nothing is lost if the repair fails.
@@ -16,13 +16,13 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .context import Context
-from .errors import HubdError, StoreError
+from ..context import Context
+from ..errors import HubdError, StoreError
+from ..refs import RepoRef
+from ..sources.base import NullProgress
+from ..sources.registry import sources
+from ..threads import enter_in_thread
 from .fetch import fetch, resolve_first
-from .peers import sources
-from .refs import RepoRef
-from .sources.base import NullProgress
-from .threads import enter_in_thread
 from .verify import BlobRepair, Damage
 
 QUARANTINE = "quarantine"

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from .errors import (
+from ..errors import (
     AccessDenied,
     Forbidden,
     HubdError,

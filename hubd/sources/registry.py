@@ -13,12 +13,12 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import delete, func, select
 
-from .catalog.models import Peer
-from .catalog.queries import sibling_nodes
-from .config import Settings
-from .context import Context
-from .errors import ConfigError, InvalidRequest, NotFound
-from .sources.huggingface import HfSource
+from ..catalog.models import Peer
+from ..catalog.queries import sibling_nodes
+from ..config import Settings
+from ..context import Context
+from ..errors import ConfigError, InvalidRequest, NotFound
+from .huggingface import HfSource
 
 
 @dataclass(frozen=True)

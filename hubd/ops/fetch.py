@@ -13,18 +13,18 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from .context import Context
-from .errors import AccessDenied, EntryNotFound, HubdError, IntegrityError, NotFound, UpstreamError
-from .refs import RepoRef
-from .sources.base import Progress, RemoteFile, RemoteRevision
-from .sources.huggingface import HfSource
+from ..context import Context
+from ..errors import AccessDenied, EntryNotFound, HubdError, IntegrityError, NotFound, UpstreamError
+from ..refs import RepoRef
+from ..sources.base import Progress, RemoteFile, RemoteRevision
+from ..sources.huggingface import HfSource
+from ..store import Expected
+from ..threads import enter_in_thread
 from .space import check_mirror_space
-from .store import Expected
-from .threads import enter_in_thread
 
 # A file that fails this way from one source may still come whole from another.
 FILE_FAILURES = (UpstreamError, IntegrityError, EntryNotFound, AccessDenied)
-log = logging.getLogger("hubd.fetch")
+log = logging.getLogger("hubd.ops.fetch")
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from .catalog.models import ApiToken, utcnow
-from .context import Context
-from .errors import InvalidRequest, NotFound
+from ..catalog.models import ApiToken, utcnow
+from ..context import Context
+from ..errors import InvalidRequest, NotFound
 
 SCOPES = ("read", "write")
 

@@ -1,12 +1,12 @@
 """Dev tool: run a FakeHub or generate test repos on disk.
 
-python -m hubd.testing serve --repo org/name=DIR [--repo ...] [--gated org/name] [--token T]
+python -m tests.support serve --repo org/name=DIR [--repo ...] [--gated org/name] [--token T]
                              [--throttle BPS] [--port-file FILE]
-python -m hubd.testing generate tiny-model DIR [--seed N] [--shards K]
-python -m hubd.testing generate tiny-lora DIR --base org/name [--seed N]
-python -m hubd.testing generate big DIR --bytes N --shards K [--seed N]
-python -m hubd.testing generate tiny-gguf DIR [--base org/name] [--seed N]
-python -m hubd.testing generate tiny-gguf-lora DIR --base org/name [--seed N]
+python -m tests.support generate tiny-model DIR [--seed N] [--shards K]
+python -m tests.support generate tiny-lora DIR --base org/name [--seed N]
+python -m tests.support generate big DIR --bytes N --shards K [--seed N]
+python -m tests.support generate tiny-gguf DIR [--base org/name] [--seed N]
+python -m tests.support generate tiny-gguf-lora DIR --base org/name [--seed N]
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import os
 import signal
 from pathlib import Path
 
-from hubd.testing.fakehub import FakeHub
-from hubd.testing.modelgen import (
+from .fakehub import FakeHub
+from .modelgen import (
     big_safetensors_repo,
     tiny_gguf_files,
     tiny_gguf_lora_files,
@@ -88,7 +88,7 @@ def _generate(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m hubd.testing", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tests.support", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve directories as Hub repos until SIGTERM/SIGINT")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .catalog.queries import (
+from ..catalog.queries import (
     delete_revision,
     delete_unreferenced_blobs,
     forget_locations,
@@ -13,8 +13,8 @@ from .catalog.queries import (
     referenced_blobs,
     require_revision,
 )
-from .context import Context
-from .refs import RepoRef
+from ..context import Context
+from ..refs import RepoRef
 
 
 @dataclass(frozen=True)

@@ -15,16 +15,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .catalog.queries import find_revision
-from .context import Context
-from .errors import InvalidRequest, UnsafePath
-from .hashes import CHUNK, git_blob_header, git_blob_sha1, lfs_pointer
+from ..catalog.queries import find_revision
+from ..context import Context
+from ..errors import InvalidRequest, UnsafePath
+from ..hashes import CHUNK, git_blob_header, git_blob_sha1, lfs_pointer
+from ..refs import RepoRef, check_revision, safe_relpath
+from ..sources.base import RemoteFile, RemoteRevision
+from ..store import Expected
+from ..trust.oms import SIGNATURE_FILE
 from .record import record_snapshot
-from .refs import RepoRef, check_revision, safe_relpath
-from .signatures import keep_signature, trusted_bundle
-from .sources.base import RemoteFile, RemoteRevision
-from .store import Expected
-from .trust.oms import SIGNATURE_FILE
+from .sign import keep_signature, trusted_bundle
 
 # What the Hub's default .gitattributes stores in LFS, plus anything of 10 MiB or more.
 LFS_SUFFIXES = (

@@ -20,16 +20,16 @@ import logging
 from functools import partial
 from urllib.parse import urlsplit
 
-from .catalog.queries import (
+from ..catalog.queries import (
     holders,
     record_locations,
     register_node,
     sibling_nodes,
     touch_node,
 )
-from .config import derived_node_url
-from .context import Context
-from .errors import (
+from ..config import derived_node_url
+from ..context import Context
+from ..errors import (
     AccessDenied,
     BlobUnavailable,
     ConfigError,
@@ -37,15 +37,15 @@ from .errors import (
     NotFound,
     UpstreamError,
 )
-from .peers import node_token, source_for
-from .sources.base import Attestations, RemoteFile
-from .store import Expected
-from .threads import enter_in_thread
-from .trust.admission import admit
-from .trust.keys import signature_dir, stored_signatures, write_atomic
-from .trust.provenance import chain_path, write_chain
+from ..sources.base import Attestations, RemoteFile
+from ..sources.registry import node_token, source_for
+from ..store import Expected
+from ..threads import enter_in_thread
+from ..trust.admission import admit
+from ..trust.keys import signature_dir, stored_signatures, write_atomic
+from ..trust.provenance import chain_path, write_chain
 
-log = logging.getLogger("hubd.locations")
+log = logging.getLogger("hubd.cluster.locations")
 # What one holder failing this way leaves to the next holder.
 HOLDER_FAILURES = (UpstreamError, IntegrityError, NotFound, AccessDenied)
 
