@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.support: the fakes and generators, outside the wheel
 
 from hubd.catalog.models import Blob, File, ModelCard, Ref, Repo, Revision
-from hubd.catalog.queries import revisions_with_files
+from hubd.catalog.revisions import revisions_with_files
 from hubd.config import Settings
 from hubd.context import Context
 from hubd.model.card import card_record

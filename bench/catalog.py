@@ -34,8 +34,9 @@ from sqlalchemy import Engine, Table, create_engine, insert, make_url, select, t
 from sqlalchemy.orm import Session, sessionmaker
 
 from hubd.catalog.db import open_catalog
+from hubd.catalog.listing import repo_page
 from hubd.catalog.models import Base, ModelCard, Repo, Revision
-from hubd.catalog.queries import get_repo, repo_page
+from hubd.catalog.revisions import get_repo
 from hubd.catalog.views import repo_detail
 
 TARGET_MS = 100.0

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from hubd.catalog.queries import require_revision
+from hubd.catalog.revisions import require_revision
 from hubd.catalog.views import provenance_hop
 from hubd.refs import RepoRef
 from hubd.trust.keys import trusted_signers

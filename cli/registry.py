@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from hubd.catalog.queries import get_repo, repo_page
+from hubd.catalog.listing import repo_page
+from hubd.catalog.revisions import get_repo
 from hubd.catalog.views import repo_detail
 from hubd.context import Context
 from hubd.errors import SignatureInvalid, VerificationFailed

@@ -34,7 +34,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from .catalog.queries import find_ref, find_revision
+from .catalog.revisions import find_ref, find_revision
 from .errors import StoreError
 from .store import Store, temp_path
 

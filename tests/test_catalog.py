@@ -28,8 +28,9 @@ from hubd.catalog.db import (
     open_catalog,
     upgrade,
 )
+from hubd.catalog.listing import repo_summaries
 from hubd.catalog.models import Base
-from hubd.catalog.queries import (
+from hubd.catalog.revisions import (
     CardRecord,
     FileRecord,
     RevisionRecord,
@@ -37,7 +38,6 @@ from hubd.catalog.queries import (
     get_repo,
     record_revision,
     referenced_blobs,
-    repo_summaries,
 )
 from hubd.catalog.views import repo_detail, repo_summary
 from hubd.errors import ConfigError, ReplayedRevision

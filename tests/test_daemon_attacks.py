@@ -28,7 +28,8 @@ from support.fakehub import FakeHub
 from support.modelgen import tiny_model_files
 from test_server import serving
 
-from hubd.catalog.queries import get_repo, register_node
+from hubd.catalog.nodes import register_node
+from hubd.catalog.revisions import get_repo
 from hubd.cluster.tokens import create_token
 from hubd.context import Context
 from hubd.ops.mirror import mirror

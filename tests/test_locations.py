@@ -29,15 +29,13 @@ from test_server import serving
 
 from hubd.catalog.db import MIGRATIONS, create_catalog_engine, open_catalog
 from hubd.catalog.models import BlobLocation, Node
-from hubd.catalog.queries import (
-    NODE_ALIVE,
+from hubd.catalog.nodes import NODE_ALIVE, holders, touch_node
+from hubd.catalog.revisions import (
     CardRecord,
     FileRecord,
     RevisionRecord,
     find_revision,
-    holders,
     record_revision,
-    touch_node,
 )
 from hubd.cluster.locations import register
 from hubd.cluster.tokens import create_token

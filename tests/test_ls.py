@@ -12,14 +12,8 @@ from conftest import Result
 from test_schemas import validate
 
 from hubd.catalog.db import open_catalog
-from hubd.catalog.queries import (
-    CardRecord,
-    FileRecord,
-    RevisionRecord,
-    get_repo,
-    record_revision,
-    repo_page,
-)
+from hubd.catalog.listing import repo_page
+from hubd.catalog.revisions import CardRecord, FileRecord, RevisionRecord, get_repo, record_revision
 from hubd.catalog.views import repo_summary
 
 Hubd = Callable[..., Result]

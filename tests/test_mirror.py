@@ -14,7 +14,7 @@ from conftest import GATED, LORA, MODEL
 from support.fakehub import FakeHub
 from support.modelgen import tiny_lora_gguf, tiny_model_files
 
-from hubd.catalog.queries import get_repo
+from hubd.catalog.revisions import get_repo
 from hubd.cli.progress import BarProgress
 from hubd.context import Context
 from hubd.errors import (

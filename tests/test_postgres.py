@@ -29,7 +29,7 @@ RACER = """
 import sys, time
 from datetime import UTC, datetime
 from hubd.catalog.db import open_catalog
-from hubd.catalog.queries import CardRecord, FileRecord, RevisionRecord, record_revision
+from hubd.catalog.revisions import CardRecord, FileRecord, RevisionRecord, record_revision
 
 url, start, n = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 time.sleep(max(0.0, start - time.time()))

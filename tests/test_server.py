@@ -26,7 +26,7 @@ from huggingface_hub.errors import (
 from support.fakehub import FakeHub
 from support.modelgen import tiny_model_files
 
-from hubd.catalog.queries import get_repo
+from hubd.catalog.revisions import get_repo
 from hubd.config import Settings
 from hubd.context import Context
 from hubd.ops.mirror import mirror

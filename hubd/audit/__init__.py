@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from functools import partial
 
 from .. import __version__
-from ..catalog.queries import require_revision
+from ..catalog.revisions import require_revision
 from ..context import Context
 from ..errors import NotFound
 from .declared import DeclarationReader

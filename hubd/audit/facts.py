@@ -16,8 +16,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..catalog.models import File, ModelCard, Ref, Repo, Revision
-from ..catalog.queries import CardRecord
+from ..catalog.models import File, ModelCard, Ref, Repo, Revision, RevisionState
+from ..catalog.revisions import CardRecord
 from ..context import Context
 from ..errors import IntegrityError
 from ..trust.keys import Signer, signature_dir, stored_signatures, trusted_signers
@@ -88,7 +88,7 @@ def load_catalog(session: Session, repo_id: str | None = None) -> list[RevisionR
         )
         .join(Repo, Revision.repo_pk == Repo.id)
         .outerjoin(ModelCard, ModelCard.revision_pk == Revision.id)
-        .where(Revision.state == "verified")
+        .where(Revision.state == RevisionState.VERIFIED)
         .order_by(Repo.repo_id, Revision.mirrored_at)
     )
     files = select(File.revision_pk, File.path, File.size, File.sha256).order_by(File.path)

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from ..catalog.models import Revision
-from ..catalog.queries import require_revision
+from ..catalog.models import Revision, RevisionState
+from ..catalog.revisions import require_revision
 from ..catalog.views import provenance_hop
 from ..context import Context
 from ..errors import HashMismatch, RevisionNotFound, SizeMismatch, StoreError
@@ -70,7 +70,7 @@ def _collect(ctx: Context, ref: RepoRef) -> tuple[IndexRevision, dict[str, bytes
     """One verified revision as the index describes it, and its signature directory."""
     with ctx.catalog() as session:
         revision: Revision = require_revision(session, ref.repo_id, ref.revision)
-        if revision.state != "verified":
+        if revision.state != RevisionState.VERIFIED:
             raise RevisionNotFound(f"{ref} is {revision.state}, not verified; cannot export it")
         commit = revision.commit
         card = revision.card

@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 
-from ..catalog.models import Ref, Repo, Revision
+from ..catalog.models import Ref, Repo, Revision, RevisionState
 from ..context import Context
 from ..errors import (
     ConfigError,
@@ -362,7 +362,7 @@ def listing(ctx: Context) -> dict[str, Any]:
             for repo_id, commit in session.execute(
                 select(Repo.repo_id, Revision.commit)
                 .join(Revision.repo)
-                .where(Revision.state == "verified")
+                .where(Revision.state == RevisionState.VERIFIED)
                 .order_by(Repo.repo_id, Revision.mirrored_at)
             )
         ]

@@ -33,7 +33,8 @@ from typing import IO, Any
 from sqlalchemy.orm import Session
 
 from ..catalog.db import catalog_errors
-from ..catalog.queries import find_ref, find_revision
+from ..catalog.models import RevisionState
+from ..catalog.revisions import find_ref, find_revision
 from ..context import Context
 from ..errors import (
     HashMismatch,
@@ -362,7 +363,7 @@ def _changes(ctx: Context, received: _Received, label: str) -> list[_Change]:
             ]
             record = (
                 existing is None
-                or existing.state != "verified"
+                or existing.state != RevisionState.VERIFIED
                 or not set(rev.manifest) <= set(have)
                 or bool(moved)
             )

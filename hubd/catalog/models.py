@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -10,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -41,8 +43,42 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class RevisionState(StrEnum):
+    """Whether a revision's files were all checked against their digests."""
+
+    VERIFIED = "verified"
+    FAILED = "failed"
+
+
+class JobState(StrEnum):
+    """Where a queued mirror is: waiting, claimed by a worker, or finished either way."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+def _state_column(states: type[StrEnum]) -> Enum:
+    """The value in a VARCHAR(20), as the migrations create it: no native type, no CHECK."""
+    return Enum(
+        states,
+        native_enum=False,
+        create_constraint=False,
+        length=20,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, datetime: UTCDateTime}
+    type_annotation_map = {
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+        datetime: UTCDateTime,
+        RevisionState: _state_column(RevisionState),
+        JobState: _state_column(JobState),
+    }
 
 
 class Repo(Base):
@@ -73,7 +109,7 @@ class Revision(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     repo_pk: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), index=True)
     commit: Mapped[str] = mapped_column(String(40))
-    state: Mapped[str] = mapped_column(String(20), default="verified")  # verified | failed
+    state: Mapped[RevisionState] = mapped_column(default=RevisionState.VERIFIED)
     mirrored_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     source_endpoint: Mapped[str] = mapped_column(String(500))
     is_adapter: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -218,7 +254,7 @@ class Job(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     repo: Mapped[str] = mapped_column(String(300))  # org/name[@revision]
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    state: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    state: Mapped[JobState] = mapped_column(default=JobState.QUEUED, index=True)
     node: Mapped[str | None] = mapped_column(String(200))  # who runs or ran it
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)

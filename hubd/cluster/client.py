@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from ..catalog.models import JobState
 from ..errors import (
     AccessDenied,
     Forbidden,
@@ -22,7 +23,7 @@ from ..errors import (
     UpstreamError,
 )
 
-FINAL = ("done", "failed")
+FINAL = (JobState.DONE, JobState.FAILED)
 
 
 class DaemonClient:
@@ -66,8 +67,8 @@ class DaemonClient:
             job: dict[str, Any] = await self._call("GET", f"/api/hubd/jobs/{job_id}")
             if on_update is not None:
                 on_update(job)
-            if job["state"] == "failed":
+            if job["state"] == JobState.FAILED:
                 raise HubdError(f"job {job_id} on {self.url} failed: {job['error']}")
-            if job["state"] == "done":
+            if job["state"] == JobState.DONE:
                 return job
             await asyncio.sleep(poll)

@@ -17,8 +17,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import func, select, update
 
-from ..catalog.models import Job, utcnow
-from ..catalog.queries import sibling_nodes
+from ..catalog.models import Job, JobState, utcnow
+from ..catalog.nodes import sibling_nodes
 from ..context import Context
 from ..errors import Forbidden, HubdError, InvalidReference, InvalidRequest, NotFound
 from ..ops.mirror import mirror
@@ -26,7 +26,7 @@ from ..refs import RepoRef
 from ..sources.registry import check_url, list_peers
 
 log = logging.getLogger("hubd.cluster.jobs")
-ACTIVE = ("queued", "running")
+ACTIVE = (JobState.QUEUED, JobState.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class JobInfo:
     id: int
     repo: str
     options: dict[str, Any]
-    state: str
+    state: JobState
     node: str | None
     attempts: int
     bytes_done: int
@@ -164,7 +164,7 @@ def enqueue(ctx: Context, repo: str, options: dict[str, Any] | None = None) -> J
         for job in session.scalars(select(Job).where(Job.repo == str(ref), Job.state.in_(ACTIVE))):
             if job.options == options:
                 return _info(job)
-        job = Job(repo=str(ref), options=options, state="queued")
+        job = Job(repo=str(ref), options=options, state=JobState.QUEUED)
         session.add(job)
         session.flush()
         return _info(job)
@@ -184,17 +184,17 @@ def get_job(ctx: Context, job_id: int) -> JobInfo:
         return _info(job)
 
 
-def job_metrics(ctx: Context) -> tuple[dict[str, int], int, int]:
+def job_metrics(ctx: Context) -> tuple[dict[JobState, int], int, int]:
     """(jobs by state, bytes mirrored by finished jobs, jobs failed on integrity)."""
     with ctx.catalog() as session:
         rows = session.execute(select(Job.state, func.count()).group_by(Job.state))
         by_state = {state: n for state, n in rows}
         mirrored = sum(
             int((r or {}).get("bytes_transferred", 0))
-            for r in session.scalars(select(Job.result).where(Job.state == "done"))
+            for r in session.scalars(select(Job.result).where(Job.state == JobState.DONE))
         )
         integrity = session.scalar(
-            select(func.count()).where(Job.state == "failed", Job.error.like("%mismatch%"))
+            select(func.count()).where(Job.state == JobState.FAILED, Job.error.like("%mismatch%"))
         )
     return by_state, mirrored, int(integrity or 0)
 
@@ -204,14 +204,14 @@ def claim(ctx: Context, node: str) -> JobInfo | None:
     with ctx.catalog.begin() as session:
         job = session.scalar(
             select(Job)
-            .where(Job.state == "queued")
+            .where(Job.state == JobState.QUEUED)
             .order_by(Job.id)
             .limit(1)
             .with_for_update(skip_locked=True)
         )
         if job is None:
             return None
-        job.state, job.node, job.started_at = "running", node, utcnow()
+        job.state, job.node, job.started_at = JobState.RUNNING, node, utcnow()
         job.attempts += 1
         return _info(job)
 
@@ -221,18 +221,20 @@ def requeue_interrupted(ctx: Context, node: str) -> int:
     with ctx.catalog.begin() as session:
         result = session.execute(
             update(Job)
-            .where(Job.state == "running", Job.node == node)
-            .values(state="queued", node=None)
+            .where(Job.state == JobState.RUNNING, Job.node == node)
+            .values(state=JobState.QUEUED, node=None)
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def _finish(ctx: Context, job_id: int, state: str, **values: Any) -> None:
+def _finish(ctx: Context, job_id: int, state: JobState, **values: Any) -> None:
     with ctx.catalog.begin() as session:
         session.execute(
             update(Job)
             .where(Job.id == job_id)
-            .values(state=state, finished_at=utcnow() if state != "queued" else None, **values)
+            .values(
+                state=state, finished_at=utcnow() if state != JobState.QUEUED else None, **values
+            )
         )
 
 
@@ -283,18 +285,18 @@ async def run_job(ctx: Context, job: JobInfo) -> None:
         )
     except HubdError as exc:
         log.warning("job %d (%s) failed: %s", job.id, job.repo, exc)
-        _finish(ctx, job.id, "failed", error=str(exc), bytes_done=progress.done)
+        _finish(ctx, job.id, JobState.FAILED, error=str(exc), bytes_done=progress.done)
     except asyncio.CancelledError:
-        _finish(ctx, job.id, "queued", node=None, bytes_done=progress.done)
+        _finish(ctx, job.id, JobState.QUEUED, node=None, bytes_done=progress.done)
         raise
     except Exception as exc:
         log.exception("job %d (%s) crashed", job.id, job.repo)
-        _finish(ctx, job.id, "failed", error=f"internal error: {exc}")
+        _finish(ctx, job.id, JobState.FAILED, error=f"internal error: {exc}")
     else:
         _finish(
             ctx,
             job.id,
-            "done",
+            JobState.DONE,
             result=result.to_json(),
             bytes_done=progress.total,
             bytes_total=progress.total,
@@ -307,7 +309,7 @@ def _write_progress(ctx: Context, job_id: int, progress: JobProgress) -> None:
     with ctx.catalog.begin() as session:
         session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.state == "running")
+            .where(Job.id == job_id, Job.state == JobState.RUNNING)
             .values(bytes_done=progress.done, bytes_total=progress.total)
         )
 

@@ -20,13 +20,7 @@ import logging
 from functools import partial
 from urllib.parse import urlsplit
 
-from ..catalog.queries import (
-    holders,
-    record_locations,
-    register_node,
-    sibling_nodes,
-    touch_node,
-)
+from ..catalog.nodes import holders, record_locations, register_node, sibling_nodes, touch_node
 from ..config import derived_node_url
 from ..context import Context
 from ..errors import (

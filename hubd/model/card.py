@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..catalog.queries import CardRecord
+from ..catalog.revisions import CardRecord
 from ..sources.modelinfo import CARD_DEPTH, json_depth
 
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..catalog.queries import CardRecord
+from ..catalog.revisions import CardRecord
 from ..errors import InvalidModelFile
 from .gguf import inspect
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..catalog.queries import (
+from ..catalog.nodes import forget_locations, node_blobs
+from ..catalog.revisions import (
     delete_revision,
     delete_unreferenced_blobs,
-    forget_locations,
     get_repo,
-    node_blobs,
     referenced_blobs,
     require_revision,
 )

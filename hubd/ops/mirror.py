@@ -14,7 +14,8 @@ from typing import Any
 
 from huggingface_hub.utils import filter_repo_objects
 
-from ..catalog.queries import find_revision
+from ..catalog.models import RevisionState
+from ..catalog.revisions import find_revision
 from ..context import Context
 from ..errors import EntryNotFound, InvalidReference, OfflineError
 from ..refs import RepoRef
@@ -84,7 +85,7 @@ def select_files(
 def _offline_answer(ctx: Context, ref: RepoRef, started: float) -> MirrorResult:
     with ctx.catalog() as session:
         revision = find_revision(session, ref.repo_id, ref.revision)
-        if revision is None or revision.state != "verified":
+        if revision is None or revision.state != RevisionState.VERIFIED:
             raise OfflineError(
                 f"{ref} is not in the local catalog and offline mode is on (HF_HUB_OFFLINE=1)"
             )
@@ -165,7 +166,7 @@ async def _transfer(
     """Fetch and record one revision (under the store's shared guard)."""
     with ctx.catalog() as db:
         known = find_revision(db, remote.repo_id, remote.commit)
-        verified = known is not None and known.state == "verified"
+        verified = known is not None and known.state == RevisionState.VERIFIED
         known_paths = {f.path for f in known.files} if known and verified else set()
     async with source.session() as session:
         fetched = await fetch(ctx, [source, *fallbacks], session, remote, files, progress)

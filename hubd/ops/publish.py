@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..catalog.queries import find_revision
+from ..catalog.revisions import find_revision
 from ..context import Context
 from ..errors import InvalidRequest, UnsafePath
 from ..hashes import CHUNK, git_blob_header, git_blob_sha1, lfs_pointer

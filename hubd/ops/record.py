@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from .. import __version__
 from ..catalog.db import catalog_errors
-from ..catalog.queries import FileRecord, RevisionRecord, record_revision
+from ..catalog.revisions import FileRecord, RevisionRecord, record_revision
 from ..context import Context
 from ..journal import Journal, recover
 from ..model.card import card_record

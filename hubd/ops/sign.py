@@ -17,7 +17,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ..catalog.queries import require_revision
+from ..catalog.models import RevisionState
+from ..catalog.revisions import require_revision
 from ..context import Context
 from ..errors import (
     HashMismatch,
@@ -50,7 +51,7 @@ def _revision_files(ctx: Context, ref: RepoRef) -> tuple[str, dict[str, str]]:
     """(commit, path -> sha256) of a verified revision."""
     with ctx.catalog() as session:
         revision = require_revision(session, ref.repo_id, ref.revision)
-        if revision.state != "verified":
+        if revision.state != RevisionState.VERIFIED:
             raise RevisionNotFound(
                 f"{ref} is not a verified revision in the catalog", hint="see `hubd show`"
             )

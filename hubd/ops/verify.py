@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..catalog.queries import held_only_elsewhere, revisions_with_files
+from ..catalog.nodes import held_only_elsewhere
+from ..catalog.revisions import revisions_with_files
 from ..context import Context
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from ..catalog.models import Revision
-from ..catalog.queries import derived_repos, require_revision
+from ..catalog.models import Revision, RevisionState
+from ..catalog.revisions import derived_repos, require_revision
 from ..context import Context
 from ..errors import EntryNotFound, IntegrityError, InvalidReference, UntrustedSigner
 from ..model.gguf import check_lora, check_model, inspect
@@ -35,8 +35,8 @@ class Prepared:
 
 def _revision(session: Session, ref: RepoRef) -> Revision:
     revision = require_revision(session, ref.repo_id, ref.revision)
-    if revision.state != "verified":
-        raise IntegrityError(f"{ref} is in state {revision.state!r}, not verified; refusing")
+    if revision.state != RevisionState.VERIFIED:
+        raise IntegrityError(f"{ref} is in state {revision.state.value!r}, not verified; refusing")
     return revision
 
 

@@ -16,7 +16,8 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
-from ..catalog.queries import catalog_page
+from ..catalog.listing import catalog_page
+from ..catalog.models import JobState
 from ..catalog.views import provenance_hop
 from ..cluster.jobs import JobRequest, check_source, enqueue, get_job, job_metrics, list_jobs
 from ..cluster.locations import BlobFetches, ensure_attestations
@@ -249,10 +250,7 @@ async def metrics(request: web.Request) -> web.Response:
         "# TYPE hubd_bytes_mirrored_total counter",
         f"hubd_bytes_mirrored_total {mirrored}",
         "# TYPE hubd_jobs gauge",
-        *(
-            f'hubd_jobs{{state="{s}"}} {by_state.get(s, 0)}'
-            for s in ("queued", "running", "done", "failed")
-        ),
+        *(f'hubd_jobs{{state="{s}"}} {by_state.get(s, 0)}' for s in JobState),
         "# TYPE hubd_verification_failures_total counter",
         f"hubd_verification_failures_total {integrity}",
     ]

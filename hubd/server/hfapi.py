@@ -21,8 +21,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from sqlalchemy import select
 
-from ..catalog.models import File, Revision
-from ..catalog.queries import commit_for, find_revision, ref_names, repo_exists, verified_file
+from ..catalog.models import File, Revision, RevisionState
+from ..catalog.revisions import commit_for, find_revision, ref_names, repo_exists, verified_file
 from ..cluster.locations import BlobFetches
 from ..context import Context
 from ..errors import (
@@ -65,7 +65,7 @@ def revision_of(ctx: Context, repo_id: str, rev: str | None) -> tuple[Revision, 
         check_revision(rev)
     with ctx.catalog() as session:
         revision = find_revision(session, repo_id, rev)
-        if revision is None or revision.state != "verified":
+        if revision is None or revision.state != RevisionState.VERIFIED:
             if not repo_exists(session, repo_id):
                 raise RepoNotFound(f"Repository {repo_id} not found")
             raise RevisionNotFound(f"Revision {rev!r} not found in {repo_id}")
@@ -310,7 +310,7 @@ def _catalog_size(ctx: Context, sha256: str) -> int | None:
         return session.scalar(
             select(File.size)
             .join(Revision)
-            .where(File.sha256 == sha256, Revision.state == "verified")
+            .where(File.sha256 == sha256, Revision.state == RevisionState.VERIFIED)
             .limit(1)
         )
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import delete, func, select
 
 from ..catalog.models import Peer
-from ..catalog.queries import sibling_nodes
+from ..catalog.nodes import sibling_nodes
 from ..config import Settings
 from ..context import Context
 from ..errors import ConfigError, InvalidRequest, NotFound

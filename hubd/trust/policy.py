@@ -23,7 +23,8 @@ from typing import Any
 
 from cryptography import x509
 
-from ..catalog.queries import require_revision, revisions_with_files
+from ..catalog.models import RevisionState
+from ..catalog.revisions import require_revision, revisions_with_files
 from ..context import Context
 from ..errors import InvalidPolicy, SignatureInvalid
 from . import provenance
@@ -181,7 +182,7 @@ def may_use(ctx: Context, repo_id: str, commit: str) -> Verdict:
         state, full = revision.state, revision.commit
         files = {f.path: f.sha256 for f in revision.files}
     verdict = _verdict(ctx, repo_id, full, files, load_rules(ctx))
-    if state != "verified":
+    if state != RevisionState.VERIFIED:
         verdict.reasons.insert(0, f"{repo_id}@{commit[:12]} is {state}, not verified")
         verdict.ok = False
     return verdict
@@ -198,7 +199,7 @@ def verify_signatures(ctx: Context, repo_id: str | None = None) -> list[tuple[st
     results = []
     for repo, commit, state, files in revisions:
         verdict = _verdict(ctx, repo, commit, files, rules)
-        if state != "verified":
+        if state != RevisionState.VERIFIED:
             verdict.reasons.insert(0, f"{repo}@{commit[:12]} is {state}, not verified")
             verdict.ok = False
         results.append((repo, commit, verdict))

@@ -21,7 +21,7 @@ import numpy as np
 from safetensors.numpy import save
 
 from hubd import __version__
-from hubd.catalog.queries import FileRecord, RevisionRecord, record_revision
+from hubd.catalog.revisions import FileRecord, RevisionRecord, record_revision
 from hubd.context import Context
 from hubd.model.card import card_record
 from hubd.model.lineage import adapter_lineage

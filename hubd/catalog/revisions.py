@@ -1,29 +1,31 @@
-"""Plain query functions over a catalog Session; callers own the transaction."""
+"""Repos and their revisions, files, cards and refs: recording a mirror, finding what it holds.
+
+Plain functions over a catalog Session; callers own the transaction.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, selectinload
-from sqlalchemy.sql import ColumnElement
 
 from ..errors import NotFound, ReplayedRevision, RevisionNotFound
 from .models import (
     Blob,
-    BlobLocation,
     File,
     ModelCard,
-    Node,
     Provenance,
     Ref,
     Repo,
     Revision,
+    RevisionState,
     utcnow,
 )
+from .nodes import record_locations
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ def record_revision(session: Session, rec: RevisionRecord) -> Revision:
             mirrored_at=rec.fetched_at,
         )
         session.add(revision)
-    revision.state = "verified"
+    revision.state = RevisionState.VERIFIED
     revision.is_adapter = rec.is_adapter
     revision.base_model = rec.base_model
     session.flush()
@@ -194,102 +196,6 @@ def _update_card(row: ModelCard, card: CardRecord) -> ModelCard:
     return row
 
 
-@dataclass(frozen=True)
-class RepoPage:
-    """One page of `hubd ls`; ``next`` is the ``after`` of the following page (None: the last)."""
-
-    repos: list[dict[str, Any]]
-    next: str | None
-
-
-def repo_page(
-    session: Session,
-    *,
-    limit: int | None = None,
-    after: str | None = None,
-    kind: str | None = None,
-    org: str | None = None,
-) -> RepoPage:
-    """`hubd ls`: views.repo_summary of the repos after ``after`` by repo id, computed in SQL.
-
-    Keyset paging on the unique repo_id index: a page of repos first (one more than asked, to
-    know whether another page follows), then their counts, latest revisions and refs, each
-    query bounded by the page. Summarising every repo at once took seconds at 100,000
-    revisions (bench/catalog.py) and stays the path of ``limit=None``.
-    """
-    page = select(Repo.id, Repo.repo_id, Repo.kind).order_by(Repo.repo_id)
-    if after is not None:
-        page = page.where(Repo.repo_id > after)
-    if kind is not None:
-        page = page.where(Repo.kind == kind)
-    if org is not None:
-        prefix = f"{org}/"  # compared exactly: LIKE ignores case in SQLite, not in PostgreSQL
-        page = page.where(func.substr(Repo.repo_id, 1, len(prefix)) == prefix)
-    if limit is not None:
-        page = page.limit(limit + 1)
-    repos = session.execute(page).all()
-    more = limit is not None and len(repos) > limit
-    repos = repos[:limit] if limit is not None else repos
-    if not repos:
-        return RepoPage([], None)
-    pks = [pk for pk, _, _ in repos]
-    whole = limit is None and after is None and kind is None and org is None
-    latest = select(
-        Revision.repo_pk,
-        func.count().label("revisions"),
-        func.max(Revision.mirrored_at).label("mirrored_at"),
-    ).group_by(Revision.repo_pk)
-    if not whole:
-        latest = latest.where(Revision.repo_pk.in_(pks))
-    last = latest.subquery()
-    stmt = (
-        select(
-            last.c.repo_pk,
-            last.c.revisions,
-            ModelCard.license,
-            Revision.base_model,
-            Revision.mirrored_at,
-        )
-        .select_from(last)  # from the aggregate: SQLite's planner then scans it only once
-        .join(
-            Revision,
-            and_(Revision.repo_pk == last.c.repo_pk, Revision.mirrored_at == last.c.mirrored_at),
-        )
-        .outerjoin(ModelCard, ModelCard.revision_pk == Revision.id)
-        .order_by(Revision.id)  # two revisions mirrored at once: the later one wins
-    )
-    ref_rows = select(Ref.repo_pk, Ref.name, Ref.commit).order_by(Ref.id)
-    if not whole:  # the page's repos only: PostgreSQL would otherwise hash all revisions
-        stmt = stmt.where(Revision.repo_pk.in_(pks))
-        ref_rows = ref_rows.where(Ref.repo_pk.in_(pks))
-    latest_of = {pk: rest for pk, *rest in session.execute(stmt)}
-    refs: dict[int, dict[str, str]] = {}
-    for repo_pk, name, commit in session.execute(ref_rows):
-        refs.setdefault(repo_pk, {})[name] = commit
-    summaries = []
-    for pk, repo_id, repo_kind in repos:
-        if pk not in latest_of:  # a repo goes with its last revision: never listed without one
-            continue
-        count, license, base_model, mirrored_at = latest_of[pk]
-        summaries.append(
-            {
-                "repo": repo_id,
-                "kind": repo_kind,
-                "revisions": count,
-                "refs": refs.get(pk, {}),
-                "license": license,
-                "base_model": base_model,
-                "mirrored_at": mirrored_at.isoformat(),
-            }
-        )
-    return RepoPage(summaries, repos[-1][1] if more else None)
-
-
-def repo_summaries(session: Session) -> list[dict[str, Any]]:
-    """Every repo's summary (one unbounded page)."""
-    return repo_page(session).repos
-
-
 def get_repo(session: Session, repo_id: str) -> Repo:
     repo = session.scalar(
         select(Repo)
@@ -370,7 +276,7 @@ def verified_file(session: Session, repo_id: str, commit: str, path: str) -> Fil
         .where(
             Repo.repo_id == repo_id,
             Revision.commit == commit,
-            Revision.state == "verified",
+            Revision.state == RevisionState.VERIFIED,
             File.path == path,
         )
     )
@@ -431,126 +337,3 @@ def derived_repos(session: Session, base_repo: str, relation: str) -> list[str]:
 
 def repo_exists(session: Session, repo_id: str) -> bool:
     return session.scalar(select(Repo.id).where(Repo.repo_id == repo_id)) is not None
-
-
-def catalog_page(session: Session, since: datetime | None, limit: int) -> list[dict[str, Any]]:
-    """Verified revisions mirrored after ``since``, oldest first (a peer's sync cursor)."""
-    stmt = (
-        select(Revision)
-        .join(Repo)
-        .where(Revision.state == "verified")
-        .options(selectinload(Revision.repo), selectinload(Revision.files))
-        .order_by(Revision.mirrored_at, Revision.id)
-        .limit(limit)
-    )
-    if since is not None:
-        stmt = stmt.where(Revision.mirrored_at > since)
-    return [
-        {
-            "repo": r.repo.repo_id,
-            "commit": r.commit,
-            "mirrored_at": r.mirrored_at.isoformat(),
-            "files": len(r.files),
-            "size": sum(f.size for f in r.files),
-        }
-        for r in session.scalars(stmt)
-    ]
-
-
-def ensure_node(session: Session, name: str) -> Node:
-    """The nodes row of ``name``, created (without a URL) on its first record."""
-    node = session.scalar(select(Node).where(Node.name == name))
-    if node is None:
-        node = Node(name=name)
-        session.add(node)
-        session.flush()
-    return node
-
-
-def register_node(session: Session, name: str, url: str) -> None:
-    """A daemon announces where its Hub API answers (`hubd daemon` at start)."""
-    node = ensure_node(session, name)
-    node.url = url
-    node.last_seen = utcnow()
-    session.flush()
-
-
-def record_locations(session: Session, node: str, digests: Collection[str]) -> None:
-    """``node``'s store holds these blobs (recorded in ``blobs`` already)."""
-    ensure_node(session, node)
-    held = set(
-        session.scalars(
-            select(BlobLocation.sha256).where(
-                BlobLocation.node == node, BlobLocation.sha256.in_(digests)
-            )
-        )
-    )
-    session.add_all(BlobLocation(sha256=d, node=node) for d in sorted(set(digests) - held))
-    session.flush()
-
-
-def node_blobs(session: Session, node: str) -> list[str]:
-    """The blobs the catalog says ``node``'s store holds."""
-    return list(session.scalars(select(BlobLocation.sha256).where(BlobLocation.node == node)))
-
-
-def held_only_elsewhere(session: Session, node: str, digests: Collection[str]) -> set[str]:
-    """Those of ``digests`` the catalog places on other nodes' stores and not on ``node``'s."""
-    rows = session.execute(
-        select(BlobLocation.sha256, BlobLocation.node).where(BlobLocation.sha256.in_(digests))
-    )
-    where: dict[str, set[str]] = {}
-    for sha256, holder in rows:
-        where.setdefault(sha256, set()).add(holder)
-    return {sha256 for sha256, nodes in where.items() if node not in nodes}
-
-
-def forget_locations(session: Session, node: str, digests: Collection[str]) -> None:
-    """``node``'s store no longer holds these blobs (gc deleted them, or they were lost)."""
-    if digests:
-        session.execute(
-            delete(BlobLocation).where(BlobLocation.node == node, BlobLocation.sha256.in_(digests))
-        )
-
-
-# A daemon refreshes its nodes row every minute; one silent for longer than this is not asked.
-NODE_ALIVE = timedelta(minutes=5)
-
-
-def _alive(exclude: str) -> ColumnElement[bool]:
-    """The other nodes with a URL whose daemon was heard from lately."""
-    return and_(
-        Node.name != exclude,
-        Node.url.is_not(None),
-        Node.last_seen >= datetime.now(UTC) - NODE_ALIVE,
-    )
-
-
-def touch_node(session: Session, name: str) -> None:
-    """This daemon is still there (its heartbeat)."""
-    session.execute(update(Node).where(Node.name == name).values(last_seen=utcnow()))
-
-
-def holders(session: Session, sha256: str, exclude: str) -> list[tuple[str, str]]:
-    """(name, url) of the other live nodes that hold a blob, the most recently seen first."""
-    return [
-        (name, url)
-        for name, url in session.execute(
-            select(Node.name, Node.url)
-            .join(BlobLocation, BlobLocation.node == Node.name)
-            .where(BlobLocation.sha256 == sha256, _alive(exclude))
-            .order_by(Node.last_seen.desc(), Node.name)
-        )
-        if url is not None
-    ]
-
-
-def sibling_nodes(session: Session, exclude: str) -> list[tuple[str, str]]:
-    """(name, url) of the other live nodes sharing this catalog, by name."""
-    return [
-        (name, url)
-        for name, url in session.execute(
-            select(Node.name, Node.url).where(_alive(exclude)).order_by(Node.name)
-        )
-        if url is not None
-    ]
