@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from hubd.bundle.export import export_bundle
-from hubd.bundle.format import listing, read_listing, write_listing
+from hubd.bundle.format import Listing, listing, write_listing
 from hubd.bundle.importer import import_bundle
 from hubd.ops.sign import export_revision
 from hubd.refs import RepoRef
@@ -63,7 +63,7 @@ def export_cmd(
     if output == "-" and as_json:
         raise click.UsageError("-o - writes the bundle to stdout: no room for --json")
     context = open_context(obj)
-    far_side = read_listing(since) if since else None
+    far_side = Listing.read(since) if since else None
     target = sys.stdout.buffer if output == "-" else Path(str(output))
     bars = BarProgress() if progress_wanted(False, as_json) else None
     result = export_bundle(context, refs, target, far_side, bars)
@@ -119,14 +119,14 @@ def listing_cmd(obj: dict[str, Any], output: str, as_json: bool) -> None:
     """Write what this node holds, for `hubd export --since` on the other side of an air gap."""
     context = open_context(obj)
     if output == "-":
-        emit_json(listing(context))
+        emit_json(listing(context).model_dump(mode="json"))
         return
-    doc = write_listing(context, Path(output))
+    written = write_listing(context, Path(output))
     summary = {
         "listing": output,
-        "node": doc["node"],
-        "revisions": len(doc["revisions"]),
-        "blobs": len(doc["blobs"]),
+        "node": written.node,
+        "revisions": len(written.revisions),
+        "blobs": len(written.blobs),
     }
     if as_json:
         emit_json(summary)

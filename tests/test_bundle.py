@@ -383,6 +383,21 @@ def _wrong_git_oid(index: dict[str, Any]) -> None:
     small["git_oid"] = "0" * 40
 
 
+def _size_as_text(index: dict[str, Any]) -> None:
+    file = index["revisions"][0]["files"][0]
+    file["size"] = str(file["size"])
+
+
+def _lfs_as_number(index: dict[str, Any]) -> None:
+    index["revisions"][0]["files"][0]["lfs"] = 0
+
+
+def _names_differ_by_case(index: dict[str, Any]) -> None:
+    """Two files no case-insensitive filesystem can hold side by side."""
+    files = index["revisions"][0]["files"]
+    files.append({**files[0], "path": files[0]["path"].upper()})
+
+
 def _signature_differs(items: list[Any]) -> None:
     n, (info, data) = next(
         (n, i) for n, i in enumerate(items) if i[0].name.startswith("signatures/")
@@ -415,6 +430,21 @@ ATTACKS: dict[str, tuple[Callable[[list[Any]], None], int, str]] = {
     "index not first": (lambda i: i.append(i.pop(0)), 2, "missing index"),
     "index fails schema": (_index_edit(_bad_schema), 2, "missing or unexpected keys: commit"),
     "unsafe path in index": (_index_edit(_unsafe_path_in_index), 7, "unsafe file name"),
+    "size as a string": (
+        _index_edit(_size_as_text),
+        2,
+        "bundle index: revisions[0].files[0].size: Input should be a valid integer",
+    ),
+    "lfs as a number": (
+        _index_edit(_lfs_as_number),
+        2,
+        "bundle index: revisions[0].files[0].lfs: Input should be a valid boolean",
+    ),
+    "file names differ by case": (
+        _index_edit(_names_differ_by_case),
+        7,
+        "bundle index: revisions[0].files: the file list names",
+    ),
     "10 TB header": (_header_lies, 6, "declares 10000000000000 bytes"),
     "10 TB in the index": (_ten_tb_member, 8, "free"),
     "huge pax header": (_pax_bomb, 2, "extended header"),
@@ -532,6 +562,28 @@ def test_incremental_bundle_needs_the_listed_blobs(
     monkeypatch.setenv("HUBD_NODE_NAME", "empty-node")
     refused = hubd("--home", str(tmp_path / "empty"), "import", str(bundle))
     assert refused.code == 2 and "neither in the bundle nor in this store" in refused.err
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("commit", "ABC", "revisions[0].commit: not a commit id"),
+        ("repo", "../etc", "revisions[0].repo: not a repo id"),
+        ("refs", "main", "revisions[0].refs: Input should be a valid array"),
+    ],
+)
+def test_malformed_listing_is_refused_naming_the_field(
+    source: Hubd, tmp_path: Path, field: str, value: str, message: str
+) -> None:
+    listing_file = tmp_path / "listing.json"
+    assert source("listing", "-o", str(listing_file)).code == 0
+    listing = json.loads(listing_file.read_text())
+    listing["revisions"][0][field] = value
+    listing_file.write_text(json.dumps(listing))
+    refused = source("export", MODEL, "-o", str(tmp_path / "b.tar"), "--since", str(listing_file))
+    assert refused.code == 2, refused.err
+    assert f"{listing_file}: listing: {message}" in refused.err and "Traceback" not in refused.err
+    assert not (tmp_path / "b.tar").exists()
 
 
 def test_replayed_old_ref_is_refused(

@@ -11,14 +11,13 @@ import json
 import os
 import tarfile
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from ..catalog.models import Revision, RevisionState
+from ..catalog.models import Provenance, Revision, RevisionState
 from ..catalog.revisions import require_revision
-from ..catalog.views import provenance_hop
 from ..context import Context
 from ..errors import HashMismatch, RevisionNotFound, SizeMismatch, StoreError
 from ..hashes import CHUNK
@@ -33,9 +32,14 @@ from .format import (
     INDEX_PAYLOAD_TYPE,
     INDEX_SIGNATURE,
     SIGNATURE_LIMIT,
+    VERSION,
+    Hop,
     Index,
+    IndexBlob,
+    IndexCard,
     IndexFile,
     IndexMember,
+    IndexNode,
     IndexRef,
     IndexRevision,
     Listing,
@@ -66,34 +70,21 @@ class _Plan:
     skipped_blobs: int
 
 
-def _collect(ctx: Context, ref: RepoRef) -> tuple[IndexRevision, dict[str, bytes]]:
-    """One verified revision as the index describes it, and its signature directory."""
-    with ctx.catalog() as session:
-        revision: Revision = require_revision(session, ref.repo_id, ref.revision)
-        if revision.state != RevisionState.VERIFIED:
-            raise RevisionNotFound(f"{ref} is {revision.state}, not verified; cannot export it")
-        commit = revision.commit
-        card = revision.card
-        rev = IndexRevision(
-            ref.repo_id,
-            commit,
-            revision.source_endpoint,
-            revision.mirrored_at,
-            tuple(
-                IndexRef(r.name, r.updated_at)
-                for r in sorted(revision.repo.refs, key=lambda r: r.name)
-                if r.commit == commit
-            ),
-            tuple(
-                IndexFile(f.path, f.size, f.sha256, f.git_oid, f.lfs)
-                for f in sorted(revision.files, key=lambda f: f.path)
-            ),
-            dict(card.data) if card else {},
-            card.gated if card else None,
-            tuple(provenance_hop(p) for p in revision.provenance),
-            (),
-        )
-    node_signature(ctx, ref, commit)
+def _hop(hop: Provenance) -> Hop:
+    return Hop(
+        hop=hop.hop,
+        source=hop.source_url,
+        commit=hop.commit,
+        node=hop.node,
+        fetched_at=hop.fetched_at,
+        client=hop.client,
+    )
+
+
+def _signature_files(
+    ctx: Context, ref: RepoRef, commit: str, manifest: dict[str, str]
+) -> dict[str, bytes]:
+    """The revision's signature directory by file name; each trusted signature checked."""
     signers = trusted_signers(ctx)
     contents: dict[str, bytes] = {}
     for name in signature_names(signature_dir(ctx, ref.repo_id, commit)):
@@ -105,10 +96,50 @@ def _collect(ctx: Context, ref: RepoRef) -> tuple[IndexRevision, dict[str, bytes
         except OSError as exc:
             raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
         if name.endswith(".sig"):  # a trusted signature that fails would be refused over there
-            check_bundle(data, rev.manifest, signers, f"{rev.label}: signature {name[:12]}")
+            label = f"{ref.repo_id}@{commit[:12]}: signature {name[:12]}"
+            check_bundle(data, manifest, signers, label)
         contents[name] = data
-    sigs = tuple(IndexMember(n, len(d), hashlib.sha256(d).hexdigest()) for n, d in contents.items())
-    rev = replace(rev, signatures=sigs)
+    return contents
+
+
+def _collect(ctx: Context, ref: RepoRef) -> tuple[IndexRevision, dict[str, bytes]]:
+    """One verified revision as the index describes it, and its signature directory."""
+    with ctx.catalog() as session:
+        revision: Revision = require_revision(session, ref.repo_id, ref.revision)
+        if revision.state != RevisionState.VERIFIED:
+            raise RevisionNotFound(f"{ref} is {revision.state}, not verified; cannot export it")
+        commit = revision.commit
+        source, mirrored_at = revision.source_endpoint, revision.mirrored_at
+        refs = tuple(
+            IndexRef(name=r.name, set_at=r.updated_at)
+            for r in sorted(revision.repo.refs, key=lambda r: r.name)
+            if r.commit == commit
+        )
+        files = tuple(
+            IndexFile(path=f.path, size=f.size, sha256=f.sha256, git_oid=f.git_oid, lfs=f.lfs)
+            for f in sorted(revision.files, key=lambda f: f.path)
+        )
+        card = revision.card
+        described = IndexCard(
+            data=dict(card.data) if card else {}, gated=card.gated if card else None
+        )
+        hops = tuple(_hop(p) for p in revision.provenance)
+    node_signature(ctx, ref, commit)
+    contents = _signature_files(ctx, ref, commit, {f.path: f.sha256 for f in files})
+    rev = IndexRevision(
+        repo=ref.repo_id,
+        commit=commit,
+        source=source,
+        mirrored_at=mirrored_at,
+        refs=refs,
+        files=files,
+        card=described,
+        provenance=hops,
+        signatures=tuple(
+            IndexMember(name=n, size=len(d), sha256=hashlib.sha256(d).hexdigest())
+            for n, d in contents.items()
+        ),
+    )
     return rev, {rev.member(n): d for n, d in contents.items()}
 
 
@@ -119,18 +150,13 @@ def plan_bundle(ctx: Context, refs: Sequence[RepoRef], since: Listing | None = N
     skipped = []
     for ref in refs:
         rev, contents = _collect(ctx, ref)
-        theirs = since.revisions.get((rev.repo, rev.commit)) if since else None
-        if (
-            theirs is not None
-            and {r.name for r in rev.refs} <= theirs[0]
-            and {s.name for s in rev.signatures} <= theirs[1]
-        ):
+        if since is not None and since.holds(rev):
             skipped.append({"repo": rev.repo, "commit": rev.commit})
             continue
         revisions.setdefault((rev.repo, rev.commit), rev)
         members.update(contents)
     blobs: dict[str, int] = {}
-    held = since.blobs if since else frozenset()
+    held = set(since.blobs) if since else set()
     skipped_blobs = set()
     for rev in revisions.values():
         for f in rev.files:
@@ -140,13 +166,15 @@ def plan_bundle(ctx: Context, refs: Sequence[RepoRef], since: Listing | None = N
                 blobs.setdefault(f.sha256, f.size)
     key = node_key(ctx).public_key()
     index = Index(
-        datetime.now(UTC),
-        ctx.settings.node_name,
-        public_pem(key).decode(),
-        key_hint(key),
-        since.node if since else None,
-        tuple(revisions.values()),
-        blobs,
+        format="hubd-bundle",
+        version=VERSION,
+        created_at=datetime.now(UTC),
+        node=IndexNode(
+            name=ctx.settings.node_name, public_key=public_pem(key).decode(), key_hint=key_hint(key)
+        ),
+        since=since.node if since else None,
+        revisions=tuple(revisions.values()),
+        blobs=tuple(IndexBlob(sha256=s, size=n) for s, n in blobs.items()),
     )
     return _Plan(index, members, skipped, len(skipped_blobs))
 
@@ -223,7 +251,7 @@ def write_bundle(
     import refuses as truncated.
     """
     tar = _TarStream(out, int(plan.index.created_at.timestamp()))
-    index = json.dumps(plan.index.to_json(), indent=1).encode()
+    index = json.dumps(plan.index.model_dump(mode="json"), indent=1).encode()
     tar.add(INDEX_NAME, len(index), [index])
     envelope = dsse_envelope(node_key(ctx), index, INDEX_PAYLOAD_TYPE)
     signature = json.dumps(envelope, indent=1).encode()
@@ -231,14 +259,15 @@ def write_bundle(
     for name, data in plan.signatures.items():
         tar.add(name, len(data), [data])
     progress = progress or NullProgress()
-    progress.begin(len(plan.index.blobs), sum(plan.index.blobs.values()))
+    blobs = plan.index.blob_sizes
+    progress.begin(len(blobs), sum(blobs.values()))
     try:
-        for sha256, size in plan.index.blobs.items():
+        for sha256, size in blobs.items():
             tar.add(f"blobs/{sha256}", size, _blob_chunks(ctx, sha256, size, progress))
     finally:
         progress.end()
     tar.close()
-    return sum(plan.index.blobs.values())
+    return sum(blobs.values())
 
 
 def export_bundle(
@@ -266,7 +295,7 @@ def export_bundle(
         written = write_bundle(ctx, plan, to, progress)
     return ExportResult(
         bundle=str(to) if isinstance(to, Path) else "-",
-        node=plan.index.node,
+        node=plan.index.node.name,
         since=plan.index.since,
         revisions=[
             {"repo": r.repo, "commit": r.commit, "refs": [x.name for x in r.refs]}

@@ -7,32 +7,62 @@ A bundle is written and read as a stream, never whole in memory::
     blobs/<sha256>                            each blob once
 
 ``hubd export --since LISTING.json`` leaves out the blobs and revisions the far side's
-``hubd listing`` says it holds. This module owns the two formats (the index and the listing,
-checked in code as their schemas describe them); hubd.bundle.export writes bundles and
-hubd.bundle.importer verifies all of one before anything in it becomes visible.
+``hubd listing`` says it holds. This module owns the two formats as strict pydantic models,
+:class:`Index` and :class:`Listing`: hubd writes what it builds with them and reads with them
+what a far side sent (the schemas are generated from them); hubd.bundle.export writes bundles
+and hubd.bundle.importer verifies all of one before anything in it becomes visible.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, Final, Literal
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 from sqlalchemy import select
 
 from ..catalog.models import Ref, Repo, Revision, RevisionState
 from ..context import Context
 from ..errors import (
     ConfigError,
+    HubdError,
+    InvalidReference,
     InvalidRequest,
     SignatureInvalid,
+    UnsafePath,
 )
-from ..refs import RepoRef, check_revision, is_commit, safe_relpath
+from ..refs import (
+    check_file_set,
+    check_revision,
+    is_commit,
+    is_git_oid,
+    is_repo_id,
+    is_sha256,
+    safe_relpath,
+)
+from ..sources.modelinfo import CARD_DEPTH, json_depth
 from ..trust.keys import signature_dir, write_atomic
 from ..trust.oms import check_key, dsse_open, key_hint
 
@@ -41,54 +71,267 @@ INDEX_NAME = "hubd-bundle.json"
 # in the index are believed only from an exporter the importing node trusts.
 INDEX_SIGNATURE = f"{INDEX_NAME}.sig"
 INDEX_PAYLOAD_TYPE = "application/vnd.hubd.bundle-index+json"
-BUNDLE_FORMAT = "hubd-bundle"
-LISTING_FORMAT = "hubd-listing"
-VERSION = 1
+VERSION: Final = 1
 INDEX_LIMIT = 64 * 1024 * 1024  # an index (or listing) larger than this is not read
 SIGNATURE_LIMIT = 16 * 1024 * 1024  # per file of a signature directory
 # Files of a signature directory that travel (write_atomic's hidden temp files do not).
-SIGNATURE_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$")
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
-GIT_OID = re.compile(r"^[0-9a-f]{40}$")
-HOP_KEYS = ("source", "commit", "node", "fetched_at", "client")
+SIGNATURE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
+_HINT = "was it written by hubd?"
 
 
-@dataclass(frozen=True)
-class IndexFile:
-    path: str
-    size: int
-    sha256: str
-    git_oid: str | None
-    lfs: bool
+def _problem(why: str, kind: str = "invalid") -> PydanticCustomError:
+    """A validation error whose message is ``why`` verbatim (a file name may hold braces)."""
+    return PydanticCustomError(kind, "{why}", {"why": why})
 
 
-@dataclass(frozen=True)
-class IndexRef:
-    name: str
-    set_at: datetime  # when the exporting catalog last moved the ref: a replay is older
+def _matching(check: Callable[[str], bool], what: str) -> AfterValidator:
+    """The test the store applies (hubd.refs), as a field validator."""
+
+    def validate(value: str) -> str:
+        if not check(value):
+            raise _problem(f"not {what}")
+        return value
+
+    return AfterValidator(validate)
 
 
-@dataclass(frozen=True)
-class IndexMember:
+def _string(pattern: str) -> WithJsonSchema:
+    """What JSON Schema says of a string a validator checks in code."""
+    return WithJsonSchema({"type": "string", "pattern": pattern})
+
+
+def _safe_path(value: str) -> str:
+    try:
+        return safe_relpath(value)
+    except UnsafePath as exc:
+        raise _problem(exc.message, "unsafe_path") from None
+
+
+def _ref_name(value: str) -> str:
+    try:
+        check_revision(value)
+    except InvalidReference as exc:
+        raise _problem(exc.message) from None
+    if is_commit(value):
+        raise _problem("a ref name cannot be a commit id")
+    return value
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # True == 1: a Literal[1] alone takes it
+        raise _problem("a version is a number, not true or false")
+    return value
+
+
+Sha256 = Annotated[
+    StrictStr,
+    _matching(is_sha256, "a sha256 (64 lowercase hex digits)"),
+    _string("^[0-9a-f]{64}$"),
+]
+Commit = Annotated[
+    StrictStr,
+    _matching(is_commit, "a commit id (40 lowercase hex digits)"),
+    _string("^[0-9a-f]{40}$"),
+]
+GitOid = Annotated[
+    StrictStr,
+    _matching(is_git_oid, "a git blob id (40 lowercase hex digits)"),
+    _string("^[0-9a-f]{40}$"),
+]
+RepoId = Annotated[
+    StrictStr,
+    _matching(is_repo_id, "a repo id (org/name)"),
+    _string("^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"),
+]
+RefName = Annotated[
+    StrictStr,
+    AfterValidator(_ref_name),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$",
+            "not": {"anyOf": [{"pattern": "^[0-9a-f]{40}$"}, {"pattern": r"\.\.|//"}]},
+        }
+    ),
+]
+FilePath = Annotated[
+    StrictStr,
+    AfterValidator(_safe_path),
+    _string(r"^(?!/)(?![A-Za-z]:)(?!.*(^|/)\.{1,2}(/|$))(?!.*//)[^\\\u0000]+$"),
+]
+SignatureName = Annotated[
+    StrictStr,
+    _matching(lambda name: bool(SIGNATURE_NAME.fullmatch(name)), "a signature file name"),
+    _string("^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$"),
+]
+Size = Annotated[StrictInt, Field(ge=0)]
+Version = Annotated[Literal[1], BeforeValidator(_not_bool)]
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+
+
+def _invalid(exc: ValidationError, what: str) -> HubdError:
+    """The first problem as one line naming its field (``revisions[1].files[0].sha256: …``).
+
+    Missing and unexpected keys of one object are named together. A file name that is not a
+    plain relative path is an UnsafePath (as a source's would be), anything else InvalidRequest.
+    """
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    first = errors[0]
+    keys = ("missing", "extra_forbidden")
+    if first["type"] in keys:
+        parent = first["loc"][:-1]
+        odd = sorted(
+            str(e["loc"][-1]) for e in errors if e["type"] in keys and e["loc"][:-1] == parent
+        )
+        where, why = _loc(parent) or "document", f"missing or unexpected keys: {', '.join(odd)}"
+    else:
+        where, why = _loc(first["loc"]), first["msg"]
+    error = UnsafePath if first["type"] == "unsafe_path" else InvalidRequest
+    return error(f"{what}: {where}: {why}" if where else f"{what}: {why}", hint=_HINT)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+# ------------------------------------------------------------------------------------ index
+
+
+class IndexNode(_Model):
+    """The exporting node: trust its key (`hubd trust add`) to accept what it signed."""
+
+    name: StrictStr
+    public_key: StrictStr = Field(json_schema_extra={"pattern": "^-----BEGIN PUBLIC KEY-----"})
+    key_hint: Sha256 = Field(description="sha256 of public_key (OMS publicKey.hint)")
+
+    @field_validator("public_key")
+    @classmethod
+    def _pem(cls, value: str) -> str:
+        _public_key(value)
+        return value
+
+    @model_validator(mode="after")
+    def _hint(self) -> IndexNode:
+        if key_hint(_public_key(self.public_key)) != self.key_hint:
+            raise _problem("key_hint is not the hint of public_key")
+        return self
+
+
+def _public_key(pem: str) -> ec.EllipticCurvePublicKey:
+    try:
+        return check_key(serialization.load_pem_public_key(pem.encode()), "key")
+    except (ValueError, UnsupportedAlgorithm, ConfigError):
+        raise _problem("not an ECDSA P-256/P-384 public key PEM") from None
+
+
+class IndexRef(_Model):
+    """A branch or tag pointing at the revision's commit."""
+
+    name: RefName
+    set_at: AwareDatetime = Field(description="when the exporting catalog last moved the ref")
+
+
+class IndexFile(_Model):
+    path: FilePath = Field(
+        description="a plain relative POSIX path: no '..' or '.' segment, not absolute, "
+        "no backslash or NUL"
+    )
+    size: Size
+    sha256: Sha256
+    git_oid: GitOid | None = Field(
+        description="git blob sha1 (non-LFS: checked on import), or of the LFS pointer"
+    )
+    lfs: StrictBool
+
+
+class IndexCard(_Model):
+    """What re-recording the card needs when the revision has no README.md."""
+
+    data: dict[str, Any]
+    gated: StrictStr | None
+
+    @field_validator("data")
+    @classmethod
+    def _shallow(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if json_depth(value) > CARD_DEPTH:
+            raise _problem(f"nested deeper than {CARD_DEPTH} levels")
+        return value
+
+
+class Hop(_Model):
+    """One hop of the exporting catalog's chain of custody (as in provenance.schema.json)."""
+
+    hop: Size
+    source: StrictStr
+    commit: StrictStr
+    node: StrictStr
+    fetched_at: AwareDatetime
+    client: StrictStr
+
+
+class IndexMember(_Model):
     """A file of a signature directory as the index declares it."""
 
-    name: str
-    size: int
-    sha256: str
+    name: SignatureName
+    size: Annotated[StrictInt, Field(ge=0, le=SIGNATURE_LIMIT)]
+    sha256: Sha256
 
 
-@dataclass(frozen=True)
-class IndexRevision:
-    repo: str
-    commit: str
-    source: str
-    mirrored_at: datetime
-    refs: tuple[IndexRef, ...]
+def _once(names: Iterable[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise _problem(f"names {name!r} twice")
+        seen.add(name)
+
+
+class IndexRevision(_Model):
+    """A revision with its catalog rows; its blobs are members unless the far side has them."""
+
+    repo: RepoId
+    commit: Commit
+    source: StrictStr = Field(description="the endpoint the exporting node got the revision from")
+    mirrored_at: AwareDatetime
+    refs: tuple[IndexRef, ...] = Field(
+        description="branches and tags pointing at this commit; set_at is when the exporting "
+        "catalog last moved the ref, so an import refuses to move a ref back to an older commit "
+        "(a replayed bundle)"
+    )
     files: tuple[IndexFile, ...]
-    card_data: dict[str, Any]
-    gated: str | None
-    provenance: tuple[dict[str, Any], ...]
-    signatures: tuple[IndexMember, ...]
+    card: IndexCard
+    provenance: tuple[Hop, ...] = Field(
+        description="the exporting catalog's chain of custody; the importing node appends its "
+        "own hop"
+    )
+    signatures: tuple[IndexMember, ...] = Field(
+        description="every file of the revision's signature directory: <key-hint>.sig OMS "
+        "bundles (oms-bundle.schema.json) and provenance.intoto.jsonl "
+        "(slsa-provenance.schema.json)"
+    )
+
+    @field_validator("refs")
+    @classmethod
+    def _refs_once(cls, value: tuple[IndexRef, ...]) -> tuple[IndexRef, ...]:
+        _once(r.name for r in value)
+        return value
+
+    @field_validator("files")
+    @classmethod
+    def _file_set(cls, value: tuple[IndexFile, ...]) -> tuple[IndexFile, ...]:
+        try:
+            check_file_set(f.path for f in value)
+        except UnsafePath as exc:
+            raise _problem(exc.message, "unsafe_path") from None
+        return value
+
+    @field_validator("signatures")
+    @classmethod
+    def _signatures_once(cls, value: tuple[IndexMember, ...]) -> tuple[IndexMember, ...]:
+        _once(s.name for s in value)
+        return value
 
     @property
     def label(self) -> str:
@@ -101,40 +344,81 @@ class IndexRevision:
     def member(self, name: str) -> str:
         return f"signatures/{self.repo}/{self.commit}/{name}"
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "repo": self.repo,
-            "commit": self.commit,
-            "source": self.source,
-            "mirrored_at": self.mirrored_at.isoformat(),
-            "refs": [{"name": r.name, "set_at": r.set_at.isoformat()} for r in self.refs],
-            "files": [asdict(f) for f in self.files],
-            "card": {"data": self.card_data, "gated": self.gated},
-            "provenance": list(self.provenance),
-            "signatures": [asdict(s) for s in self.signatures],
-        }
+
+class IndexBlob(_Model):
+    sha256: Sha256
+    size: Size
 
 
-@dataclass(frozen=True)
-class Index:
-    created_at: datetime
-    node: str
-    public_key: str
-    key_hint: str
-    since: str | None  # the far side's node, for an incremental bundle
+class Index(_Model):
+    """First member of the bundle's tar.
+
+    Then come the files of each revision's signature directory as
+    signatures/<org>/<name>/<commit>/<name>, then each blob once as blobs/<sha256>: every member
+    after the index is named here with its size, and nothing else may be in the tar. `hubd
+    import` validates the index with this model (hubd/bundle/format.py Index) before it reads a
+    blob.
+    """
+
+    model_config = ConfigDict(
+        title="hubd-bundle.json: the index of an air-gap bundle (`hubd export -o`, `hubd import`)"
+    )
+
+    format: Literal["hubd-bundle"]
+    version: Version
+    created_at: AwareDatetime
+    node: IndexNode
+    since: StrictStr | None = Field(
+        description="for an incremental bundle (`--since LISTING.json`), the node whose listing "
+        "left blobs and revisions out"
+    )
     revisions: tuple[IndexRevision, ...]
-    blobs: dict[str, int]  # sha256 -> size of every blob member, in bundle order
+    blobs: tuple[IndexBlob, ...] = Field(
+        description="the blob members, in bundle order; a file's blob that is not here must "
+        "already be in the importing store"
+    )
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "format": BUNDLE_FORMAT,
-            "version": VERSION,
-            "created_at": self.created_at.isoformat(),
-            "node": {"name": self.node, "public_key": self.public_key, "key_hint": self.key_hint},
-            "since": self.since,
-            "revisions": [r.to_json() for r in self.revisions],
-            "blobs": [{"sha256": s, "size": n} for s, n in self.blobs.items()],
-        }
+    @model_validator(mode="after")
+    def _consistent(self) -> Index:
+        """Each blob, revision and ref once; one size per blob; no blob that no file has."""
+        blobs: dict[str, int] = {}
+        for i, blob in enumerate(self.blobs):
+            if blob.sha256 in blobs:
+                raise _problem(f"blobs[{i}]: blob {blob.sha256} listed twice")
+            blobs[blob.sha256] = blob.size
+        sizes: dict[str, int] = {}
+        refs: set[tuple[str, str]] = set()
+        for i, rev in enumerate(self.revisions):
+            for ref in rev.refs:
+                if (rev.repo, ref.name) in refs:
+                    raise _problem(f"revisions[{i}].refs: {rev.repo} ref {ref.name} set twice")
+                refs.add((rev.repo, ref.name))
+            for f in rev.files:
+                if (
+                    sizes.setdefault(f.sha256, f.size) != f.size
+                    or blobs.get(f.sha256, f.size) != f.size
+                ):
+                    raise _problem(
+                        f"revisions[{i}].files: {f.path}: sizes of blob {f.sha256} differ"
+                    )
+        if len({(r.repo, r.commit) for r in self.revisions}) != len(self.revisions):
+            raise _problem("revisions: a revision is listed twice")
+        if unused := sorted(set(blobs) - set(sizes)):
+            raise _problem(f"blobs: blob {unused[0]} belongs to no file")
+        return self
+
+    @classmethod
+    def parse(cls, data: bytes, label: str) -> Index:
+        """The bundle's index, or InvalidRequest (UnsafePath for a file name) naming the field."""
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as exc:
+            raise _invalid(exc, f"{label}: bundle index") from None
+
+    @property
+    def blob_sizes(self) -> dict[str, int]:
+        """sha256 -> size of every blob member, in bundle order."""
+        return {b.sha256: b.size for b in self.blobs}
 
     def check_signature(self, index: bytes, signature: bytes, label: str) -> None:
         """The envelope signs exactly ``index`` (these bytes) with the key the index names."""
@@ -142,7 +426,9 @@ class Index:
             envelope = json.loads(signature)
         except ValueError:
             raise SignatureInvalid(f"{label}: {INDEX_SIGNATURE} is not JSON") from None
-        key = check_key(serialization.load_pem_public_key(self.public_key.encode()), "node key")
+        key = check_key(
+            serialization.load_pem_public_key(self.node.public_key.encode()), "node key"
+        )
         signed = dsse_open(envelope, key, INDEX_PAYLOAD_TYPE, f"{label}: {INDEX_SIGNATURE}")
         if signed != index:
             raise SignatureInvalid(f"{label}: {INDEX_SIGNATURE} signs another index")
@@ -150,207 +436,74 @@ class Index:
     def members(self) -> dict[str, int]:
         """Every member after the index, by name, with its declared size."""
         named = {r.member(s.name): s.size for r in self.revisions for s in r.signatures}
-        return {**named, **{f"blobs/{sha}": size for sha, size in self.blobs.items()}}
-
-
-class _Shape:
-    """Checks parsed JSON against a schema in code (jsonschema is a test dependency only)."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-
-    def fail(self, where: str, why: str) -> NoReturn:
-        raise InvalidRequest(f"{self.what}: {where}: {why}", hint="was it written by hubd?")
-
-    def obj(self, value: Any, where: str, keys: Iterable[str]) -> dict[str, Any]:
-        wanted = set(keys)
-        if not isinstance(value, dict):
-            self.fail(where, "expected an object")
-        if set(value) != wanted:
-            odd = sorted(set(value) ^ wanted)
-            self.fail(where, f"missing or unexpected keys: {', '.join(odd)}")
-        return value
-
-    def array(self, value: Any, where: str) -> list[Any]:
-        if not isinstance(value, list):
-            self.fail(where, "expected an array")
-        return value
-
-    def text(self, value: Any, where: str, pattern: re.Pattern[str] | None = None) -> str:
-        if not isinstance(value, str) or (pattern is not None and not pattern.match(value)):
-            self.fail(where, f"not a valid value: {value!r:.80}")
-        return value
-
-    def size(self, value: Any, where: str) -> int:
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            self.fail(where, f"not a size: {value!r:.80}")
-        return value
-
-    def time(self, value: Any, where: str) -> datetime:
-        try:
-            parsed = datetime.fromisoformat(self.text(value, where))
-        except ValueError:
-            self.fail(where, f"not an ISO 8601 time: {value!r:.80}")
-        if parsed.tzinfo is None:
-            self.fail(where, "a time needs its UTC offset")
-        return parsed
-
-    def header(self, data: bytes, kind: str) -> dict[str, Any]:
-        try:
-            doc = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            self.fail("document", f"not JSON ({exc})")
-        if not isinstance(doc, dict) or doc.get("format") != kind:
-            self.fail("format", f"not a {kind} document")
-        if doc.get("version") != VERSION:
-            self.fail("version", f"version {doc.get('version')!r}; this hubd reads {VERSION}")
-        return doc
-
-
-def _parse_revision(shape: _Shape, raw: Any, where: str) -> IndexRevision:
-    keys = ("repo", "commit", "source", "mirrored_at", "refs", "files", "card")
-    doc = shape.obj(raw, where, (*keys, "provenance", "signatures"))
-    repo = shape.text(doc["repo"], f"{where}.repo")
-    if RepoRef.parse(repo).repo_id != repo:
-        shape.fail(f"{where}.repo", f"not a repo id: {repo!r}")
-    commit = shape.text(doc["commit"], f"{where}.commit", GIT_OID)
-    refs = []
-    for i, item in enumerate(shape.array(doc["refs"], f"{where}.refs")):
-        ref = shape.obj(item, f"{where}.refs[{i}]", ("name", "set_at"))
-        name = check_revision(shape.text(ref["name"], f"{where}.refs[{i}].name"))
-        if is_commit(name):
-            shape.fail(f"{where}.refs[{i}].name", "a ref name cannot be a commit id")
-        refs.append(IndexRef(name, shape.time(ref["set_at"], f"{where}.refs[{i}].set_at")))
-    files = []
-    for i, item in enumerate(shape.array(doc["files"], f"{where}.files")):
-        at = f"{where}.files[{i}]"
-        entry = shape.obj(item, at, ("path", "size", "sha256", "git_oid", "lfs"))
-        oid = entry["git_oid"]
-        if not isinstance(entry["lfs"], bool):
-            shape.fail(f"{at}.lfs", "expected true or false")
-        files.append(
-            IndexFile(
-                safe_relpath(shape.text(entry["path"], f"{at}.path")),
-                shape.size(entry["size"], f"{at}.size"),
-                shape.text(entry["sha256"], f"{at}.sha256", SHA256),
-                None if oid is None else shape.text(oid, f"{at}.git_oid", GIT_OID),
-                entry["lfs"],
-            )
-        )
-    card = shape.obj(doc["card"], f"{where}.card", ("data", "gated"))
-    if not isinstance(card["data"], dict):
-        shape.fail(f"{where}.card.data", "expected an object")
-    if card["gated"] is not None:
-        shape.text(card["gated"], f"{where}.card.gated")
-    hops = []
-    for i, item in enumerate(shape.array(doc["provenance"], f"{where}.provenance")):
-        hop = shape.obj(item, f"{where}.provenance[{i}]", ("hop", *HOP_KEYS))
-        shape.size(hop["hop"], f"{where}.provenance[{i}].hop")
-        for key in HOP_KEYS:
-            shape.text(hop[key], f"{where}.provenance[{i}].{key}")
-        shape.time(hop["fetched_at"], f"{where}.provenance[{i}].fetched_at")
-        hops.append(hop)
-    signatures = []
-    for i, item in enumerate(shape.array(doc["signatures"], f"{where}.signatures")):
-        sig = shape.obj(item, f"{where}.signatures[{i}]", ("name", "size", "sha256"))
-        size = shape.size(sig["size"], f"{where}.signatures[{i}].size")
-        if size > SIGNATURE_LIMIT:
-            shape.fail(f"{where}.signatures[{i}].size", f"larger than {SIGNATURE_LIMIT} bytes")
-        signatures.append(
-            IndexMember(
-                shape.text(sig["name"], f"{where}.signatures[{i}].name", SIGNATURE_NAME),
-                size,
-                shape.text(sig["sha256"], f"{where}.signatures[{i}].sha256", SHA256),
-            )
-        )
-    for what, names in (
-        ("refs", [r.name for r in refs]),
-        ("files", [f.path for f in files]),
-        ("signatures", [s.name for s in signatures]),
-    ):
-        if len(set(names)) != len(names):
-            shape.fail(f"{where}.{what}", "duplicate names")
-    return IndexRevision(
-        repo,
-        commit,
-        shape.text(doc["source"], f"{where}.source"),
-        shape.time(doc["mirrored_at"], f"{where}.mirrored_at"),
-        tuple(refs),
-        tuple(files),
-        card["data"],
-        card["gated"],
-        tuple(hops),
-        tuple(signatures),
-    )
-
-
-def parse_index(data: bytes, label: str) -> Index:
-    """The index of a bundle, checked as schemas/bundle-index.schema.json describes it."""
-    shape = _Shape(f"{label}: bundle index")
-    keys = ("format", "version", "created_at", "node", "since", "revisions", "blobs")
-    doc = shape.obj(shape.header(data, BUNDLE_FORMAT), "document", keys)
-    node = shape.obj(doc["node"], "node", ("name", "public_key", "key_hint"))
-    revisions = tuple(
-        _parse_revision(shape, raw, f"revisions[{i}]")
-        for i, raw in enumerate(shape.array(doc["revisions"], "revisions"))
-    )
-    blobs: dict[str, int] = {}
-    for i, item in enumerate(shape.array(doc["blobs"], "blobs")):
-        blob = shape.obj(item, f"blobs[{i}]", ("sha256", "size"))
-        sha = shape.text(blob["sha256"], f"blobs[{i}].sha256", SHA256)
-        if sha in blobs:
-            shape.fail(f"blobs[{i}]", f"blob {sha} listed twice")
-        blobs[sha] = shape.size(blob["size"], f"blobs[{i}].size")
-    sizes: dict[str, int] = {}
-    seen_refs: set[tuple[str, str]] = set()
-    for i, rev in enumerate(revisions):
-        for ref in rev.refs:
-            if (rev.repo, ref.name) in seen_refs:
-                shape.fail(f"revisions[{i}].refs", f"{rev.repo} ref {ref.name} set twice")
-            seen_refs.add((rev.repo, ref.name))
-        for f in rev.files:
-            if (
-                sizes.setdefault(f.sha256, f.size) != f.size
-                or blobs.get(f.sha256, f.size) != f.size
-            ):
-                shape.fail(f"revisions[{i}].files", f"{f.path}: sizes of blob {f.sha256} differ")
-    if len({(r.repo, r.commit) for r in revisions}) != len(revisions):
-        shape.fail("revisions", "a revision is listed twice")
-    if unused := sorted(set(blobs) - set(sizes)):
-        shape.fail("blobs", f"blob {unused[0]} belongs to no file")
-    since = doc["since"]
-    hint = shape.text(node["key_hint"], "node.key_hint", SHA256)
-    try:
-        key = check_key(serialization.load_pem_public_key(node["public_key"].encode()), "key")
-    except (ValueError, AttributeError, ConfigError):
-        shape.fail("node.public_key", "not an ECDSA P-256/P-384 public key PEM")
-    if key_hint(key) != hint:
-        shape.fail("node.key_hint", "is not the hint of node.public_key")
-    return Index(
-        shape.time(doc["created_at"], "created_at"),
-        shape.text(node["name"], "node.name"),
-        shape.text(node["public_key"], "node.public_key"),
-        hint,
-        None if since is None else shape.text(since, "since"),
-        revisions,
-        blobs,
-    )
+        return {**named, **{f"blobs/{b.sha256}": b.size for b in self.blobs}}
 
 
 # ---------------------------------------------------------------------------------- listing
 
 
-@dataclass(frozen=True)
-class Listing:
-    """What a far-side node holds: ``hubd listing`` there, ``--since`` here."""
+class ListedRevision(_Model):
+    repo: RepoId
+    commit: Commit
+    refs: tuple[RefName, ...] = Field(description="refs pointing at this commit")
+    signatures: tuple[SignatureName, ...] = Field(
+        description="file names in its signature directory"
+    )
 
-    node: str
-    revisions: dict[tuple[str, str], tuple[frozenset[str], frozenset[str]]]  # refs, signatures
-    blobs: frozenset[str]
+
+class Listing(_Model):
+    """What a node holds: ``hubd listing`` there, ``--since`` here.
+
+    An exporting node leaves out every blob named here, and a whole revision when the listing
+    has it with all the bundle's refs and signature files.
+    """
+
+    model_config = ConfigDict(
+        title="`hubd listing -o LISTING.json`: what a node holds, for `hubd export --since` "
+        "across an air gap"
+    )
+
+    format: Literal["hubd-listing"]
+    version: Version
+    node: StrictStr
+    created_at: AwareDatetime
+    revisions: tuple[ListedRevision, ...] = Field(description="verified revisions in the catalog")
+    blobs: tuple[Sha256, ...] = Field(
+        description="sha256 of every blob in the store", json_schema_extra={"uniqueItems": True}
+    )
+
+    @field_validator("blobs")
+    @classmethod
+    def _blobs_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        _once(value)
+        return value
+
+    @classmethod
+    def read(cls, path: Path) -> Listing:
+        """A listing file, or InvalidRequest naming what is wrong with it."""
+        try:
+            if path.stat().st_size > INDEX_LIMIT:
+                raise InvalidRequest(f"{path}: larger than {INDEX_LIMIT} bytes; not a listing")
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InvalidRequest(f"cannot read {path}: {exc.strerror or exc}") from None
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as exc:
+            raise _invalid(exc, f"{path}: listing") from None
+
+    def holds(self, rev: IndexRevision) -> bool:
+        """The far side has ``rev`` with all its refs and signature files: it need not travel."""
+        return any(
+            (r.repo, r.commit) == (rev.repo, rev.commit)
+            and {x.name for x in rev.refs} <= set(r.refs)
+            and {s.name for s in rev.signatures} <= set(r.signatures)
+            for r in self.revisions
+        )
 
 
-def listing(ctx: Context) -> dict[str, Any]:
-    """This node's verified revisions and every blob it holds (schemas/listing.schema.json)."""
+def listing(ctx: Context) -> Listing:
+    """This node's verified revisions and every blob it holds."""
     with ctx.catalog() as session:
         refs: dict[tuple[str, str], list[str]] = {}
         for repo_id, commit, name in session.execute(
@@ -366,66 +519,37 @@ def listing(ctx: Context) -> dict[str, Any]:
                 .order_by(Repo.repo_id, Revision.mirrored_at)
             )
         ]
-    return {
-        "format": LISTING_FORMAT,
-        "version": VERSION,
-        "node": ctx.settings.node_name,
-        "created_at": datetime.now(UTC).isoformat(),
-        "revisions": [
-            {
-                "repo": repo,
-                "commit": commit,
-                "refs": refs,
-                "signatures": signature_names(signature_dir(ctx, repo, commit)),
-            }
-            for repo, commit, refs in revisions
-        ],
-        "blobs": [digest for digest, _ in ctx.store.iter_blobs()],  # only digest-named blobs
-    }
+    return Listing(
+        format="hubd-listing",
+        version=VERSION,
+        node=ctx.settings.node_name,
+        created_at=datetime.now(UTC),
+        revisions=tuple(
+            ListedRevision(
+                repo=repo,
+                commit=commit,
+                refs=tuple(names),
+                signatures=signature_names(signature_dir(ctx, repo, commit)),
+            )
+            for repo, commit, names in revisions
+        ),
+        blobs=tuple(digest for digest, _ in ctx.store.iter_blobs()),  # only digest-named blobs
+    )
 
 
-def signature_names(directory: Path) -> list[str]:
+def signature_names(directory: Path) -> tuple[str, ...]:
     if not directory.is_dir():
-        return []
-    return sorted(
-        p.name
-        for p in directory.iterdir()
-        if SIGNATURE_NAME.match(p.name) and p.is_file() and not p.is_symlink()
-    )
-
-
-def write_listing(ctx: Context, path: Path) -> dict[str, Any]:
-    doc = listing(ctx)
-    write_atomic(path, json.dumps(doc, indent=1).encode())
-    return doc
-
-
-def read_listing(path: Path) -> Listing:
-    try:
-        if path.stat().st_size > INDEX_LIMIT:
-            raise InvalidRequest(f"{path}: larger than {INDEX_LIMIT} bytes; not a listing")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InvalidRequest(f"cannot read {path}: {exc.strerror or exc}") from None
-    shape = _Shape(f"{path}: listing")
-    doc = shape.obj(
-        shape.header(data, LISTING_FORMAT),
-        "document",
-        ("format", "version", "node", "created_at", "revisions", "blobs"),
-    )
-    shape.time(doc["created_at"], "created_at")
-    revisions = {}
-    for i, item in enumerate(shape.array(doc["revisions"], "revisions")):
-        rev = shape.obj(item, f"revisions[{i}]", ("repo", "commit", "refs", "signatures"))
-        refs = [shape.text(r, f"revisions[{i}].refs") for r in shape.array(rev["refs"], "refs")]
-        sigs = [
-            shape.text(s, f"revisions[{i}].signatures")
-            for s in shape.array(rev["signatures"], "signatures")
-        ]
-        key = (
-            shape.text(rev["repo"], f"revisions[{i}].repo"),
-            shape.text(rev["commit"], f"revisions[{i}].commit", GIT_OID),
+        return ()
+    return tuple(
+        sorted(
+            p.name
+            for p in directory.iterdir()
+            if SIGNATURE_NAME.fullmatch(p.name) and p.is_file() and not p.is_symlink()
         )
-        revisions[key] = (frozenset(refs), frozenset(sigs))
-    blobs = frozenset(shape.text(b, "blobs", SHA256) for b in shape.array(doc["blobs"], "blobs"))
-    return Listing(shape.text(doc["node"], "node"), revisions, blobs)
+    )
+
+
+def write_listing(ctx: Context, path: Path) -> Listing:
+    made = listing(ctx)
+    write_atomic(path, json.dumps(made.model_dump(mode="json"), indent=1).encode())
+    return made

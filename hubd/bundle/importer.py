@@ -57,15 +57,7 @@ from ..trust.admission import admit
 from ..trust.keys import signature_dir, trusted_signers, write_atomic
 from ..trust.policy import may_use
 from ..trust.provenance import CHAIN_FILE
-from .format import (
-    HOP_KEYS,
-    INDEX_LIMIT,
-    INDEX_NAME,
-    INDEX_SIGNATURE,
-    Index,
-    IndexRevision,
-    parse_index,
-)
+from .format import INDEX_LIMIT, INDEX_NAME, INDEX_SIGNATURE, Index, IndexRevision
 
 PRESENT = "already present"
 # tar records tarfile reads whole into memory (pax and GNU long-name headers): bounded first.
@@ -185,7 +177,7 @@ def _read_small(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
 
 
 def _check_space(ctx: Context, index: Index, label: str) -> None:
-    needed = sum(n for sha, n in index.blobs.items() if not ctx.store.has_blob(sha, n))
+    needed = sum(b.size for b in index.blobs if not ctx.store.has_blob(b.sha256, b.size))
     require_free(
         ctx.store.root,
         needed,
@@ -211,7 +203,7 @@ def _receive(
                     if member.size > INDEX_LIMIT:
                         raise InvalidRequest(f"{label}: index of {member.size} bytes; too large")
                     raw_index = _read_small(tar, member)
-                    index = parse_index(raw_index, label)
+                    index = Index.parse(raw_index, label)
                     received = _Received(index, datetime.now(UTC))
                     expected = received.index.members()
                     digests = {
@@ -221,7 +213,7 @@ def _receive(
                     }
                     oids = _git_oids(received.index)
                     _check_space(ctx, received.index, label)
-                    progress.begin(len(index.blobs), sum(index.blobs.values()))
+                    progress.begin(len(index.blobs), sum(b.size for b in index.blobs))
                     continue
                 if not received.index_signed:
                     if name != INDEX_SIGNATURE or member.size > INDEX_LIMIT:
@@ -231,7 +223,7 @@ def _receive(
                         )
                     index.check_signature(raw_index, _read_small(tar, member), label)
                     received.index_signed = True
-                    received.exporter_trusted = index.key_hint in {
+                    received.exporter_trusted = index.node.key_hint in {
                         s.hint for s in trusted_signers(ctx) if s.ca is None
                     }
                     continue
@@ -341,7 +333,7 @@ def _changes(ctx: Context, received: _Received, label: str) -> list[_Change]:
                     raise UntrustedSigner(
                         f"{label}: {rev.repo} ref {ref.name} is at {row.commit[:12]} here; only "
                         f"an exporter this node trusts may move it (the bundle is signed by "
-                        f"{received.index.node}, key {received.index.key_hint[:16]}…)",
+                        f"{received.index.node.name}, key {received.index.node.key_hint[:16]}…)",
                         hint="trust the exporting node: `hubd keys show --public > node.pub` "
                         "there, `hubd trust add NAME node.pub` here",
                     )
@@ -382,9 +374,11 @@ def _carried(index: Index, rev: IndexRevision, received: _Received, label: str) 
     except ValueError:
         raise SignatureInvalid(f"{label}: {rev.label}: malformed {CHAIN_FILE}") from None
     return Attestations(
-        origin=f"the bundle {label} (exported by {index.node})",
+        origin=f"the bundle {label} (exported by {index.node.name})",
         hops=[
-            {k: str(h[k]) for k in HOP_KEYS} for h in rev.provenance if h["commit"] == rev.commit
+            h.model_dump(mode="json", exclude={"hop"})
+            for h in rev.provenance
+            if h.commit == rev.commit
         ],
         signatures={n: d for n, d in files.items() if n.endswith(".sig")},
         statements=chain,
@@ -406,9 +400,9 @@ def _admit_all(ctx: Context, received: _Received, label: str) -> None:
         except UntrustedSigner as exc:
             raise UntrustedSigner(
                 f"{label}: {exc.message}",
-                hint=f"it was exported by node {index.node} (key {index.key_hint[:16]}…); to "
-                "trust that node: `hubd keys show --public > node.pub` there, "
-                "`hubd trust add NAME node.pub` here",
+                hint=f"it was exported by node {index.node.name} (key "
+                f"{index.node.key_hint[:16]}…); to trust that node: "
+                "`hubd keys show --public > node.pub` there, `hubd trust add NAME node.pub` here",
             ) from None
     received.admitted = True
 
@@ -426,13 +420,13 @@ def _record(
         remote = RemoteRevision(
             rev.repo,
             rev.commit,
-            f"bundle:{received.index.node}",
+            f"bundle:{received.index.node.name}",
             tuple(
                 RemoteFile(f.path, f.size, f.git_oid, f.sha256 if f.lfs else None)
                 for f in rev.files
             ),
-            rev.gated,
-            rev.card_data,
+            rev.card.gated,
+            rev.card.data,
         )
         carried = _carried(received.index, rev, received, label)
         org, name = rev.repo.split("/")
@@ -524,10 +518,10 @@ def import_bundle(
     index = received.index
     return ImportResult(
         bundle=label,
-        exporter=index.node,
-        exporter_key=index.key_hint,
+        exporter=index.node.name,
+        exporter_key=index.node.key_hint,
         exporter_trusted_as=next(
-            (s.name for s in trusted_signers(ctx) if s.hint == index.key_hint), None
+            (s.name for s in trusted_signers(ctx) if s.hint == index.node.key_hint), None
         ),
         revisions=[
             {**c.to_json(), "signers": may_use(ctx, c.rev.repo, c.rev.commit).signers}
