@@ -19,10 +19,10 @@ from .output import emit_json, table
 @click.pass_obj
 def config_cmd(obj: dict[str, Any], as_json: bool) -> None:
     """Show the effective settings and where each can be set."""
-    settings = load_settings(home=obj.get("home"))
+    values = load_settings(home=obj.get("home")).model_dump(mode="json")
     rows = []
     for doc in setting_docs():
-        value = getattr(settings, doc.name)
+        value = values[doc.name]
         if doc.name == "token":
             shown = _token_shown(value)
         elif doc.name == "catalog_url":

@@ -1,8 +1,14 @@
 """Settings: defaults, then ``$HUBD_HOME/hubd.toml``, then ``HUBD_*`` variables, then flags.
 
 One frozen :class:`Settings` is built at the edge (CLI, daemon, tests) and passed explicitly;
-nothing reads the environment later. Each field's metadata carries its TOML key, its variable and
-its help text, so ``hubd config`` and the README's settings table come from one place.
+nothing reads the environment later. Each field carries its TOML key, its variable and its help
+text, so ``hubd config``, the README's settings table and the schema's descriptions come from one
+place. hubd.toml is first checked as written (:class:`ConfigFile`, strict: a TOML string is not a
+number), then flattened into Settings with the variables and flags, which are text or Python
+values and are converted (``"8"`` is 8).
+
+Not pydantic-settings: its sources read ``os.environ`` itself (callers pass the environment), and
+its TOML source maps keys to fields by name, not ``[mirror] concurrency`` to ``concurrency``.
 """
 
 from __future__ import annotations
@@ -11,35 +17,72 @@ import os
 import socket
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 
 from .errors import ConfigError, InvalidReference
 from .refs import RepoRef
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
+# Shared by the file and the settings, so a value the file refuses is refused from a variable too.
+Count = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[int, Field(ge=0)]
+Port = Annotated[int, Field(ge=0, le=65535)]
+Seconds = Annotated[float, Field(gt=0)]
+Name = Annotated[str, Field(min_length=1)]
+UserPath = Annotated[Path, AfterValidator(Path.expanduser)]
+# Only the file's URLs must be http(s) here: node.url given otherwise is refused when registered.
+HttpUrl = Annotated[str, Field(pattern=r"^https?://", json_schema_extra={"format": "uri"})]
 
-@dataclass(frozen=True)
-class LlmEntry:
+
+def _toml_keys(schema: dict[str, Any]) -> None:
+    """TOML has no null: an optional key is written or absent; its default is the setting's."""
+    for prop in schema.get("properties", {}).values():
+        prop.pop("default", None)
+        branches = prop.pop("anyOf", [])
+        prop.update(*(b for b in branches if b != {"type": "null"}))
+
+
+def _repo_id(value: str) -> str:
+    try:
+        RepoRef.parse(value)
+    except InvalidReference as exc:
+        raise ValueError(exc.message) from None
+    return value
+
+
+RepoId = Annotated[str, AfterValidator(_repo_id)]
+
+
+class LlmEntry(BaseModel):
     """A model `hubd daemon` serves by alias on its OpenAI-compatible API ([[llm]] tables)."""
 
-    alias: str
-    repo: str
-    file: str | None = None
-    lora: str | None = None
+    model_config = ConfigDict(
+        strict=True, extra="forbid", frozen=True, json_schema_extra=_toml_keys
+    )
+
+    alias: Name = Field(description='The "model" name clients send')
+    repo: RepoId = Field(description="org/name or org/name@revision of the GGUF model")
+    file: str | None = Field(None, description="Glob choosing the GGUF file, as `hubd run --file`")
+    lora: RepoId | None = Field(None, description="org/name[@revision] of a LoRA adapter to apply")
 
 
 def _setting(default: Any, key: str, env: str, help: str) -> Any:
-    return field(default=default, metadata={"key": key, "env": env, "help": help})
+    return Field(default, description=help, json_schema_extra={"key": key, "env": env})
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Every knob hubd has. ``None`` means "derived from another setting" (see ``resolve``)."""
+class Settings(BaseModel):
+    """Every knob hubd has. ``None`` means "derived from another setting" (see ``resolved``)."""
 
-    home: Path = _setting(
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    home: UserPath = _setting(
         None,
         "home",
         "HUBD_HOME",
@@ -71,62 +114,62 @@ class Settings:
         "HUBD_CATALOG_URL",
         "SQLAlchemy URL of the catalog (default sqlite:///$HUBD_HOME/catalog.db).",
     )
-    store_dir: Path = _setting(
+    store_dir: UserPath = _setting(
         None,
         "store.path",
         "HUBD_STORE",
         "Content-addressed store (default $HUBD_HOME/store).",
     )
-    concurrency: int = _setting(
+    concurrency: Count = _setting(
         8,
         "mirror.concurrency",
         "HUBD_CONCURRENCY",
         "Files transferred in parallel.",
     )
-    parts: int = _setting(
+    parts: Count = _setting(
         4,
         "mirror.parts",
         "HUBD_PARTS",
         "Ranged requests in flight for one large file (1 disables ranged parts).",
     )
-    part_size: int = _setting(
+    part_size: Count = _setting(
         8 * 1024 * 1024,
         "mirror.part_size",
         "HUBD_PART_SIZE",
         "Bytes per ranged part; files larger than this are fetched in parts.",
     )
-    timeout: float = _setting(
+    timeout: Seconds = _setting(
         30.0,
         "mirror.timeout",
         "HUBD_TIMEOUT",
         "Seconds without progress before a connection is given up.",
     )
-    retries: int = _setting(
+    retries: NonNegative = _setting(
         3,
         "mirror.retries",
         "HUBD_RETRIES",
         "Attempts per file after a dropped connection (each resumes where the last stopped).",
     )
-    min_rate: int = _setting(
+    min_rate: Count = _setting(
         50 * 1024,
         "mirror.min_rate",
         "HUBD_MIN_RATE",
         "Bytes per second a transfer must sustain after mirror.grace seconds, or the attempt "
         "fails; each file's deadline is its size at this rate plus a grace per attempt.",
     )
-    grace: float = _setting(
+    grace: Seconds = _setting(
         10.0,
         "mirror.grace",
         "HUBD_GRACE",
         "Seconds a transfer may lag behind mirror.min_rate (connecting, a slow start, a pause).",
     )
-    verify_workers: int = _setting(
+    verify_workers: NonNegative = _setting(
         0,
         "verify.workers",
         "HUBD_VERIFY_WORKERS",
         "Threads hashing blobs in `hubd verify` (0 = one per core).",
     )
-    node_name: str = _setting(
+    node_name: Name = _setting(
         None,
         "node.name",
         "HUBD_NODE_NAME",
@@ -139,14 +182,14 @@ class Settings:
         "Where the other nodes sharing this catalog reach this node's Hub API (default from "
         "server.host and server.port, https with TLS; a wildcard host becomes the host name).",
     )
-    node_token_file: Path | None = _setting(
+    node_token_file: UserPath | None = _setting(
         None,
         "node.token_file",
         "HUBD_NODE_TOKEN_FILE",
         "File with a read-scope token this node sends to the other nodes of its catalog when "
         "they require auth (tokens live in the shared catalog: one serves every node).",
     )
-    policy: Path | None = _setting(
+    policy: UserPath | None = _setting(
         None,
         "audit.policy",
         "HUBD_POLICY",
@@ -156,18 +199,20 @@ class Settings:
     host: str = _setting(
         "127.0.0.1", "server.host", "HUBD_HOST", "Address `hubd daemon` listens on."
     )
-    port: int = _setting(8080, "server.port", "HUBD_PORT", "Port `hubd daemon` listens on.")
-    tls_cert: Path | None = _setting(
+    port: Port = _setting(8080, "server.port", "HUBD_PORT", "Port `hubd daemon` listens on.")
+    tls_cert: UserPath | None = _setting(
         None,
         "server.tls_cert",
         "HUBD_TLS_CERT",
         "PEM certificate (chain) for HTTPS; with server.tls_key (default: plain HTTP).",
     )
-    tls_key: Path | None = _setting(
+    tls_key: UserPath | None = _setting(
         None, "server.tls_key", "HUBD_TLS_KEY", "PEM private key for server.tls_cert."
     )
-    jobs: int = _setting(2, "jobs.concurrency", "HUBD_JOBS", "Mirror jobs the daemon runs at once.")
-    jobs_poll: float = _setting(
+    jobs: Count = _setting(
+        2, "jobs.concurrency", "HUBD_JOBS", "Mirror jobs the daemon runs at once."
+    )
+    jobs_poll: Seconds = _setting(
         5.0,
         "jobs.poll",
         "HUBD_JOBS_POLL",
@@ -180,7 +225,7 @@ class Settings:
         "A running daemon that `hubd mirror` and `hubd jobs add` hand their work to "
         "(default: none, work in-process).",
     )
-    daemon_token_file: Path | None = _setting(
+    daemon_token_file: UserPath | None = _setting(
         None,
         "daemon.token_file",
         "HUBD_DAEMON_TOKEN_FILE",
@@ -204,15 +249,16 @@ class Settings:
     def resolved(self) -> Settings:
         """Fill derived defaults; idempotent."""
         home = self.home or default_home()
-        return replace(
-            self,
-            home=home,
-            endpoint=(self.endpoint or DEFAULT_ENDPOINT).rstrip("/"),
-            catalog_url=self.catalog_url or f"sqlite:///{home / 'catalog.db'}",
-            store_dir=self.store_dir or home / "store",
-            node_name=self.node_name or socket.gethostname(),
-            node_url=(self.node_url or derived_node_url(self)).rstrip("/"),
-            verify_workers=self.verify_workers or (os.cpu_count() or 1),
+        return self.model_copy(
+            update={
+                "home": home,
+                "endpoint": (self.endpoint or DEFAULT_ENDPOINT).rstrip("/"),
+                "catalog_url": self.catalog_url or f"sqlite:///{home / 'catalog.db'}",
+                "store_dir": self.store_dir or home / "store",
+                "node_name": self.node_name or socket.gethostname(),
+                "node_url": (self.node_url or derived_node_url(self)).rstrip("/"),
+                "verify_workers": self.verify_workers or (os.cpu_count() or 1),
+            }
         )
 
 
@@ -242,109 +288,217 @@ class SettingDoc:
     default: Any
 
 
+def _doc(name: str, info: FieldInfo) -> SettingDoc:
+    extra = info.json_schema_extra
+    assert isinstance(extra, dict), name  # every Settings field is made by _setting
+    return SettingDoc(
+        name, str(extra["key"]), str(extra["env"]), str(info.description), info.default
+    )
+
+
 def setting_docs() -> list[SettingDoc]:
     """Every setting's field, TOML key, variable, help and default: for `hubd config` and docs."""
-    return [
-        SettingDoc(f.name, f.metadata["key"], f.metadata["env"], f.metadata["help"], f.default)
-        for f in fields(Settings)
-    ]
+    return [_doc(name, info) for name, info in Settings.model_fields.items()]
 
 
-def _convert(name: str, raw: Any, source: str) -> Any:
-    kind = {f.name: f.type for f in fields(Settings)}[name]
-    try:
-        if kind == "bool":
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError(raw)
-        if kind == "int":
-            value = int(raw)
-            if value < 0 or (value == 0 and name not in ("verify_workers", "retries", "port")):
-                raise ValueError(raw)
-            if name == "port" and value > 65535:
-                raise ValueError(raw)
-            return value
-        if kind == "float":
-            number = float(raw)
-            if number <= 0:
-                raise ValueError(raw)
-            return number
-        if kind in ("Path", "Path | None"):
-            return Path(str(raw)).expanduser()
-        return str(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{source}: invalid value {raw!r} for {name}") from None
+_HELP = {doc.key: doc.help for doc in setting_docs()}
 
 
-def _from_toml(path: Path) -> dict[str, Any]:
+def _key(dotted: str) -> Any:
+    """A hubd.toml key, described by its setting's help."""
+    return Field(None, description=_HELP[dotted])
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(
+        strict=True, extra="forbid", frozen=True, json_schema_extra=_toml_keys
+    )
+
+
+class CatalogTable(_Table):
+    """[catalog]: where the catalog lives."""
+
+    url: str | None = _key("catalog.url")
+
+
+class StoreTable(_Table):
+    """[store]: where the blobs live."""
+
+    path: str | None = _key("store.path")
+
+
+class MirrorTable(_Table):
+    """[mirror]: how files are transferred."""
+
+    concurrency: Count | None = _key("mirror.concurrency")
+    parts: Count | None = _key("mirror.parts")
+    part_size: Count | None = _key("mirror.part_size")
+    timeout: Seconds | None = _key("mirror.timeout")
+    retries: NonNegative | None = _key("mirror.retries")
+    min_rate: Count | None = _key("mirror.min_rate")
+    grace: Seconds | None = _key("mirror.grace")
+
+
+class VerifyTable(_Table):
+    """[verify]: `hubd verify`."""
+
+    workers: NonNegative | None = _key("verify.workers")
+
+
+class NodeTable(_Table):
+    """[node]: this node among those sharing a catalog."""
+
+    name: Name | None = _key("node.name")
+    url: HttpUrl | None = _key("node.url")
+    token_file: str | None = _key("node.token_file")
+
+
+class AuditTable(_Table):
+    """[audit]: the policy `hubd audit` checks and `hubd mirror` enforces."""
+
+    policy: Name | None = _key("audit.policy")
+
+
+class ServerTable(_Table):
+    """[server]: where `hubd daemon` listens."""
+
+    host: str | None = _key("server.host")
+    port: Port | None = _key("server.port")
+    tls_cert: str | None = _key("server.tls_cert")
+    tls_key: str | None = _key("server.tls_key")
+
+
+class AuthTable(_Table):
+    """[auth]: who may call the daemon."""
+
+    required: bool | None = _key("auth.required")
+
+
+class JobsTable(_Table):
+    """[jobs]: the daemon's job queue."""
+
+    concurrency: Count | None = _key("jobs.concurrency")
+    poll: Seconds | None = _key("jobs.poll")
+
+
+class DaemonTable(_Table):
+    """[daemon]: a daemon the CLI hands its work to."""
+
+    url: str | None = _key("daemon.url")
+    token_file: str | None = _key("daemon.token_file")
+
+
+class ConfigFile(_Table):
+    """$HUBD_HOME/hubd.toml as JSON; every key optional (README), no `home` or `token` key."""
+
+    model_config = ConfigDict(title="hubd.toml")
+
+    endpoint: HttpUrl | None = _key("endpoint")
+    offline: bool | None = _key("offline")
+    catalog: CatalogTable | None = None
+    store: StoreTable | None = None
+    mirror: MirrorTable | None = None
+    verify: VerifyTable | None = None
+    node: NodeTable | None = None
+    audit: AuditTable | None = None
+    server: ServerTable | None = None
+    auth: AuthTable | None = None
+    jobs: JobsTable | None = None
+    daemon: DaemonTable | None = None
+    llm: list[LlmEntry] | None = _key("llm")
+
+    @field_validator("llm")
+    @classmethod
+    def _unique_aliases(cls, entries: list[LlmEntry] | None) -> list[LlmEntry] | None:
+        seen: dict[str, int] = {}
+        for index, entry in enumerate(entries or ()):
+            if entry.alias in seen:
+                raise ValueError(
+                    f"aliases must be unique: {entry.alias!r} is llm[{seen[entry.alias]}] "
+                    f"and llm[{index}]"
+                )
+            seen[entry.alias] = index
+        return entries
+
+    def written(self) -> dict[str, Any]:
+        """The keys the file sets, dotted (``mirror.concurrency``), with their values."""
+        values: dict[str, Any] = {}
+        for name in self.model_fields_set:
+            value = getattr(self, name)
+            if isinstance(value, _Table):
+                values.update(
+                    (f"{name}.{key}", getattr(value, key)) for key in value.model_fields_set
+                )
+            else:
+                values[name] = value
+        return values
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as the user writes it: ``mirror.concurrency``, ``llm[0].repo``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+def _problem(error: ErrorDetails, key: str) -> str:
+    if error["type"] == "extra_forbidden":
+        return f"unknown setting {key!r}"
+    if error["type"] == "missing":
+        return f"{key} is missing"
+    if error["type"] == "value_error":
+        why = str(error.get("ctx", {}).get("error"))
+    elif error["type"] == "model_type":
+        why = "should be a table"
+    else:
+        why = error["msg"]
+    value = error["input"]
+    shown = "" if isinstance(value, dict | list | tuple) else f"value {value!r} for "
+    return f"invalid {shown}{key}: {why}"
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    """hubd.toml's settings by field name; nothing if there is no file."""
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         return {}
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    by_key = {f.metadata["key"]: f.name for f in fields(Settings)}
-    values: dict[str, Any] = {}
-
-    def walk(table: Mapping[str, Any], prefix: str) -> None:
-        for key, value in table.items():
-            dotted = f"{prefix}{key}"
-            if dotted == "llm":
-                values["llm"] = _llm_entries(value, path)
-            elif isinstance(value, dict):
-                walk(value, f"{dotted}.")
-            elif dotted not in by_key or dotted in ("home", "token"):
-                raise ConfigError(f"{path}: unknown setting {dotted!r}")
-            else:
-                values[by_key[dotted]] = _convert(by_key[dotted], value, str(path))
-
-    walk(data, "")
-    return values
-
-
-def _llm_entries(raw: Any, path: Path) -> tuple[LlmEntry, ...]:
-    if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
-        raise ConfigError(f"{path}: llm must be [[llm]] tables")
-    entries = []
-    for index, entry in enumerate(raw, 1):
-        unknown = set(entry) - {"alias", "repo", "file", "lora"}
-        if unknown or not isinstance(entry.get("alias"), str) or not entry["alias"]:
-            raise ConfigError(
-                f"{path}: [[llm]] #{index} needs an alias and a repo; "
-                f"unknown keys: {sorted(unknown)}"
-            )
-        try:
-            for key in ("repo", "lora"):
-                if key in entry:
-                    RepoRef.parse(str(entry[key]))
-        except InvalidReference as exc:
-            raise ConfigError(f"{path}: [[llm]] {entry['alias']}: {exc.message}") from None
-        if "repo" not in entry:
-            raise ConfigError(f"{path}: [[llm]] {entry['alias']} has no repo")
-        entries.append(LlmEntry(**{k: str(v) for k, v in entry.items()}))
-    aliases = [e.alias for e in entries]
-    if len(set(aliases)) != len(aliases):
-        raise ConfigError(f"{path}: [[llm]] aliases must be unique")
-    return tuple(entries)
+    try:
+        config = ConfigFile.model_validate(data)
+    except ValidationError as exc:
+        problems = (_problem(e, _location(e["loc"])) for e in exc.errors(include_url=False))
+        raise ConfigError("; ".join(f"{path}: {p}" for p in problems)) from None
+    by_key = {doc.key: doc.name for doc in setting_docs()}
+    return {by_key[key]: value for key, value in config.written().items()}
 
 
 def load_settings(environ: Mapping[str, str] = os.environ, **overrides: Any) -> Settings:
     """Build Settings from defaults, hubd.toml, the environment and explicit overrides (flags)."""
     home_raw = overrides.get("home") or environ.get("HUBD_HOME")
     home = Path(home_raw).expanduser() if home_raw else default_home(environ)
-    values: dict[str, Any] = _from_toml(home / "hubd.toml")
-    if environ.get("HF_ENDPOINT"):
-        values.setdefault("endpoint", environ["HF_ENDPOINT"])
-    for f in fields(Settings):
-        env = f.metadata["env"]
-        if f.name != "home" and environ.get(env) not in (None, ""):
-            values[f.name] = _convert(f.name, environ[env], env)
+    path = home / "hubd.toml"
+    values = _read_file(path)
+    origin = dict.fromkeys(values, str(path))
+    if environ.get("HF_ENDPOINT") and "endpoint" not in values:
+        values["endpoint"], origin["endpoint"] = environ["HF_ENDPOINT"], "HF_ENDPOINT"
+    docs = setting_docs()
+    for doc in docs:
+        if doc.env and doc.name != "home" and environ.get(doc.env):
+            values[doc.name], origin[doc.name] = environ[doc.env], doc.env
     for name, value in overrides.items():
         if value is not None and name != "home":
-            values[name] = value
-    return Settings(home=home, **values).resolved()
+            values[name], origin[name] = value, f"--{name.replace('_', '-')}"
+    try:
+        settings = Settings(home=home, **values)
+    except ValidationError as exc:
+        keys = {doc.name: doc.key for doc in docs}
+        problems = []
+        for error in exc.errors(include_url=False):
+            field = str(error["loc"][0])
+            key = _location((keys.get(field, field), *error["loc"][1:]))
+            problems.append(f"{origin.get(field, 'settings')}: {_problem(error, key)}")
+        raise ConfigError("; ".join(problems)) from None
+    return settings.resolved()

@@ -273,7 +273,7 @@ def test_policy_first_match_wins(catalog: Context) -> None:
 def test_settings_policy_is_used(catalog: Context, tmp_path: Path) -> None:
     path = tmp_path / "policy.toml"
     path.write_text('[[rules]]\nclass = "unknown"\naction = "deny"\n')
-    configured = replace(catalog, settings=replace(catalog.settings, policy=path))
+    configured = replace(catalog, settings=catalog.settings.model_copy(update={"policy": path}))
     report = audit(configured)
     assert report.policy == str(path)
     assert {r.row.repo_id for r in report.violations} == {

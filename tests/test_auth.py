@@ -48,7 +48,7 @@ def test_tokens_cli_shows_secret_once(hubd: Hubd, home: Path) -> None:
 
 def test_auth_required(ctx: Context, hub: FakeHub, tmp_path: Path) -> None:
     asyncio.run(mirror(ctx, RepoRef.parse(MODEL)))
-    guarded = replace(ctx, settings=replace(ctx.settings, auth_required=True))
+    guarded = replace(ctx, settings=ctx.settings.model_copy(update={"auth_required": True}))
     _, secret = create_token(guarded, "read", "peer b")
     path = f"/api/models/{MODEL}"
     with serving(guarded) as url:
@@ -68,7 +68,7 @@ def test_auth_required(ctx: Context, hub: FakeHub, tmp_path: Path) -> None:
         add_peer(peer_b, "node-a", url, token_file=token_file)
         assert asyncio.run(mirror(peer_b, RepoRef.parse(MODEL))).source == url
         # Large files come in ranged parts: each part carries the token too.
-        ranged = node(replace(ctx.settings, part_size=4096), tmp_path, "node-c", url)
+        ranged = node(ctx.settings.model_copy(update={"part_size": 4096}), tmp_path, "node-c", url)
         add_peer(ranged, "node-a", url, token_file=token_file)
         fetched = asyncio.run(mirror(ranged, RepoRef.parse(MODEL)))
         assert fetched.source == url and fetched.bytes_transferred > 4096

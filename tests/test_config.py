@@ -1,9 +1,11 @@
 import re
 from pathlib import Path
+from typing import get_args
 
 import pytest
+from pydantic import BaseModel
 
-from hubd.config import load_settings, setting_docs
+from hubd.config import ConfigFile, LlmEntry, Settings, load_settings, setting_docs
 from hubd.errors import ConfigError
 
 README = Path(__file__).parent.parent / "README.md"
@@ -45,6 +47,13 @@ def test_offline_and_token_from_hf_variables(tmp_path: Path) -> None:
         ("token = 'hf_secret'\n", {}),
         ("", {"HUBD_CONCURRENCY": "0"}),
         ("", {"HUBD_TIMEOUT": "-1"}),
+        ("[mirror]\ntimeout = '30'\n", {}),
+        ("[mirror]\nconcurrency = 2.0\n", {}),
+        ("offline = 'yes'\n", {}),
+        ("mirror = 3\n", {}),
+        ("[node]\nurl = 'ftp://x'\n", {}),
+        ("", {"HUBD_PORT": "65536"}),
+        ("", {"HF_HUB_OFFLINE": "maybe"}),
     ],
 )
 def test_bad_config_is_a_config_error(tmp_path: Path, toml: str, env: dict[str, str]) -> None:
@@ -58,3 +67,78 @@ def test_every_setting_is_documented_in_readme() -> None:
     for doc in setting_docs():
         assert re.search(rf"`{re.escape(doc.key)}`", text), f"{doc.key} missing from README"
         assert doc.env in text, f"{doc.env} missing from README"
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "message"),
+    [
+        (
+            "[mirror]\nconcurrency = 'lots'\n",
+            {},
+            "{file}: invalid value 'lots' for mirror.concurrency",
+        ),
+        ("[mirror]\nconcurency = 3\n", {}, "{file}: unknown setting 'mirror.concurency'"),
+        ("home = '/x'\n", {}, "{file}: unknown setting 'home'"),
+        (
+            "",
+            {"HUBD_CONCURRENCY": "0"},
+            "HUBD_CONCURRENCY: invalid value '0' for mirror.concurrency",
+        ),
+        ("", {"HUBD_NODE_NAME": "x", "HUBD_PARTS": "two"}, "HUBD_PARTS: invalid value 'two'"),
+        (
+            '[[llm]]\nalias = "a"\nrepo = "o/n"\nfile = 3\n',
+            {},
+            "{file}: invalid value 3 for llm[0].file",
+        ),
+        ('[[llm]]\nalias = "a"\nrepo = "o/n"\nrevision = "v1"\n', {}, "'llm[0].revision'"),
+        ('[[llm]]\nalias = ""\nrepo = "o/n"\n', {}, "{file}: invalid value '' for llm[0].alias"),
+        ('[[llm]]\nalias = "a"\nrepo = "o/n"\nlora = "x"\n', {}, "llm[0].lora: not a repo id"),
+        ("llm = 'x'\n", {}, "{file}: invalid value 'x' for llm"),
+    ],
+)
+def test_config_errors_name_the_key_and_where_it_was_set(
+    tmp_path: Path, toml: str, env: dict[str, str], message: str
+) -> None:
+    (tmp_path / "hubd.toml").write_text(toml)
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"HUBD_HOME": str(tmp_path), **env})
+    assert message.format(file=tmp_path / "hubd.toml") in str(raised.value)
+
+
+def test_flags_are_checked_too(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--concurrency: invalid value 0"):
+        load_settings({"HUBD_HOME": str(tmp_path)}, concurrency=0)
+    with pytest.raises(ConfigError, match="unknown setting 'concurency'"):
+        load_settings({"HUBD_HOME": str(tmp_path)}, concurency=3)
+
+
+def test_toml_values_are_typed_and_flattened(tmp_path: Path) -> None:
+    (tmp_path / "hubd.toml").write_text(
+        "offline = true\n[mirror]\ntimeout = 3\n[store]\npath = '~/blobs'\n"
+        '[[llm]]\nalias = "a"\nrepo = "o/n"\nlora = "o/l@v1"\n'
+        '[[llm]]\nalias = "b"\nrepo = "o/n"\nfile = "*Q8_0*"\n'
+    )
+    s = load_settings({"HUBD_HOME": str(tmp_path), "HUBD_OFFLINE": "", "HUBD_RETRIES": "0"})
+    assert s.offline is True and s.timeout == 3.0 and s.retries == 0
+    assert s.store_dir == Path("~/blobs").expanduser()
+    assert s.llm == (
+        LlmEntry(alias="a", repo="o/n", lora="o/l@v1"),
+        LlmEntry(alias="b", repo="o/n", file="*Q8_0*"),
+    )
+
+
+def test_settings_built_directly_resolve_their_defaults(tmp_path: Path) -> None:
+    s = Settings(home=tmp_path).resolved()
+    assert s.store_dir == tmp_path / "store" and s.resolved() == s
+    assert s.model_copy(update={"parts": 1}).parts == 1
+
+
+def test_the_file_model_has_a_key_for_every_setting_but_home_and_token() -> None:
+    keys = set()
+    for name, info in ConfigFile.model_fields.items():
+        table = get_args(info.annotation)[0]
+        if isinstance(table, type) and issubclass(table, BaseModel):
+            keys |= {f"{name}.{key}" for key in table.model_fields}
+        else:
+            keys.add(name)
+    assert keys == {doc.key for doc in setting_docs()} - {"home", "token"}

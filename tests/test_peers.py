@@ -71,7 +71,9 @@ def test_corrupt_file_from_peer_is_fetched_from_the_next_source(
 
 
 def test_stalled_peer_falls_back(ctx: Context, hub: FakeHub, peer: FakeHub) -> None:
-    impatient = replace(ctx, settings=replace(ctx.settings, timeout=0.3, retries=0))
+    impatient = replace(
+        ctx, settings=ctx.settings.model_copy(update={"timeout": 0.3, "retries": 0})
+    )
     add_peer(impatient, "lab-a", peer.endpoint)
     peer.stall.add("config.json")
     run(impatient, MODEL)

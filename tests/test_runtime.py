@@ -301,8 +301,8 @@ async def _exercise_daemon_llm(base: str) -> None:
 @pytest.mark.parametrize(
     ("toml", "code", "message"),
     [
-        ('[[llm]]\nalias = "x"\n', 2, "has no repo"),
-        ('[[llm]]\nrepo = "a/b"\n', 2, "needs an alias"),
+        ('[[llm]]\nalias = "x"\n', 2, "llm[0].repo is missing"),
+        ('[[llm]]\nrepo = "a/b"\n', 2, "llm[0].alias is missing"),
         ('[[llm]]\nalias = "x"\nrepo = "../b"\n', 2, "not a repo id"),
         ('[[llm]]\nalias = "x"\nrepo = "a/b"\n[[llm]]\nalias = "x"\nrepo = "a/c"\n', 2, "unique"),
         (f'[[llm]]\nalias = "x"\nrepo = "{BASE}"\nlora = "acme/lora-wide"\n', 11, "do not fit"),
