@@ -1,14 +1,15 @@
-"""What every command shares: the hubd Context from flags and environment, the --json flag."""
+"""What commands share: the hubd Context from flags and environment, --json, mirror requests."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
 
-from hubd.config import load_settings
+from hubd.config import Settings, load_settings
 from hubd.context import Context
+from hubd.ops.requests import MirrorRequest
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -18,4 +19,24 @@ def json_option(func: F) -> F:
 
 
 def open_context(obj: dict[str, Any], **overrides: Any) -> Context:
-    return Context.open(load_settings(home=obj.get("home"), **overrides))
+    return context_for(load_settings(home=obj.get("home"), **overrides))
+
+
+def context_for(settings: Settings) -> Context:
+    """A Context the command holds until it ends (click closes it, whatever the outcome)."""
+    return click.get_current_context().with_resource(Context.open(settings))
+
+
+def mirror_request(
+    repo: str, include: Sequence[str], exclude: Sequence[str], with_base: bool, from_: str | None
+) -> MirrorRequest:
+    """The flags of `hubd mirror` and `hubd jobs add`, checked as the HTTP API checks a body."""
+    return MirrorRequest.parse(
+        {
+            "repo": repo,
+            "include": include,
+            "exclude": exclude,
+            "with_base": with_base,
+            "from": from_,
+        }
+    )

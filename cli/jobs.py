@@ -9,13 +9,11 @@ from typing import Any
 import click
 
 from hubd.cluster.client import DaemonClient
-from hubd.cluster.jobs import enqueue, list_jobs, mirror_options
+from hubd.cluster.jobs import enqueue, list_jobs
 from hubd.cluster.watch import add_watch, list_watches, parse_every, remove_watch
 from hubd.config import load_settings
-from hubd.context import Context
-from hubd.refs import RepoRef
 
-from .common import json_option, open_context
+from .common import context_for, json_option, mirror_request, open_context
 from .output import emit_json, human_bytes, table
 
 
@@ -66,13 +64,13 @@ def add_cmd(
     as_json: bool,
 ) -> None:
     """Queue a mirror of REPO for the daemon (same options as `hubd mirror`)."""
-    options = mirror_options(include, exclude, with_base, from_)
+    request = mirror_request(repo, include, exclude, with_base, from_)
     settings = load_settings(home=obj.get("home"))
     if settings.daemon_url:
         client = DaemonClient(settings.daemon_url, settings.daemon_token_file, settings.timeout)
-        job = asyncio.run(client.submit(str(RepoRef.parse(repo)), options))
+        job = asyncio.run(client.submit(request))
     else:
-        job = enqueue(Context.open(settings), repo, options).to_json()
+        job = enqueue(context_for(settings), request).to_json()
     if as_json:
         emit_json(job)
     else:

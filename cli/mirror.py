@@ -8,14 +8,12 @@ from typing import Any
 import click
 
 from hubd.cluster.client import DaemonClient
-from hubd.cluster.jobs import mirror_options
 from hubd.config import Settings, load_settings
-from hubd.context import Context
 from hubd.errors import InvalidRequest
 from hubd.ops.mirror import MirrorResult, mirror
-from hubd.refs import RepoRef
+from hubd.ops.requests import MirrorRequest
 
-from .common import json_option
+from .common import context_for, json_option, mirror_request
 from .output import emit_json, human_bytes, progress_wanted
 from .progress import BarProgress, DaemonBar
 
@@ -47,45 +45,42 @@ def mirror_cmd(
 
     With daemon.url set the daemon does it (as a job) and this command follows it.
     """
-    ref = RepoRef.parse(repo)
+    request = mirror_request(repo, include, exclude, with_base, from_)
     settings = load_settings(home=obj.get("home"), endpoint=endpoint, concurrency=concurrency)
     if settings.daemon_url:
         if endpoint or concurrency:
             raise InvalidRequest("--endpoint and --concurrency do not apply to daemon jobs")
-        options = mirror_options(include, exclude, with_base, from_)
-        result = asyncio.run(_via_daemon(settings, str(ref), options, quiet or as_json))
+        result = asyncio.run(_via_daemon(settings, request, quiet or as_json))
     else:
         progress = BarProgress() if progress_wanted(quiet, as_json) else None
         result = asyncio.run(
             mirror(
-                Context.open(settings),
-                ref,
-                include=include,
-                exclude=exclude,
-                with_base=with_base,
+                context_for(settings),
+                request.ref,
+                include=request.include,
+                exclude=request.exclude,
+                with_base=request.with_base,
                 progress=progress,
-                from_=from_,
+                from_=request.from_,
             )
         )
     if as_json:
-        emit_json(result.to_json())
+        emit_json(result.model_dump(mode="json"))
     elif not quiet:
         _print_mirror(result)
 
 
-async def _via_daemon(
-    settings: Settings, repo: str, options: dict[str, Any], silent: bool
-) -> MirrorResult:
+async def _via_daemon(settings: Settings, request: MirrorRequest, silent: bool) -> MirrorResult:
     assert settings.daemon_url is not None
     client = DaemonClient(settings.daemon_url, settings.daemon_token_file, settings.timeout)
-    job = await client.submit(repo, options)
+    job = await client.submit(request)
     if not silent:
         click.echo(f"queued as job {job['id']} on {settings.daemon_url}", err=True)
     bar = DaemonBar() if not silent and progress_wanted(False, False) else None
     done = await client.follow(job["id"], bar.update if bar else None)
     if bar is not None:
         bar.close()
-    return MirrorResult.from_json(done["result"])
+    return MirrorResult.model_validate(done["result"])
 
 
 def _print_mirror(result: MirrorResult) -> None:

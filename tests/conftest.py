@@ -116,9 +116,8 @@ def settings(home: Path, hub: FakeHub) -> Settings:
 
 @pytest.fixture
 def ctx(settings: Settings) -> Iterator[Context]:
-    context = Context.open(settings)
-    yield context
-    context.close()
+    with Context.open(settings) as context:
+        yield context
 
 
 @dataclass

@@ -213,12 +213,10 @@ def test_catalog_since_in_range_pages(served: str) -> None:
     ("body", "field"),
     [
         (b'{"repo": "acme/x", "include": 5}', "include"),
-        (b'{"repo": "acme/x", "include": "*.json"}', "include"),
         (b'{"repo": "acme/x", "include": [[1, 2]]}', "include"),
         (b'{"repo": "acme/x", "exclude": [7]}', "exclude"),
         (b'{"repo": "acme/x", "include": NaN}', "NaN"),
         (b'{"repo": "acme/x", "include": [Infinity]}', "Infinity"),
-        (b'{"repo": "acme/x", "with_base": "false"}', "with_base"),
         (b'{"repo": "acme/x", "with_base": "yes"}', "with_base"),
         (b'{"repo": "acme/x", "with_base": 1}', "with_base"),
         (b'{"repo": "acme/x", "from": 7}', "from"),
@@ -277,7 +275,7 @@ def test_errors_carry_the_hubs_headers(served: str, ctx: Context) -> None:
         assert headers["x-error-code"] and headers["x-error-message"], (method, path)
         if method == "GET":
             assert json.loads(body)["error"]
-    guarded = replace(ctx, settings=replace(ctx.settings, auth_required=True))
+    guarded = replace(ctx, settings=ctx.settings.model_copy(update={"auth_required": True}))
     _, reader = create_token(guarded, "read")
     with serving(guarded) as url:
         for method in ("GET", "HEAD"):

@@ -19,29 +19,69 @@ from urllib.parse import urlsplit
 
 import pytest
 from conftest import LORA, MODEL, Result, hubd_process
+from sqlalchemy import select
 from support.fakehub import FakeHub
+from support.modelgen import tiny_lora_files
 from test_server import raw, serving
 
-from hubd.catalog.models import utcnow
-from hubd.cluster.jobs import claim, enqueue, get_job, mirror_options, requeue_interrupted, run_job
+from hubd.catalog.models import Repo, utcnow
+from hubd.cluster.jobs import claim, enqueue, get_job, requeue_interrupted, run_job
 from hubd.cluster.tokens import create_token
 from hubd.cluster.watch import add_watch, enqueue_due, parse_every
 from hubd.context import Context
 from hubd.errors import InvalidRequest
+from hubd.ops.requests import MirrorRequest
 
 Hubd = Callable[..., Result]
 
 
 def test_enqueue_dedupes_and_validates(ctx: Context) -> None:
-    first = enqueue(ctx, MODEL)
-    assert enqueue(ctx, MODEL).id == first.id
-    assert enqueue(ctx, MODEL, mirror_options(include=("*.json",))).id != first.id
+    first = enqueue(ctx, MirrorRequest(repo=MODEL))
+    assert enqueue(ctx, MirrorRequest(repo=MODEL)).id == first.id
+    assert enqueue(ctx, MirrorRequest(repo=MODEL, include=["*.json"])).id != first.id
     with pytest.raises(InvalidRequest):
-        enqueue(ctx, MODEL, {"rm_rf": True})
+        MirrorRequest.parse({"repo": MODEL, "rm_rf": True})
+
+
+def test_a_posted_string_include_and_false_text_mirror_only_json_and_no_base(
+    ctx: Context, hub: FakeHub
+) -> None:
+    """Regression: "*.json" was iterated as the patterns '*', '.', 'j'… (every file) and
+    "false" was truthy (the base came too)."""
+    hub.add_repo(
+        "acme/lora-json", {**tiny_lora_files(base_model=MODEL), "trainer_state.json": b"{}"}
+    )
+    body = {"repo": "acme/lora-json", "include": "*.json", "with_base": "false"}
+    with serving(ctx) as url:
+        parts = urlsplit(url)
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+        conn.request("POST", "/api/hubd/jobs", body=json.dumps(body).encode())
+        answer = conn.getresponse()
+        queued = json.loads(answer.read())
+    assert answer.status == 202, queued
+    assert queued["options"] == {
+        "include": ["*.json"],
+        "exclude": [],
+        "with_base": False,
+        "from": None,
+    }
+    job = claim(ctx, "n1")
+    assert job is not None
+    asyncio.run(run_job(ctx, job))
+    done = get_job(ctx, job.id)
+    assert done.state == "done", done.error
+    snapshot = Path(done.result["snapshot"]) if done.result else None
+    assert snapshot is not None
+    taken = sorted(p.name for p in snapshot.iterdir())
+    # The JSON files, and the card (always taken); no weights.
+    assert taken == ["README.md", "adapter_config.json", "trainer_state.json"]
+    assert done.result and done.result["base"] is None
+    with ctx.catalog() as session:
+        assert session.scalar(select(Repo).where(Repo.repo_id == MODEL)) is None
 
 
 def test_no_job_is_claimed_twice(ctx: Context) -> None:
-    ids = {enqueue(ctx, f"acme/repo-{i}").id for i in range(60)}
+    ids = {enqueue(ctx, MirrorRequest(repo=f"acme/repo-{i}")).id for i in range(60)}
     claimed: list[int] = []
 
     def worker(name: str) -> None:
@@ -57,18 +97,18 @@ def test_no_job_is_claimed_twice(ctx: Context) -> None:
 
 
 def test_run_job_done_failed_and_requeued(ctx: Context, hub: FakeHub) -> None:
-    enqueue(ctx, MODEL)
+    enqueue(ctx, MirrorRequest(repo=MODEL))
     job = claim(ctx, "n1")
     assert job is not None
     asyncio.run(run_job(ctx, job))
     done = get_job(ctx, job.id)
     assert done.state == "done" and done.result and done.result["files"] > 0
-    enqueue(ctx, "nobody/nothing")
+    enqueue(ctx, MirrorRequest(repo="nobody/nothing"))
     failing = claim(ctx, "n1")
     assert failing is not None
     asyncio.run(run_job(ctx, failing))
     assert get_job(ctx, failing.id).state == "failed"
-    enqueue(ctx, LORA)
+    enqueue(ctx, MirrorRequest(repo=LORA))
     assert claim(ctx, "n1") is not None
     assert requeue_interrupted(ctx, "n1") == 1 and claim(ctx, "n2") is not None
 
@@ -86,7 +126,7 @@ def test_watch_list_schedule(ctx: Context) -> None:
 
 
 def test_jobs_over_http_need_write_scope(ctx: Context) -> None:
-    guarded = replace(ctx, settings=replace(ctx.settings, auth_required=True))
+    guarded = replace(ctx, settings=ctx.settings.model_copy(update={"auth_required": True}))
     _, reader = create_token(guarded, "read")
     _, writer = create_token(guarded, "write")
     body = json.dumps({"repo": MODEL}).encode()

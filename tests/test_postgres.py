@@ -20,6 +20,7 @@ from hubd.catalog.models import Blob, Repo, Revision
 from hubd.cluster.jobs import enqueue, list_jobs
 from hubd.config import load_settings
 from hubd.context import Context
+from hubd.ops.requests import MirrorRequest
 
 Hubd = Callable[..., Result]
 
@@ -110,7 +111,7 @@ def test_two_daemons_on_one_catalog_never_run_a_job_twice(
                 assert daemons[-1].poll() is None and time.monotonic() < deadline
                 time.sleep(0.05)
         ctx = Context.open(load_settings(home=tmp_path / "queue", catalog_url=pg_url))
-        ids = {enqueue(ctx, repo).id for repo in repos}
+        ids = {enqueue(ctx, MirrorRequest(repo=repo)).id for repo in repos}
         deadline = time.monotonic() + 90
         while True:
             jobs = [j for j in list_jobs(ctx, limit=100) if j.id in ids]

@@ -22,6 +22,7 @@ from ..errors import (
     NotFound,
     UpstreamError,
 )
+from ..ops.requests import MirrorRequest
 
 FINAL = (JobState.DONE, JobState.FAILED)
 
@@ -52,8 +53,9 @@ class DaemonClient:
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise UpstreamError(f"cannot reach the daemon at {self.url}: {exc}") from None
 
-    async def submit(self, repo: str, options: dict[str, Any]) -> dict[str, Any]:
-        job: dict[str, Any] = await self._call("POST", "/api/hubd/jobs", {"repo": repo, **options})
+    async def submit(self, request: MirrorRequest) -> dict[str, Any]:
+        body = {"repo": request.repo, **request.options()}
+        job: dict[str, Any] = await self._call("POST", "/api/hubd/jobs", body)
         return job
 
     async def follow(

@@ -12,17 +12,16 @@ import asyncio
 import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import func, select, update
 
 from ..catalog.models import Job, JobState, utcnow
 from ..catalog.nodes import sibling_nodes
 from ..context import Context
-from ..errors import Forbidden, HubdError, InvalidReference, InvalidRequest, NotFound
+from ..errors import Forbidden, HubdError, NotFound
 from ..ops.mirror import mirror
-from ..refs import RepoRef
+from ..ops.requests import MirrorRequest
 from ..sources.registry import check_url, list_peers
 
 log = logging.getLogger("hubd.cluster.jobs")
@@ -70,71 +69,6 @@ def _info(job: Job) -> JobInfo:
     )
 
 
-def mirror_options(
-    include: tuple[str, ...] = (),
-    exclude: tuple[str, ...] = (),
-    with_base: bool = False,
-    from_: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "include": list(include),
-        "exclude": list(exclude),
-        "with_base": with_base,
-        "from": from_,
-    }
-
-
-Glob = Annotated[str, Field(min_length=1, max_length=1000)]
-
-
-class JobRequest(BaseModel):
-    """A mirror job as a caller asks for it (the body of POST /api/hubd/jobs).
-
-    Strict: ``"false"`` is not a bool nor ``7`` a string, and unknown keys are refused, so a
-    typo or a wrong type is a 400 naming the field rather than a job that fails (or does
-    something else) later. ``include`` and ``exclude`` must be lists: a bare ``"*.json"`` is
-    refused, not read as the patterns ``*``, ``.``, ``j``...
-    """
-
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
-
-    repo: str = Field(max_length=400)
-    include: list[Glob] = Field(default_factory=list, max_length=1000)
-    exclude: list[Glob] = Field(default_factory=list, max_length=1000)
-    with_base: bool = False
-    from_: str | None = Field(default=None, alias="from", min_length=1, max_length=2000)
-
-    @field_validator("repo")
-    @classmethod
-    def _repo(cls, value: str) -> str:
-        try:
-            return str(RepoRef.parse(value))
-        except InvalidReference as exc:
-            raise ValueError(exc.message) from None
-
-    @field_validator("include", "exclude", mode="before")
-    @classmethod
-    def _patterns(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            raise ValueError(f'a list of glob patterns, not one string: write ["{value[:100]}"]')
-        return value
-
-    @classmethod
-    def parse(cls, data: Any) -> JobRequest:
-        """Validate ``data``; else InvalidRequest naming each bad field (not echoing values)."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
-                for error in exc.errors(include_url=False, include_input=False)
-            )
-            raise InvalidRequest(f"invalid job request: {problems}") from None
-
-    def options(self) -> dict[str, Any]:
-        return mirror_options(tuple(self.include), tuple(self.exclude), self.with_base, self.from_)
-
-
 def check_source(ctx: Context, from_: str | None) -> None:
     """A job's ``from`` must be a configured peer (by name or URL) or another node of this catalog.
 
@@ -156,10 +90,9 @@ def check_source(ctx: Context, from_: str | None) -> None:
         )
 
 
-def enqueue(ctx: Context, repo: str, options: dict[str, Any] | None = None) -> JobInfo:
-    """Queue a mirror of ``repo``; the same repo and options already waiting is that job."""
-    request = JobRequest.parse({**(options or {}), "repo": repo})
-    ref, options = RepoRef.parse(request.repo), request.options()
+def enqueue(ctx: Context, request: MirrorRequest) -> JobInfo:
+    """Queue ``request``; the same repo and options already waiting is that job."""
+    ref, options = request.ref, request.options()
     with ctx.catalog.begin() as session:
         for job in session.scalars(select(Job).where(Job.repo == str(ref), Job.state.in_(ACTIVE))):
             if job.options == options:
@@ -273,10 +206,10 @@ async def run_job(ctx: Context, job: JobInfo) -> None:
     reporter = asyncio.create_task(report())
     try:
         # Checked again: a job queued before requests were typed may hold anything.
-        request = JobRequest.parse({**job.options, "repo": job.repo})
+        request = MirrorRequest.parse({**job.options, "repo": job.repo})
         result = await mirror(
             ctx,
-            RepoRef.parse(request.repo),
+            request.ref,
             include=request.include,
             exclude=request.exclude,
             with_base=request.with_base,
@@ -297,7 +230,7 @@ async def run_job(ctx: Context, job: JobInfo) -> None:
             ctx,
             job.id,
             JobState.DONE,
-            result=result.to_json(),
+            result=result.model_dump(mode="json"),
             bytes_done=progress.total,
             bytes_total=progress.total,
         )

@@ -12,6 +12,7 @@ from sqlalchemy import delete, select
 from ..catalog.models import Watch, utcnow
 from ..context import Context
 from ..errors import InvalidRequest, NotFound
+from ..ops.requests import MirrorRequest
 from ..refs import RepoRef
 from .jobs import enqueue
 
@@ -71,7 +72,7 @@ def enqueue_due(ctx: Context, now: datetime | None = None) -> list[int]:
         due = [w.repo for w in session.scalars(select(Watch).where(Watch.next_run_at <= now))]
     jobs = []
     for repo in due:
-        job = enqueue(ctx, repo)
+        job = enqueue(ctx, MirrorRequest(repo=repo))
         with ctx.catalog.begin() as session:
             watch = session.scalar(select(Watch).where(Watch.repo == repo))
             if watch is not None:

@@ -19,11 +19,12 @@ from .. import __version__
 from ..catalog.listing import catalog_page
 from ..catalog.models import JobState
 from ..catalog.views import provenance_hop
-from ..cluster.jobs import JobRequest, check_source, enqueue, get_job, job_metrics, list_jobs
+from ..cluster.jobs import check_source, enqueue, get_job, job_metrics, list_jobs
 from ..cluster.locations import BlobFetches, ensure_attestations
 from ..cluster.tokens import token_scope
 from ..context import Context
 from ..errors import AccessDenied, Forbidden, HubdError, InvalidRequest, RangeNotSatisfiable
+from ..ops.requests import MirrorRequest
 from ..refs import RepoRef
 from ..trust.keys import stored_signatures
 from ..trust.provenance import chain_path, read_chain
@@ -210,7 +211,7 @@ async def jobs_get(request: web.Request) -> web.Response:
 async def jobs_submit(request: web.Request) -> web.Response:
     """POST /api/hubd/jobs {"repo": …, "include": […], …}: queue a mirror (write scope).
 
-    The body is a :class:`JobRequest`; its ``from`` may only name a configured peer or another
+    The body is a :class:`MirrorRequest`; its ``from`` may only name a configured peer or another
     node of this catalog (:func:`check_source`).
     """
     ctx = request.app[CONTEXT]
@@ -224,9 +225,9 @@ async def jobs_submit(request: web.Request) -> web.Response:
         raise InvalidRequest("the body is not JSON: nested deeper than it can be read") from None
     if not isinstance(body, dict):
         raise InvalidRequest('expected {"repo": "org/name[@revision]", …}')
-    job_request = JobRequest.parse(body)
-    await asyncio.to_thread(check_source, ctx, job_request.from_)
-    job = await asyncio.to_thread(enqueue, ctx, job_request.repo, job_request.options())
+    mirror_request = MirrorRequest.parse(body)
+    await asyncio.to_thread(check_source, ctx, mirror_request.from_)
+    job = await asyncio.to_thread(enqueue, ctx, mirror_request)
     return web.json_response(job.to_json(), status=202)
 
 

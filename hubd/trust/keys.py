@@ -2,7 +2,8 @@
 
 ::
 
-    $HUBD_HOME/keys/node.key      this node's ECDSA P-256 private key (PEM, 0600), made on first use
+    $HUBD_HOME/keys/node.key      this node's ECDSA P-256 private key (PEM, 0600), made when it
+                                  first signs
     $HUBD_HOME/keys/node.pub      its public key
     $HUBD_HOME/trust/<name>.pem   trusted signers: a public key, or an organisation CA
                                   certificate (the node's own key is "node")
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -90,35 +92,97 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def node_key(ctx: Context) -> ec.EllipticCurvePrivateKey:
-    """This node's signing key, created (P-256) on first use; node.pub is derived from it.
+class Keyring:
+    """The node key and the trust store of one home, read once and re-read only when changed.
 
-    The key is published with ``os.link``, which fails if another process got there first: two
-    mirrors starting on a fresh home agree on one key.
+    Held by the :class:`Context` (:func:`keyring`), so an operation that checks many signatures
+    parses each PEM once. Reading never writes: the node key is made only when something is to
+    be signed (:meth:`node_key`); until then the trust store has no "node" entry.
     """
-    path = ctx.settings.home / "keys" / "node.key"
-    if not path.exists():
-        key = ec.generate_private_key(ec.SECP256R1())
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        tmp = temp_path(path.with_name("node.key.new"))
-        write_atomic(tmp, pem, 0o600)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        except OSError as exc:
-            raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
-        finally:
-            tmp.unlink(missing_ok=True)
-    key = load_private_key(path)
-    public = path.with_name("node.pub")
-    if not public.exists():
-        write_atomic(public, public_pem(key.public_key()))
-    return key
+
+    def __init__(self, home: Path) -> None:
+        self.keys = home / "keys"
+        self.trust = home / "trust"
+        self._key: ec.EllipticCurvePrivateKey | None = None
+        self._signers: tuple[tuple[tuple[str, int, int], ...], list[Signer]] | None = None
+        self._lock = threading.Lock()
+
+    def node_key(self) -> ec.EllipticCurvePrivateKey:
+        """This node's signing key, created (P-256) on first use; node.pub is derived from it.
+
+        The key is published with ``os.link``, which fails if another process got there first:
+        two mirrors starting on a fresh home agree on one key.
+        """
+        with self._lock:
+            if self._key is None:
+                self._key = self._load_or_create()
+            return self._key
+
+    def _load_or_create(self) -> ec.EllipticCurvePrivateKey:
+        path = self.keys / "node.key"
+        if not path.exists():
+            key = ec.generate_private_key(ec.SECP256R1())
+            pem = key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            tmp = temp_path(path.with_name("node.key.new"))
+            write_atomic(tmp, pem, 0o600)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
+            finally:
+                tmp.unlink(missing_ok=True)
+        key = load_private_key(path)
+        public = path.with_name("node.pub")
+        if not public.exists():
+            write_atomic(public, public_pem(key.public_key()))
+        self._signers = None  # the node is a signer now
+        return key
+
+    def signers(self) -> list[Signer]:
+        """Every trusted signer: the node's key (as "node", once it exists) and
+        trust/<name>.pem, by name. Parsed again only when a file there changed."""
+        node_pub, node_key = self.keys / "node.pub", self.keys / "node.key"
+        paths = [p for p in (node_pub, node_key) if p.exists()][:1]
+        paths += sorted(self.trust.glob("*.pem")) if self.trust.exists() else []
+        seen = tuple(_stamp(p) for p in paths)
+        with self._lock:
+            if self._signers is not None and self._signers[0] == seen:
+                return list(self._signers[1])
+        signers = []
+        for path in paths:
+            if path == node_key:
+                signers.append(Signer(NODE, load_private_key(path).public_key(), node_pub))
+            elif path == node_pub:
+                signers.append(Signer(NODE, load_public_key(path), path))
+            else:
+                signers.append(load_signer(path.stem, path))
+        with self._lock:
+            self._signers = (seen, signers)
+        return list(signers)
+
+
+def _stamp(path: Path) -> tuple[str, int, int]:
+    try:
+        status = path.stat()
+    except OSError:
+        return (str(path), -1, -1)
+    return (str(path), status.st_mtime_ns, status.st_size)
+
+
+def keyring(ctx: Context) -> Keyring:
+    """The Keyring of ``ctx``'s home, one per Context."""
+    return ctx.held(Keyring, lambda: Keyring(ctx.settings.home))
+
+
+def node_key(ctx: Context) -> ec.EllipticCurvePrivateKey:
+    """This node's signing key (made on first use)."""
+    return keyring(ctx).node_key()
 
 
 def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
@@ -156,13 +220,8 @@ def load_signer(name: str, path: Path) -> Signer:
 
 
 def trusted_signers(ctx: Context) -> list[Signer]:
-    """Every trusted signer: the node's key (as "node") and trust/<name>.pem, by name."""
-    node_pub = ctx.settings.home / "keys" / "node.pub"
-    signers = [Signer(NODE, node_key(ctx).public_key(), node_pub)]
-    directory = trust_dir(ctx)
-    for path in sorted(directory.glob("*.pem")) if directory.exists() else []:
-        signers.append(load_signer(path.stem, path))
-    return signers
+    """Every trusted signer (:meth:`Keyring.signers`); never creates a key."""
+    return keyring(ctx).signers()
 
 
 def _pem(signer: Signer) -> bytes:
