@@ -6,28 +6,40 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv lint test test-fast demo bench clean
+.PHONY: venv lint test test-fast demo bench schemas clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip 2>&1 | { grep -v "is ignored" || true; }
-	$(BIN)/python -m pip install --quiet -e '.[dev]' 2>&1 | { grep -v "is ignored" || true; }
+	$(BIN)/python -m pip install --quiet -e '.[dev,llama,postgres]' 2>&1 | { grep -v "is ignored" || true; }
 	$(BIN)/python -c "import hubd.cli.main"
 	touch $@
 
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check hubd cli tests bench
-	$(BIN)/ruff format --check hubd cli tests bench
+	$(BIN)/ruff check hubd cli tests bench tools
+	$(BIN)/ruff format --check hubd cli tests bench tools
 	$(BIN)/mypy
+	$(BIN)/python tools/schemas.py --check
 
+# Lint and tests run side by side: a lint nit does not hide the test results; both must pass.
 # tests/pg.sh: a throwaway PostgreSQL for the catalog tests (HUBD_TEST_PG=skip to go without).
-test: lint
-	bash tests/pg.sh $(BIN)/pytest
+test: $(STAMP)
+	lint=0; $(MAKE) --no-print-directory lint || lint=$$?; \
+	tests=0; bash tests/pg.sh $(BIN)/pytest || tests=$$?; \
+	echo "make test: lint exit $$lint, tests exit $$tests"; \
+	test $$lint = 0 && test $$tests = 0
 
-test-fast: lint
-	bash tests/pg.sh $(BIN)/pytest -m "not slow"
+test-fast: $(STAMP)
+	lint=0; $(MAKE) --no-print-directory lint || lint=$$?; \
+	tests=0; bash tests/pg.sh $(BIN)/pytest -m "not slow" || tests=$$?; \
+	echo "make test-fast: lint exit $$lint, tests exit $$tests"; \
+	test $$lint = 0 && test $$tests = 0
+
+# schemas/*.json from the pydantic models that own them (lint checks they are current).
+schemas: $(STAMP)
+	$(BIN)/python tools/schemas.py
 
 demo: $(STAMP)
 	bash demo/demo.sh

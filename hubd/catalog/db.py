@@ -26,6 +26,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, SessionTransaction, SessionTransactionOrigin, sessionmaker
 
 from ..errors import ConfigError, StoreError
+from ..extras import require
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration; tests check it against alembic's own view of the scripts.
@@ -59,6 +60,8 @@ def create_catalog_engine(url: str) -> Engine:
         parsed = make_url(url)
         if parsed.drivername in ("postgresql", "postgres"):  # SQLAlchemy would want psycopg2
             parsed = parsed.set(drivername="postgresql+psycopg")
+        if parsed.drivername == "postgresql+psycopg":
+            require("psycopg", "postgres", "a PostgreSQL catalog")
         engine = create_engine(parsed, pool_pre_ping=parsed.get_backend_name() != "sqlite")
     except (SQLAlchemyError, ValueError, ImportError) as exc:
         raise ConfigError(f"catalog.url {url!r}: {exc}") from None

@@ -25,6 +25,7 @@ import aiohttp
 from aiohttp import web
 
 from ..errors import RuntimeCrashed
+from ..extras import require
 from .prepare import Prepared
 
 MAX_BODY = 16 * 1024 * 1024
@@ -233,6 +234,8 @@ async def llama_server(
     models: Sequence[ServedModel], n_ctx: int
 ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
     """llama-cpp-python's server on a loopback port with these models: (URL, process)."""
+    for module in ("llama_cpp", "uvicorn"):  # llama_cpp.server runs on uvicorn
+        require(module, "llama", "serving [[llm]] models")
     internal = _free_port()
     upstream = f"http://127.0.0.1:{internal}"
     with tempfile.TemporaryDirectory(prefix="hubd-llm-") as tmp:

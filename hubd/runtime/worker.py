@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidRequest, RuntimeCrashed
+from ..extras import require
 
 
 class _BadInput(ValueError):
@@ -125,6 +126,7 @@ class Worker:
 
     @classmethod
     async def start(cls) -> Worker:
+        require("llama_cpp", "llama", "running a model")
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
