@@ -216,7 +216,7 @@ def measure(factory: sessionmaker[Session], runs: int, shown: str) -> Figures:
 
     def show() -> int:
         with factory() as session:
-            return len(repo_detail(get_repo(session, shown))["revisions"])
+            return len(repo_detail(get_repo(session, shown)).revisions)
 
     def by_license() -> int:
         with factory() as session:

@@ -13,7 +13,7 @@ from hubd.catalog.views import repo_detail
 from hubd.context import Context
 from hubd.errors import SignatureInvalid, VerificationFailed
 from hubd.ops.gc import collect, remove
-from hubd.ops.verify import Damage, VerifyReport, relink, verify_store
+from hubd.ops.verify import Damage, SignatureCheck, VerifyReport, relink, verify_store
 from hubd.refs import RepoRef
 from hubd.trust.policy import verify_signatures
 
@@ -79,24 +79,24 @@ def show_cmd(obj: dict[str, Any], repo: str, as_json: bool) -> None:
     with context.catalog() as session:
         detail = repo_detail(get_repo(session, ref.repo_id))
     if as_json:
-        emit_json(detail)
+        emit_json(detail.model_dump(mode="json"))
         return
-    click.echo(f"{detail['repo']}  ({detail['kind']}, license: {detail['license'] or 'unknown'})")
-    for rev in detail["revisions"]:
-        refs = ", ".join(rev["refs"]) or "-"
-        click.echo(f"\nrevision {rev['commit']}  refs: {refs}  state: {rev['state']}")
-        click.echo(f"  mirrored {rev['mirrored_at'][:19]} from {rev['source']}")
-        if rev["base_model"]:
-            relation = "adapter for" if rev["is_adapter"] else "based on"
-            click.echo(f"  {relation} {rev['base_model']}")
-        for hop in rev["provenance"]:
+    click.echo(f"{detail.repo}  ({detail.kind}, license: {detail.license or 'unknown'})")
+    for rev in detail.revisions:
+        refs = ", ".join(rev.refs) or "-"
+        click.echo(f"\nrevision {rev.commit}  refs: {refs}  state: {rev.state}")
+        click.echo(f"  mirrored {rev.mirrored_at.isoformat()[:19]} from {rev.source}")
+        if rev.base_model:
+            relation = "adapter for" if rev.is_adapter else "based on"
+            click.echo(f"  {relation} {rev.base_model}")
+        for hop in rev.provenance:
             click.echo(
-                f"  provenance #{hop['hop']}: {hop['source']} @ {hop['commit'][:12]} "
-                f"-> {hop['node']} ({hop['client']}, {hop['fetched_at'][:19]})"
+                f"  provenance #{hop.hop}: {hop.source} @ {hop.commit[:12]} "
+                f"-> {hop.node} ({hop.client}, {hop.fetched_at.isoformat()[:19]})"
             )
         table(
             ["  FILE", "SIZE", "SHA256"],
-            [[f"  {f['path']}", human_bytes(f["size"]), f["sha256"][:16]] for f in rev["files"]],
+            [[f"  {f.path}", human_bytes(f.size), f.sha256[:16]] for f in rev.files],
         )
 
 
@@ -125,10 +125,10 @@ def verify_cmd(
     if not as_json and (report.damaged or report.mislinked or not signatures):
         _print_verify(report)
     if signatures and report.ok:
-        verify_signatures_cmd(context, repo_id, as_json, report.to_json())
+        verify_signatures_cmd(context, repo_id, as_json, report)
         return
     if as_json:
-        emit_json(report.to_json())
+        emit_json(report.model_dump(mode="json"))
     if report.repairs is not None and not report.ok:
         raise VerificationFailed(
             f"{len(report.unrepaired)} damaged file(s) could not be repaired",
@@ -174,21 +174,19 @@ def _print_verify(report: VerifyReport) -> None:
 
 
 def verify_signatures_cmd(
-    context: Context, repo_id: str | None, as_json: bool, hashes: dict[str, Any]
+    context: Context, repo_id: str | None, as_json: bool, report: VerifyReport
 ) -> None:
     """The signature half of `hubd verify --signatures`, run once every hash matched."""
     results = verify_signatures(context, repo_id)
     bad = [reason for *_, v in results for reason in v.reasons]
     if as_json:
-        emit_json(
-            {
-                **hashes,
-                "ok": not bad,
-                "signatures": [{"repo": r, "commit": c, **v.to_json()} for r, c, v in results],
-            }
-        )
+        report.signatures = [
+            SignatureCheck(repo=r, commit=c, ok=v.ok, reasons=v.reasons, signers=v.signers)
+            for r, c, v in results
+        ]
+        emit_json(report.model_dump(mode="json"))
     else:
-        click.echo(f"hashes: {hashes['blobs']} blobs all ok")
+        click.echo(f"hashes: {report.blobs} blobs all ok")
         for r, c, v in results:
             signed = ", ".join(v.signers) or "unsigned"
             click.echo(f"{'OK ' if v.ok else 'BAD'} {r}@{c[:12]} signed by: {signed}")

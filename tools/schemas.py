@@ -24,7 +24,7 @@ MODELS: dict[str, str] = {
     "attestations.schema.json": "hubd.trust.provenance:Attestations",
     "audit-report.schema.json": "hubd.audit.report:AuditReport",
     "bundle-index.schema.json": "hubd.bundle.format:Index",
-    "catalog-repo.schema.json": "hubd.catalog.views:RepoDetail",
+    "catalog-repo.schema.json": "hubd.catalog.views:CatalogRepo",
     "config.schema.json": "hubd.config:ConfigFile",
     "listing.schema.json": "hubd.bundle.format:Listing",
     "manifest.schema.json": "hubd.catalog.views:Manifest",

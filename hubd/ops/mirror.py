@@ -8,14 +8,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Literal
 
 from huggingface_hub.utils import filter_repo_objects
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..catalog.models import RevisionState
 from ..catalog.revisions import find_revision
+from ..catalog.views import Commit, Size
 from ..context import Context
 from ..errors import EntryNotFound, InvalidReference, OfflineError
 from ..refs import RepoRef
@@ -32,32 +33,50 @@ from .record import record_snapshot
 METADATA_FILES = ("README.md", "adapter_config.json", SIGNATURE_FILE)
 
 
-@dataclass
-class MirrorResult:
-    repo: str
-    revision: str
-    commit: str
-    source: str
-    files: int
-    bytes_transferred: int
-    bytes_reused: int
-    seconds: float
-    up_to_date: bool
-    snapshot: str
+class UpstreamSignature(BaseModel):
+    """The verdict on a model.sig (OMS) the repo itself ships."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["verified", "untrusted"]
+    signer: str
+    key: str
+
+
+class MirrorResult(BaseModel):
+    """Summary of one `hubd mirror` run; `base` holds the base model's summary when --with-base
+    mirrored one."""
+
+    model_config = ConfigDict(extra="forbid", title="hubd mirror --json")
+
+    repo: Annotated[str, Field(pattern=r"^[^/]+/[^/]+$")]
+    revision: str = Field(description="what was asked for: branch, tag or commit")
+    commit: Commit
+    source: str = Field(json_schema_extra={"format": "uri"})
+    files: Size
+    bytes_transferred: Size = Field(description="bytes moved over the network in this run")
+    bytes_reused: Size = Field(
+        description="bytes already in the store (other repos, revisions, or an interrupted run)"
+    )
+    seconds: Annotated[float, Field(ge=0)]
+    up_to_date: bool = Field(
+        description="the revision was already complete: nothing was fetched or changed"
+    )
+    snapshot: str = Field(
+        description="directory with the repo's file names linked to verified blobs"
+    )
     is_adapter: bool
     base_model: str | None
-    base: MirrorResult | None = None
-    review: str | None = None  # the policy let it through but asks a person to review it
-    upstream_signature: dict[str, str] | None = None  # the repo's own model.sig, checked
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> MirrorResult:
-        """Back from to_json (a daemon's job result)."""
-        base = data.get("base")
-        return cls(**{**data, "base": cls.from_json(base) if base else None})
+    base: MirrorResult | None
+    review: str | None = Field(
+        description="set when the policy (audit.policy) let the mirror proceed but flags the repo "
+        "for review: the decision, naming the rule"
+    )
+    upstream_signature: UpstreamSignature | None = Field(
+        description="the verdict on a model.sig (OMS) the repo itself ships: verified by a "
+        "trusted signer, or by a key outside the trust store (kept; trusting it later makes it "
+        "count). A model.sig that does not match the files fails the mirror."
+    )
 
 
 def select_files(
@@ -102,6 +121,9 @@ def _offline_answer(ctx: Context, ref: RepoRef, started: float) -> MirrorResult:
             snapshot=str(ctx.store.snapshot_dir(ref.repo_id, revision.commit)),
             is_adapter=revision.is_adapter,
             base_model=revision.base_model,
+            base=None,
+            review=None,
+            upstream_signature=None,
         )
 
 
@@ -196,5 +218,9 @@ async def _transfer(
         snapshot=str(recorded.snapshot),
         is_adapter=recorded.is_adapter,
         base_model=recorded.base_model,
-        upstream_signature=recorded.upstream_signature,
+        base=None,
+        review=None,
+        upstream_signature=UpstreamSignature.model_validate(recorded.upstream_signature)
+        if recorded.upstream_signature
+        else None,
     )

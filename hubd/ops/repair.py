@@ -138,14 +138,17 @@ def _repaired(ctx: Context, blob: _Blob, source: str | None) -> BlobRepair:
     """The blob is back and verified: its damaged copies (this run's or older) have no use."""
     for copy in quarantine_dir(ctx).glob(f"{blob.sha256}.*"):
         copy.unlink(missing_ok=True)
-    return BlobRepair(blob.sha256, True, source=source)
+    return BlobRepair(
+        sha256=blob.sha256, repaired=True, source=source, quarantine=None, reason=None
+    )
 
 
 def _still_damaged(ctx: Context, blob: _Blob) -> BlobRepair:
     where = blob.quarantine or next(iter(quarantine_dir(ctx).glob(f"{blob.sha256}.*")), None)
     return BlobRepair(
-        blob.sha256,
-        False,
+        sha256=blob.sha256,
+        repaired=False,
+        source=None,
         quarantine=str(where) if where else None,
         reason="; ".join(blob.reasons) or "no revision to fetch it from",
     )

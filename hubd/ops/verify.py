@@ -10,79 +10,130 @@ import hashlib
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    computed_field,
+    model_serializer,
+)
 
 from ..catalog.nodes import held_only_elsewhere
 from ..catalog.revisions import revisions_with_files
+from ..catalog.views import Commit, Sha256, Size
 from ..context import Context
 
 
-@dataclass(frozen=True)
-class Damage:
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Damage(_Entry):
     repo: str
-    commit: str
+    commit: Commit
     path: str
-    expected: str
-    actual: str | None  # None: the blob is missing
+    expected: Sha256
+    actual: str | None = Field(description="null when the blob is missing")
 
 
-@dataclass(frozen=True)
-class MisLinked:
+class MisLinked(_Entry):
     """A snapshot file that does not lead to the blob the catalog names for it."""
 
     repo: str
-    commit: str
+    commit: Commit
     path: str
-    expected: str  # the catalog's sha256
-    actual: str | None  # where the link points instead; None: no link
+    expected: Sha256 = Field(description="the catalog's sha256")
+    actual: str | None = Field(
+        description="where the link points instead; null when there is no link"
+    )
 
 
-@dataclass(frozen=True)
-class BlobRepair:
+class BlobRepair(_Entry):
     """What ``--repair`` did for one damaged blob (every file that shares it)."""
 
-    sha256: str
-    repaired: bool
-    source: str | None = None  # the endpoint the revision was fetched again from
-    quarantine: str | None = None  # the damaged copy, kept while the blob is not repaired
-    reason: str | None = None  # why it is still damaged
+    sha256: Sha256
+    repaired: bool = Field(description="fetched again and verified: back in the store")
+    source: str | None = Field(
+        description="the endpoint (peer or Hub) the revision was mirrored again from; null when "
+        "not repaired, or when that mirror failed on another file",
+    )
+    quarantine: str | None = Field(
+        description="where the damaged copy is kept while the blob is not repaired; null once "
+        "repaired or when the blob was missing",
+    )
+    reason: str | None = Field(description="why it is still damaged: each attempt, by revision")
 
 
-@dataclass
-class VerifyReport:
-    revisions: int = 0
-    files: int = 0
-    blobs: int = 0
-    bytes: int = 0
-    damaged: list[Damage] = field(default_factory=list)  # as found, before any repair
-    mislinked: list[MisLinked] = field(default_factory=list)
-    elsewhere: int = 0  # blobs only other nodes of a shared catalog hold: theirs to verify
-    repairs: list[BlobRepair] | None = None  # None: no repair was asked for
+class SignatureCheck(_Entry):
+    """One revision's trust verdict (``--signatures``)."""
+
+    repo: str
+    commit: Commit
+    ok: bool
+    reasons: list[str]
+    signers: list[str]
+
+
+def _absent(value: object) -> bool:
+    return value is None
+
+
+class VerifyReport(BaseModel):
+    """What ``hubd verify`` found: counts, damaged and mislinked files, and what was done."""
+
+    # The schema describes the JSON as written: ``ok`` (computed) in it, unset lists left out.
+    model_config = ConfigDict(
+        extra="forbid", title="hubd verify --json", json_schema_mode_override="serialization"
+    )
+
+    revisions: Size
+    files: Size
+    blobs: Size = Field(description="distinct blobs hashed (each once)")
+    bytes: Size
+    damaged: list[Damage] = Field(description="as found, before any repair")
+    mislinked: list[MisLinked] = Field(
+        default_factory=list,
+        description="snapshot files that do not lead to the blob the catalog names (a swapped "
+        "or missing link); --repair points them back",
+    )
+    elsewhere: Size = Field(
+        default=0,
+        description="blobs of a shared catalog that only other nodes' stores hold (theirs to "
+        "verify; not hashed here)",
+    )
+    repairs: list[BlobRepair] | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="with --repair, when something was damaged: one entry per distinct damaged "
+        "blob (its files are the damaged entries with this expected digest); ok is then true "
+        "when every one was repaired",
+    )
+    signatures: list[SignatureCheck] | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="with --signatures (once every hash matched): each revision's trust verdict",
+    )
 
     @property
     def unrepaired(self) -> list[Damage]:
         fixed = {r.sha256 for r in self.repairs or () if r.repaired}
         return [d for d in self.damaged if d.expected not in fixed]
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def ok(self) -> bool:
-        return not self.unrepaired and not self.mislinked
+        """Nothing left damaged or mislinked, and every signature checked holds."""
+        signed = not any(s.reasons for s in self.signatures or ())
+        return not self.unrepaired and not self.mislinked and signed
 
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "ok": self.ok,
-            "revisions": self.revisions,
-            "files": self.files,
-            "blobs": self.blobs,
-            "bytes": self.bytes,
-            "damaged": [d.__dict__ for d in self.damaged],
-            "mislinked": [m.__dict__ for m in self.mislinked],
-            "elsewhere": self.elsewhere,
-        }
-        if self.repairs is not None:
-            data["repairs"] = [r.__dict__ for r in self.repairs]
-        return data
+    @model_serializer(mode="wrap")
+    def _ok_first(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``ok`` leads the JSON, where a person or a script looks first."""
+        data: dict[str, Any] = handler(self)
+        return {"ok": data.pop("ok"), **data}
 
 
 def _digest_or_none(ctx: Context, sha256: str) -> str | None:
@@ -110,10 +161,12 @@ def _mislinked(ctx: Context, rows: list[tuple[str, str, str, str, int]]) -> list
         try:
             target = os.path.normpath(os.path.join(link.parent, os.readlink(link)))
         except OSError:
-            found.append(MisLinked(repo, commit, path, sha, None))
+            found.append(MisLinked(repo=repo, commit=commit, path=path, expected=sha, actual=None))
             continue
         if target != expected:
-            found.append(MisLinked(repo, commit, path, sha, target))
+            found.append(
+                MisLinked(repo=repo, commit=commit, path=path, expected=sha, actual=target)
+            )
     return found
 
 
@@ -140,11 +193,9 @@ def verify_store(
         ]
         sizes = {sha: size for *_, sha, size in rows}
         theirs = held_only_elsewhere(session, ctx.settings.node_name, sizes)
-    report = VerifyReport(revisions=len(revisions), files=len(rows), elsewhere=len(theirs))
+    files = len(rows)
     rows = [row for row in rows if row[3] not in theirs]
     sizes = {sha: size for sha, size in sizes.items() if sha not in theirs}
-    report.blobs = len(sizes)
-    report.bytes = sum(sizes.values())
 
     def check(sha256: str) -> tuple[str, str | None]:
         actual = _digest_or_none(ctx, sha256)
@@ -154,10 +205,16 @@ def verify_store(
 
     with ThreadPoolExecutor(max_workers=ctx.settings.verify_workers) as pool:
         actual = dict(pool.map(check, sorted(sizes)))
-    report.mislinked = _mislinked(ctx, rows)
-    report.damaged = [
-        Damage(repo, commit, path, sha, actual[sha])
-        for repo, commit, path, sha, _ in rows
-        if actual[sha] != sha
-    ]
-    return report
+    return VerifyReport(
+        revisions=len(revisions),
+        files=files,
+        blobs=len(sizes),
+        bytes=sum(sizes.values()),
+        damaged=[
+            Damage(repo=repo, commit=commit, path=path, expected=sha, actual=actual[sha])
+            for repo, commit, path, sha, _ in rows
+            if actual[sha] != sha
+        ],
+        mislinked=_mislinked(ctx, rows),
+        elsewhere=len(theirs),
+    )
