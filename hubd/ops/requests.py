@@ -8,7 +8,7 @@ typed is checked again when it is read back.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
@@ -53,14 +53,16 @@ class MirrorRequest(BaseModel):
         except InvalidReference as exc:
             raise ValueError(exc.message) from None
 
-    @field_validator("include", "exclude", mode="before")
+    @field_validator("include", "exclude", mode="before", json_schema_input_type=Glob | Patterns)
     @classmethod
     def _one_pattern(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [value]
         return list(value) if isinstance(value, tuple) else value
 
-    @field_validator("with_base", mode="before")
+    @field_validator(
+        "with_base", mode="before", json_schema_input_type=bool | Literal["true", "false"]
+    )
     @classmethod
     def _bool_text(cls, value: Any) -> Any:
         return {"true": True, "false": False}.get(value, value) if isinstance(value, str) else value
