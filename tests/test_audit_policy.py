@@ -67,15 +67,23 @@ def test_license_globs_match_card_ids_and_spdx_ids_through_the_lineage() -> None
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[[rules]]\nclass = 'non-commercial'\n", "rule #1: action must be one of"),
-        ("[[rules]]\naction = 'deny'\nclas = 'x'\n", "rule #1: unknown key 'clas'"),
-        ("[[rules]]\naction = 'deny'\nclass = 'nc'\n", "rule #1: unknown class 'nc'"),
-        ("[[rules]]\naction = 'allow'\n[[rules]]\naction = 'deny'\nsigned = 'yes'\n", "rule #2"),
-        ("[[rules]]\naction = 'deny'\nrepo = []\n", "repo must be a string or a list"),
-        ("default = 'maybe'\n", "default must be one of"),
-        ("rules = 3\n", "rules must be an array"),
-        ("version = 2\n", "version must be 1"),
-        ("colour = 'red'\n", "unknown key 'colour'"),
+        ("[[rules]]\nclass = 'non-commercial'\n", r"rules\[0\]\.action: Field required"),
+        ("[[rules]]\naction = 'deny'\nclas = 'x'\n", r"rules\[0\]\.clas: Extra inputs"),
+        ("[[rules]]\naction = 'deny'\nclass = 'nc'\n", r"rules\[0\]\.class\[0\]: Input should be"),
+        (
+            "[[rules]]\naction = 'allow'\n[[rules]]\naction = 'deny'\nsigned = 'yes'\n",
+            r"rules\[1\]\.signed: Input should be a valid boolean",
+        ),
+        ("[[rules]]\naction = 'deny'\nrepo = []\n", r"rules\[0\]\.repo: List should have at least"),
+        ("[[rules]]\naction = 'deny'\nrepo = 3\n", r"rules\[0\]\.repo: .* a string or a list"),
+        ("[[rules]]\naction = 'deny'\nlicense = ['mit', 1]\n", r"rules\[0\]\.license\[1\]"),
+        ("[[rules]]\naction = 'deny'\norg = ''\n", r"rules\[0\]\.org\[0\]: String should"),
+        ("[[rules]]\naction = 'deny'\nreason = 1\n", r"rules\[0\]\.reason: Input should be"),
+        ("default = 'maybe'\n", "default: Input should be 'allow', 'deny' or 'review'"),
+        ("rules = 3\n", "rules: Input should be a valid list"),
+        ("version = 2\n", "version: Input should be 1"),
+        ("version = true\n", "version: Input should be 1"),
+        ("colour = 'red'\n", "colour: Extra inputs are not permitted"),
     ],
 )
 def test_bad_policies_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
@@ -97,7 +105,7 @@ def test_unreadable_policy_file(tmp_path: Path) -> None:
 
 
 def test_every_class_is_in_the_schema() -> None:
-    classes = schema("policy.schema.json")["$defs"]["class"]["enum"]  # type: ignore[index]
+    classes = schema("policy.schema.json")["$defs"]["LicenseClass"]["enum"]  # type: ignore[index]
     assert classes == [c.value for c in LicenseClass]
     assert lookup("cc-by-nc-4.0") is LICENSES["cc-by-nc-4.0"]
 

@@ -406,6 +406,32 @@ def test_tampered_chains_are_rejected(
     assert failed.code == 6 and "does not lead to trusted CA" in failed.err
 
 
+def test_malformed_certificate_bundles_are_reported_by_the_field(
+    hubd: Hubd, exported: Path, pki: Pki, home: Path, tmp_path: Path
+) -> None:
+    cert, key = pki.leaf("good")
+    good = json.loads(ms_sign(exported, cert, key, [pki.chain_pem], tmp_path / "g.sig").read_text())
+    material = good["verificationMaterial"]
+    cases = {
+        "empty": (
+            {**material, "x509CertificateChain": {"certificates": []}},
+            "verificationMaterial.x509CertificateChain.certificates: List should have at least 1",
+        ),
+        "both": (
+            {**material, "publicKey": {"hint": "0" * 64}},
+            "verificationMaterial: both a public key and a certificate chain",
+        ),
+    }
+    before = state(hubd, home)
+    for name, (changed, message) in cases.items():
+        path = tmp_path / f"{name}.sig"
+        path.write_text(json.dumps({**good, "verificationMaterial": changed}))
+        refused = hubd("sign", MODEL, "--bundle", str(path))
+        assert refused.code == 6, refused.err
+        assert f"malformed signature bundle: {message}" in refused.err, refused.err
+    assert state(hubd, home) == before
+
+
 def test_certificates_are_checked_at_verification_time(
     hubd: Hubd, exported: Path, pki: Pki, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from conftest import MODEL, Result
 from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import ValidationError
 from sqlalchemy import select
 from support.fakehub import FakeHub
 from support.modelgen import tiny_model_files
@@ -33,7 +34,8 @@ from hubd.trust import oms as signing
 from hubd.trust.keys import node_key, signature_dir, stored_signatures
 from hubd.trust.oms import public_pem
 from hubd.trust.policy import may_use
-from hubd.trust.provenance import chain_path, read_chain, root_digest
+from hubd.trust.provenance import Attestations, chain_path, read_chain, root_digest
+from hubd.trust.validation import problem
 
 Hubd = Callable[..., Result]
 SIGNED = "acme/signed-llama"
@@ -44,10 +46,7 @@ def run(ctx: Context, ref: str) -> MirrorResult:
 
 
 def statements(ctx: Context, repo: str, commit: str) -> list[dict[str, Any]]:
-    return [
-        json.loads(base64.b64decode(e["payload"]))
-        for e in read_chain(chain_path(ctx, repo, commit))
-    ]
+    return [json.loads(e.payload) for e in read_chain(chain_path(ctx, repo, commit))]
 
 
 def trust(ctx: Context, name: str, key: ec.EllipticCurvePublicKey, rule: str | None) -> None:
@@ -65,7 +64,8 @@ def tamper_statement(
 ) -> None:
     """Change one field of the node's SLSA statement for MODEL, keeping its old signature."""
     chain = chain_path(ctx, MODEL, commit)
-    (env,) = read_chain(chain)
+    (line,) = chain.read_text().splitlines()
+    env = json.loads(line)
     doc = json.loads(base64.b64decode(env["payload"]))
     section = doc
     for name in where:
@@ -246,7 +246,8 @@ def test_an_upstream_model_sig_is_verified_and_recorded(
 ) -> None:
     signed_repo(hub, org_key)
     result = run(ctx, SIGNED)
-    assert result.upstream_signature == {
+    assert result.upstream_signature is not None
+    assert result.upstream_signature.model_dump() == {
         "status": "untrusted",
         "signer": "",
         "key": signing.key_hint(org_key.public_key()),
@@ -284,6 +285,41 @@ def test_verify_signatures_checks_the_provenance_chain(
     assert checked.code == 6 and "provenance #0: the statement: the signature" in checked.out
 
 
+def test_a_malformed_statement_or_chain_is_reported_by_the_field(
+    ctx: Context, hub: FakeHub, hubd: Hubd
+) -> None:
+    """The statement and envelope models refuse, naming the field, before any signature check."""
+    commit = run(ctx, MODEL).commit
+    metadata = ("predicate", "runDetails", "metadata")
+    tamper_statement(ctx, commit, metadata, "finishedOn", "yesterday")
+    checked = hubd("verify", MODEL, "--signatures")
+    assert checked.code == 6, checked.err
+    assert (
+        "provenance #0: malformed provenance statement: "
+        "predicate.runDetails.metadata.finishedOn: Input should be an ISO 8601 time"
+    ) in checked.out
+    chain = chain_path(ctx, MODEL, commit)
+    envelope = json.loads(chain.read_text())
+    envelope["signatures"][0]["keyid"] = "../../escape"
+    chain.write_text(json.dumps(envelope) + "\n")
+    checked = hubd("verify", MODEL, "--signatures")
+    assert checked.code == 6, checked.err
+    assert (
+        "malformed provenance chain: line 1: signatures[0].keyid: String should match pattern"
+    ) in checked.out
+
+
+def test_the_attestations_body_is_refused_by_the_field() -> None:
+    body = {"repo": MODEL, "commit": "0" * 40, "provenance": [], "signatures": {}}
+    statement = {"payload": "e30=", "payloadType": signing.PAYLOAD_TYPE, "signatures": [{}]}
+    with pytest.raises(ValidationError) as caught:
+        Attestations.model_validate({**body, "statements": [statement]})
+    assert problem(caught.value) == "statements[0].signatures[0].sig: Field required"
+    with pytest.raises(ValidationError) as caught:
+        Attestations.model_validate({**body, "statements": [], "signatures": {"../x.sig": {}}})
+    assert problem(caught.value).startswith("signatures['../x.sig'] (the name): String should")
+
+
 def test_a_partial_mirror_from_a_peer_is_vouched_for_by_its_whole_repo_signature(
     node_a: tuple[Context, str], settings: Settings, tmp_path: Path
 ) -> None:
@@ -308,7 +344,7 @@ def test_a_partial_mirror_of_a_repo_shipping_model_sig(
     trust(ctx, "acme-release", org_key.public_key(), SIGNED)
     result = asyncio.run(mirror(ctx, RepoRef.parse(SIGNED), include=["config.json"]))
     assert result.upstream_signature is not None
-    assert result.upstream_signature["status"] == "verified"
+    assert result.upstream_signature.status == "verified"
     assert may_use(ctx, SIGNED, result.commit).ok
 
 
@@ -322,7 +358,7 @@ def test_a_peer_signature_whose_hint_is_a_path_is_refused(
     bundle = json.loads(own.read_bytes())
     bundle["verificationMaterial"]["publicKey"]["hint"] = "../../../../../escape"
     (own.parent / "other.sig").write_text(json.dumps(bundle))
-    message = "publicKey.hint is not a sha256 hex digest"
+    message = r"verificationMaterial\.publicKey\.hint: String should match pattern"
     refused_on_b(settings, tmp_path, url, ("x", stranger_key(), None), SignatureInvalid, message)
     assert not list(tmp_path.rglob("escape*"))
 

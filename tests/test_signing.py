@@ -173,6 +173,31 @@ def test_tampered_bundle_is_rejected(hubd: Hubd, mirrored: None, home: Path) -> 
     assert "malformed signature bundle" in hubd("verify", MODEL, "--signatures").err
 
 
+def test_a_malformed_bundle_is_reported_by_the_field(
+    hubd: Hubd, mirrored: None, home: Path
+) -> None:
+    path = Path(json.loads(hubd("sign", MODEL, "--json").out)["path"])
+    good = json.loads(path.read_text())
+    envelope = good["dsseEnvelope"]
+    cases = [
+        ({**good, "mediaType": "application/json"}, "mediaType: Input should be"),
+        (
+            {**good, "dsseEnvelope": {**envelope, "payload": "not base64!"}},
+            "dsseEnvelope.payload: Input should be valid base64",
+        ),
+        (
+            {**good, "dsseEnvelope": {**envelope, "signatures": envelope["signatures"] * 2}},
+            "dsseEnvelope.signatures: Tuple should have at most 1 item",
+        ),
+    ]
+    for bundle, message in cases:
+        path.write_text(json.dumps(bundle))
+        result = hubd("verify", MODEL, "--signatures")
+        assert result.code == 6 and f"malformed signature bundle: {message}" in result.err, (
+            result.err
+        )
+
+
 def test_trust_policy_allow_deny(hubd: Hubd, mirrored: None, home: Path, tmp_path: Path) -> None:
     from hubd.config import load_settings
     from hubd.context import Context
@@ -203,9 +228,12 @@ def test_trust_policy_allow_deny(hubd: Hubd, mirrored: None, home: Path, tmp_pat
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[[rules]]\nrepo = 'acme/*'\n", "needs repo"),
-        ("[[rules]]\nrepo = 'acme/*'\nsigners = []\n", "needs repo"),
-        ("oops = 1\n", "only [[rules]]"),
+        ("[[rules]]\nrepo = 'acme/*'\n", "rules[0].signers: Field required"),
+        ("[[rules]]\nrepo = 'acme/*'\nsigners = []\n", "rules[0].signers: List should have"),
+        ("[[rules]]\nrepo = []\nsigners = ['x']\n", "rules[0].repo: List should have"),
+        ("[[rules]]\nrepo = 'a/*'\nsigners = ['../x']\n", "rules[0].signers[0]: String should"),
+        ("[[rules]]\nrepo = 'a/*'\nsigners = ['x']\nnote = 1\n", "rules[0].note: Extra inputs"),
+        ("oops = 1\n", "oops: Extra inputs are not permitted"),
         ("[[rules\n", "policy.toml"),
     ],
 )
@@ -213,6 +241,9 @@ def test_bad_trust_policy(hubd: Hubd, mirrored: None, home: Path, text: str, mes
     set_policy(home, text)
     result = hubd("verify", MODEL, "--signatures")
     assert result.code == 2 and message in result.err
+    if text != "[[rules\n":  # what parses as TOML, the schema refuses as the loader does
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(tomllib.loads(text), schema("trust-policy.schema.json"))
 
 
 def test_bad_keys_are_refused(hubd: Hubd, home: Path, tmp_path: Path) -> None:

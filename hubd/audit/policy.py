@@ -1,6 +1,8 @@
 """Policy files: which models may be mirrored and used, as first-match rules.
 
-The format is schemas/policy.schema.json; deploy/policy.example.toml is a commented example.
+The format is :class:`PolicyFile` (schemas/policy.schema.json is written from it);
+deploy/policy.example.toml is a commented example. What it validates to is evaluated as a
+:class:`Policy` of :class:`Rule`.
 
 ::
 
@@ -25,14 +27,68 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
 from ..errors import InvalidPolicy
+from ..trust.validation import Closed, Globs, listed, problem
 from .licenses import License, LicenseClass
 
-ACTIONS = ("allow", "deny", "review")
+Action = Literal["allow", "deny", "review"]
 CONDITIONS = ("class", "license", "org", "repo", "signed")
 _VERBS = {"allow": "allowed", "deny": "denied", "review": "flagged for review"}
+
+Classes = Annotated[
+    list[LicenseClass],
+    Field(min_length=1),
+    BeforeValidator(
+        listed,
+        json_schema_input_type=LicenseClass | Annotated[list[LicenseClass], Field(min_length=1)],
+    ),
+]
+
+
+def _version(value: Any) -> Any:
+    """Only the integer 1 (``Literal[1]`` alone would take ``true`` and ``1.0`` for it)."""
+    return value if type(value) is int else None
+
+
+class PolicyRule(Closed):
+    """A rule: its conditions, all of which must hold, and what then happens."""
+
+    classes: Classes | None = Field(
+        None,
+        alias="class",
+        description="the revision's effective license class (lineage included)",
+    )
+    license: Globs | None = Field(
+        None,
+        description="globs over every license that applies, as Hub card ids (llama3.1) or SPDX "
+        "ids (Apache-2.0, LicenseRef-Llama-3.1), case-insensitive",
+    )
+    org: Globs | None = Field(None, description="globs over the repo's organisation")
+    repo: Globs | None = Field(None, description="globs over org/name")
+    signed: StrictBool | None = Field(
+        None,
+        description="whether the revision carries a verified signature (false matches "
+        "unsigned ones)",
+    )
+    action: Action
+    reason: StrictStr | None = Field(None, description="shown with the decision")
+
+
+class PolicyFile(Closed):
+    """A TOML policy (shown as JSON) for `hubd audit` and the `hubd mirror` gate (setting
+    audit.policy / HUBD_POLICY, or `hubd audit --policy FILE`). Rules are tried in order and the
+    first whose conditions all hold decides; `default` decides when none does. A rule without
+    conditions matches everything. See deploy/policy.example.toml."""
+
+    model_config = ConfigDict(title="hubd policy file")
+
+    version: Annotated[Literal[1], BeforeValidator(_version)] = 1
+    default: Action = Field("allow", description="when no rule matches")
+    rules: list[PolicyRule] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -52,8 +108,10 @@ class Facts:
 
 @dataclass(frozen=True)
 class Rule:
+    """A :class:`PolicyRule` as evaluated: its conditions in the order people read them."""
+
     index: int  # 1-based, as people count rules in the file
-    action: str
+    action: Action
     conditions: tuple[tuple[str, tuple[str, ...] | bool], ...]
     reason: str | None = None
 
@@ -84,7 +142,7 @@ class Rule:
 class Policy:
     source: str
     rules: tuple[Rule, ...]
-    default: str = "allow"
+    default: Action = "allow"
 
     @property
     def uses_signed(self) -> bool:
@@ -153,61 +211,26 @@ def load_policy(path: Path) -> Policy:
 
 
 def parse_policy(data: dict[str, Any], source: str) -> Policy:
-    """Check a policy document as schemas/policy.schema.json does, naming what is wrong."""
-    unknown = set(data) - {"version", "default", "rules"}
-    if unknown:
-        raise InvalidPolicy(f"{source}: unknown key {sorted(unknown)[0]!r}")
-    if data.get("version", 1) != 1:
-        raise InvalidPolicy(f"{source}: version must be 1")
-    default = data.get("default", "allow")
-    if default not in ACTIONS:
-        raise InvalidPolicy(f"{source}: default must be one of {', '.join(ACTIONS)}")
-    rules = data.get("rules", [])
-    if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
-        raise InvalidPolicy(f"{source}: rules must be an array of tables ([[rules]])")
-    return Policy(source, tuple(_rule(r, i, source) for i, r in enumerate(rules, 1)), default)
+    """Validate a policy document (a :class:`PolicyFile`), naming the field that is wrong."""
+    try:
+        document = PolicyFile.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        unknown = first["type"] == "extra_forbidden" and first["loc"][0] == "rules"
+        hint = f"conditions are {', '.join(CONDITIONS)}; then action and reason"
+        raise InvalidPolicy(f"{source}: {problem(exc)}", hint=hint if unknown else None) from None
+    rules = tuple(_rule(rule, index) for index, rule in enumerate(document.rules, 1))
+    return Policy(source, rules, document.default)
 
 
-def _rule(table: dict[str, Any], index: int, source: str) -> Rule:
-    where = f"{source}: rule #{index}"
-    unknown = set(table) - {*CONDITIONS, "action", "reason"}
-    if unknown:
-        raise InvalidPolicy(
-            f"{where}: unknown key {sorted(unknown)[0]!r}",
-            hint=f"conditions are {', '.join(CONDITIONS)}; then action and reason",
-        )
-    action = table.get("action")
-    if action not in ACTIONS:
-        raise InvalidPolicy(f"{where}: action must be one of {', '.join(ACTIONS)}")
-    conditions: list[tuple[str, tuple[str, ...] | bool]] = []
-    for key in CONDITIONS:
-        if key not in table:
-            continue
-        value = table[key]
-        if key == "signed":
-            if not isinstance(value, bool):
-                raise InvalidPolicy(f"{where}: signed must be true or false")
-            conditions.append((key, value))
-            continue
-        values = [value] if isinstance(value, str) else value
-        if (
-            not isinstance(values, list)
-            or not values
-            or not all(isinstance(v, str) for v in values)
-        ):
-            raise InvalidPolicy(f"{where}: {key} must be a string or a list of strings")
-        if key == "class":
-            bad = [v for v in values if v not in set(LicenseClass)]
-            if bad:
-                raise InvalidPolicy(
-                    f"{where}: unknown class {bad[0]!r}",
-                    hint="classes are " + ", ".join(c.value for c in LicenseClass),
-                )
-        conditions.append((key, tuple(values)))
-    reason = table.get("reason")
-    if reason is not None and not isinstance(reason, str):
-        raise InvalidPolicy(f"{where}: reason must be a string")
-    return Rule(index, action, tuple(conditions), reason)
+def _rule(rule: PolicyRule, index: int) -> Rule:
+    globs = {"class": rule.classes, "license": rule.license, "org": rule.org, "repo": rule.repo}
+    conditions: list[tuple[str, tuple[str, ...] | bool]] = [
+        (key, tuple(value)) for key, value in globs.items() if value is not None
+    ]
+    if rule.signed is not None:
+        conditions.append(("signed", rule.signed))
+    return Rule(index, rule.action, tuple(conditions), rule.reason)
 
 
 def _subjects(key: str, facts: Facts) -> list[str]:

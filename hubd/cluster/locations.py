@@ -173,8 +173,8 @@ def _keep(
     directory = signature_dir(ctx, repo_id, commit)
     for file_name, data in admitted.signatures.items():
         write_atomic(directory / file_name, data)
-    if carried.statements:
-        write_chain(ctx, repo_id, commit, carried.statements)
+    if admitted.statements:
+        write_chain(ctx, repo_id, commit, admitted.statements)
 
 
 def _siblings(ctx: Context) -> list[tuple[str, str]]:

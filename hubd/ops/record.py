@@ -128,7 +128,7 @@ def record_snapshot(
                 finished=datetime.now(UTC),
                 upstream_signature=admitted.upstream_signature,
             )
-            extend_chain(ctx, key, hop, everything, carried.statements if carried else ())
+            extend_chain(ctx, key, hop, everything, admitted.statements)
     return Recorded(snapshot, is_adapter, base, admitted.upstream_signature)
 
 

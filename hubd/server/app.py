@@ -27,7 +27,7 @@ from ..errors import AccessDenied, Forbidden, HubdError, InvalidRequest, RangeNo
 from ..ops.requests import MirrorRequest
 from ..refs import RepoRef
 from ..trust.keys import stored_signatures
-from ..trust.provenance import chain_path, read_chain
+from ..trust.provenance import Attestations, chain_path, read_chain
 from . import hfapi
 from .hfapi import CONTEXT, SERVED
 
@@ -160,7 +160,7 @@ async def hubd_attestations(request: web.Request) -> web.Response:
         await ensure_attestations(ctx, repo_id, commit, files)
 
     def read() -> dict[str, Any]:
-        return {
+        body = {
             "repo": repo_id,
             "commit": commit,
             "provenance": [provenance_hop(p) for p in revision.provenance],
@@ -170,6 +170,7 @@ async def hubd_attestations(request: web.Request) -> web.Response:
             },
             "statements": read_chain(chain_path(ctx, repo_id, commit)),
         }
+        return Attestations.model_validate(body).model_dump(mode="json")
 
     return web.json_response(await asyncio.to_thread(read))
 

@@ -18,14 +18,16 @@ from ..sources.base import Attestations
 from .keys import NODE, trusted_signers
 from .oms import SIGNATURE_FILE, Bundle
 from .policy import check_bundle, load_rules, required_signers
-from .provenance import verify_chain
+from .provenance import StatementEnvelope, verify_chain
 
 
 @dataclass
 class Admitted:
-    """What passed: signature files to keep (name -> bundle), and the upstream model.sig's fate."""
+    """What passed: signature files to keep (name -> bundle), the carried provenance chain
+    (validated, in hop order), and the upstream model.sig's fate."""
 
     signatures: dict[str, bytes] = field(default_factory=dict)
+    statements: list[StatementEnvelope] = field(default_factory=list)
     upstream_signature: dict[str, str] | None = None
 
 
@@ -75,7 +77,8 @@ def admit(
         admitted.signatures[_file_name(data, label)] = data
         if signer:
             valid.add(signer.name)
-    verify_chain(carried.statements, signers, commit, files, f"{label}: provenance")
+    chain = verify_chain(carried.statements, signers, commit, files, f"{label}: provenance")
+    admitted.statements = [attested.envelope for attested in chain]
     missing = [n for n in required_signers(load_rules(ctx), repo_id) if n not in valid | {NODE}]
     if missing:
         raise UntrustedSigner(

@@ -1,12 +1,16 @@
 """OpenSSF Model Signing (OMS v1.0) bundles, built and checked with `cryptography` alone.
 
-A bundle is a Sigstore bundle (v0.3, no transparency log) holding a DSSE envelope whose payload
-is an in-toto Statement v1 with predicate type ``https://model_signing/signature/v1.0`` and
-``files`` serialization. Its verification material is either a public key hint (key signing)
-or an x509 certificate chain, leaf first, base64 DER (certificate signing). This is the shape
-``model_signing`` 1.1.1 writes and reads, so either side verifies the other's signatures:
+A bundle (:class:`OmsBundle`) is a Sigstore bundle (v0.3, no transparency log) holding a DSSE
+envelope whose payload is an in-toto Statement v1 (:class:`OmsStatement`) with predicate type
+``https://model_signing/signature/v1.0`` and ``files`` serialization. Its verification material
+is either a public key hint (key signing) or an x509 certificate chain, leaf first, base64 DER
+(certificate signing). This is the shape ``model_signing`` 1.1.1 writes and reads, so either side
+verifies the other's signatures:
 ``model_signing verify key DIR --signature DIR/model.sig --public_key node.pub``, or
 ``model_signing verify certificate DIR --signature … --certificate_chain ca.pem``.
+
+Bundles come from peers, bundles and Hub repos: the models are the door (their shape), the
+functions here the cryptography (what is signed, by whom, over which digests).
 """
 
 from __future__ import annotations
@@ -15,29 +19,183 @@ import base64
 import binascii
 import hashlib
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Final, Literal
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from pydantic import (
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from ..errors import ConfigError, SignatureInvalid
+from .validation import Open, Sha256, problem
 
-BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
-PAYLOAD_TYPE = "application/vnd.in-toto+json"
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
-PREDICATE_TYPE = "https://model_signing/signature/v1.0"
+BUNDLE_MEDIA_TYPE: Final = "application/vnd.dev.sigstore.bundle.v0.3+json"
+PAYLOAD_TYPE: Final = "application/vnd.in-toto+json"
+STATEMENT_TYPE: Final = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE: Final = "https://model_signing/signature/v1.0"
 SIGNATURE_FILE = "model.sig"
-HINT = re.compile(r"[0-9a-f]{64}")
 # What model_signing leaves out of a directory by default, plus the signature file itself: the
 # same paths are left out of hubd's manifests so that an exported directory verifies as is.
 IGNORE_PATHS = (".git", ".gitattributes", ".github", ".gitignore", SIGNATURE_FILE)
 CURVES = {"secp256r1": hashes.SHA256, "secp384r1": hashes.SHA384}
+
+
+def _base64(value: Any) -> bytes:
+    """Strict base64 (no characters outside the alphabet); bytes are hubd's own, as they are."""
+    if isinstance(value, bytes):
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError("base64_type", "Input should be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise PydanticCustomError("base64", "Input should be valid base64") from None
+
+
+Base64 = Annotated[
+    bytes,
+    PlainValidator(_base64),
+    PlainSerializer(lambda data: base64.b64encode(data).decode(), return_type=str),
+    WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
+]
+# Names the file a carried bundle is kept in (<hint>.sig): a digest, never a path.
+KeyHint = Annotated[
+    StrictStr,
+    Field(
+        pattern=r"^[0-9a-f]{64}$", description="sha256 hex of the signer's PEM SubjectPublicKeyInfo"
+    ),
+]
+
+
+class DsseSignature(Open):
+    sig: Base64
+    keyid: StrictStr = ""
+
+
+class Envelope(Open):
+    """A DSSE envelope: one signature over the PAE of ``payloadType`` and ``payload``."""
+
+    payload: Base64
+    payloadType: StrictStr  # noqa: N815 - DSSE's field name
+    signatures: tuple[DsseSignature] = Field(description="exactly one")
+
+
+class InTotoEnvelope(Envelope):
+    payloadType: Literal["application/vnd.in-toto+json"]  # noqa: N815 - DSSE's field name
+
+
+class PublicKeyIdentifier(Open):
+    """Key signing: which key signed (older model_signing bundles carry no hint)."""
+
+    hint: KeyHint | None = None
+
+
+class X509Certificate(Open):
+    rawBytes: Base64 = Field(  # noqa: N815 - Sigstore's field name
+        description="base64 of the DER certificate"
+    )
+
+
+class X509CertificateChain(Open):
+    certificates: list[X509Certificate] = Field(
+        min_length=1,
+        description="the signing certificate first, then its issuers towards the organisation CA "
+        "(which may be left out)",
+    )
+
+
+class VerificationMaterial(Open):
+    """A public key hint (key signing) or a certificate chain (certificate signing), not both."""
+
+    publicKey: PublicKeyIdentifier | None = None  # noqa: N815 - Sigstore's field name
+    x509CertificateChain: X509CertificateChain | None = None  # noqa: N815
+    tlogEntries: list[dict[str, Any]] = Field(  # noqa: N815 - Sigstore's field name
+        default_factory=list, description="hubd writes none and checks none"
+    )
+
+    @model_validator(mode="after")
+    def _one_signer(self) -> VerificationMaterial:
+        if self.x509CertificateChain and self.publicKey and self.publicKey.hint:
+            raise PydanticCustomError("material", "both a public key and a certificate chain")
+        return self
+
+
+class OmsBundle(Open):
+    """What `hubd sign` writes to store/signatures/<org>/<name>/<commit>/<key-hint>.sig and
+    `hubd export` to model.sig, and what hubd accepts from peers, bundles and Hub repos; the
+    payload is a base64 in-toto Statement v1 with predicateType
+    https://model_signing/signature/v1.0. Key signing names the key by publicKey.hint;
+    certificate signing (`hubd sign --cert`, `model_signing sign certificate`) carries the x509
+    chain instead."""
+
+    model_config = ConfigDict(
+        title="OpenSSF Model Signing v1.0 signature (Sigstore bundle, key or certificate)"
+    )
+
+    mediaType: Literal["application/vnd.dev.sigstore.bundle.v0.3+json"]  # noqa: N815
+    verificationMaterial: VerificationMaterial  # noqa: N815 - Sigstore's field name
+    dsseEnvelope: InTotoEnvelope  # noqa: N815 - Sigstore's field name
+
+    @classmethod
+    def parse(cls, data: bytes, label: str) -> OmsBundle:
+        """Validate a bundle's JSON; SignatureInvalid names the field that is wrong."""
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as exc:
+            raise SignatureInvalid(f"{label}: malformed signature bundle: {problem(exc)}") from None
+
+
+class Serialization(Open):
+    method: StrictStr
+    hash_type: StrictStr
+    allow_symlinks: StrictBool = False
+    ignore_paths: list[StrictStr] = Field(default_factory=list)
+
+
+class Resource(Open):
+    name: StrictStr
+    algorithm: StrictStr
+    digest: StrictStr
+
+
+class OmsPredicate(Open):
+    serialization: Serialization
+    resources: list[Resource]
+
+
+class RootDigest(Open):
+    sha256: Sha256
+
+
+class OmsSubject(Open):
+    name: StrictStr
+    digest: RootDigest
+
+
+class OmsStatement(Open):
+    """The payload: every file's digest, and their root as the one subject."""
+
+    model_config = ConfigDict(serialize_by_alias=True)
+
+    type_: Literal["https://in-toto.io/Statement/v1"] = Field(alias="_type")
+    subject: tuple[OmsSubject]
+    predicateType: Literal["https://model_signing/signature/v1.0"]  # noqa: N815
+    predicate: OmsPredicate
 
 
 def _hash_for(key: ec.EllipticCurvePublicKey) -> hashes.HashAlgorithm:
@@ -84,38 +242,41 @@ def manifest_of(
     }
 
 
-def statement(name: str, manifest: Mapping[str, str]) -> dict[str, Any]:
+def statement(name: str, manifest: Mapping[str, str]) -> OmsStatement:
     """The in-toto statement: resources sorted by name, subject = sha256 of their digests."""
     names = sorted(manifest)
     root = hashlib.sha256(b"".join(bytes.fromhex(manifest[n]) for n in names)).hexdigest()
-    return {
-        "_type": STATEMENT_TYPE,
-        "subject": [{"name": name, "digest": {"sha256": root}}],
-        "predicateType": PREDICATE_TYPE,
-        "predicate": {
-            "serialization": {
-                "method": "files",
-                "hash_type": "sha256",
-                "allow_symlinks": False,
-                "ignore_paths": list(IGNORE_PATHS),
-            },
-            "resources": [{"name": n, "algorithm": "sha256", "digest": manifest[n]} for n in names],
-        },
-    }
+    return OmsStatement(
+        _type=STATEMENT_TYPE,
+        subject=(OmsSubject(name=name, digest=RootDigest(sha256=root)),),
+        predicateType=PREDICATE_TYPE,
+        predicate=OmsPredicate(
+            serialization=Serialization(
+                method="files",
+                hash_type="sha256",
+                allow_symlinks=False,
+                ignore_paths=list(IGNORE_PATHS),
+            ),
+            resources=[Resource(name=n, algorithm="sha256", digest=manifest[n]) for n in names],
+        ),
+    )
 
 
-def _material(public: ec.EllipticCurvePublicKey, chain: Sequence[x509.Certificate]) -> Any:
+def _material(
+    public: ec.EllipticCurvePublicKey, chain: Sequence[x509.Certificate]
+) -> VerificationMaterial:
     if not chain:
-        return {"publicKey": {"hint": key_hint(public)}, "tlogEntries": []}
+        return VerificationMaterial(publicKey=PublicKeyIdentifier(hint=key_hint(public)))
     if chain[0].public_key() != public:
         raise ConfigError(
             f"signing certificate {chain[0].subject.rfc4514_string()} is not for this private key"
         )
     certificates = [
-        {"rawBytes": base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode()}
-        for c in chain
+        X509Certificate(rawBytes=c.public_bytes(serialization.Encoding.DER)) for c in chain
     ]
-    return {"x509CertificateChain": {"certificates": certificates}, "tlogEntries": []}
+    return VerificationMaterial(
+        x509CertificateChain=X509CertificateChain(certificates=certificates)
+    )
 
 
 def sign(
@@ -131,48 +292,48 @@ def sign(
     """
     public = check_key(private_key, "signing key")
     material = _material(public, chain)
-    payload = json.dumps(statement(name, manifest), indent=2).encode()
+    payload = json.dumps(statement(name, manifest).model_dump(mode="json"), indent=2).encode()
     signature = private_key.sign(pae(payload), ec.ECDSA(_hash_for(public)))
-    bundle = {
-        "mediaType": BUNDLE_MEDIA_TYPE,
-        "verificationMaterial": material,
-        "dsseEnvelope": {
-            "payload": base64.b64encode(payload).decode(),
-            "payloadType": PAYLOAD_TYPE,
-            "signatures": [{"sig": base64.b64encode(signature).decode(), "keyid": ""}],
-        },
-    }
-    return json.dumps(bundle, indent=2).encode()
+    bundle = OmsBundle(
+        mediaType=BUNDLE_MEDIA_TYPE,
+        verificationMaterial=material,
+        dsseEnvelope=InTotoEnvelope(
+            payload=payload,
+            payloadType=PAYLOAD_TYPE,
+            signatures=(DsseSignature(sig=signature, keyid=""),),
+        ),
+    )
+    return json.dumps(bundle.model_dump(mode="json", exclude_none=True), indent=2).encode()
 
 
 def dsse_envelope(
     private_key: ec.EllipticCurvePrivateKey, payload: bytes, payload_type: str = PAYLOAD_TYPE
 ) -> dict[str, Any]:
-    """A DSSE envelope of ``payload`` signed by ``private_key`` (keyid: its OMS hint)."""
+    """A DSSE envelope of ``payload`` signed by ``private_key`` (keyid: its OMS hint), as JSON."""
     public = check_key(private_key, "signing key")
     signature = private_key.sign(pae(payload, payload_type), ec.ECDSA(_hash_for(public)))
-    return {
-        "payloadType": payload_type,
-        "payload": base64.b64encode(payload).decode(),
-        "signatures": [{"keyid": key_hint(public), "sig": base64.b64encode(signature).decode()}],
-    }
+    envelope = Envelope(
+        payload=payload,
+        payloadType=payload_type,
+        signatures=(DsseSignature(sig=signature, keyid=key_hint(public)),),
+    )
+    return envelope.model_dump(mode="json")
 
 
 def dsse_open(
     envelope: Any, key: ec.EllipticCurvePublicKey, payload_type: str, label: str
 ) -> bytes:
-    """The payload of a DSSE envelope of ``payload_type`` once ``key``'s signature holds."""
+    """The payload of a DSSE envelope (an :class:`Envelope` or its JSON) of ``payload_type``
+    once ``key``'s signature holds."""
     try:
-        payload = base64.b64decode(envelope["payload"], validate=True)
-        (entry,) = envelope["signatures"]
-        signature = base64.b64decode(entry["sig"], validate=True)
-        kind = envelope["payloadType"]
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise SignatureInvalid(f"{label}: malformed DSSE envelope") from None
+        opened = Envelope.model_validate(envelope)
+    except ValidationError as exc:
+        raise SignatureInvalid(f"{label}: malformed DSSE envelope: {problem(exc)}") from None
+    payload, kind, (entry,) = opened.payload, opened.payloadType, opened.signatures
     if kind != payload_type:
         raise SignatureInvalid(f"{label}: payload type {kind!r}, expected {payload_type!r}")
     try:
-        key.verify(signature, pae(payload, payload_type), ec.ECDSA(_hash_for(key)))
+        key.verify(entry.sig, pae(payload, payload_type), ec.ECDSA(_hash_for(key)))
     except InvalidSignature:
         raise SignatureInvalid(f"{label}: the signature does not verify") from None
     return payload
@@ -188,40 +349,26 @@ class Bundle:
 
     hint: str | None
     payload: bytes
-    payload_type: str
     signature: bytes
     chain: tuple[x509.Certificate, ...] = ()
 
     @classmethod
     def parse(cls, data: bytes, label: str) -> Bundle:
-        try:
-            doc = json.loads(data)
-            if doc["mediaType"] != BUNDLE_MEDIA_TYPE:
-                raise SignatureInvalid(f"{label}: not an OMS bundle ({doc['mediaType']!r})")
-            envelope = doc["dsseEnvelope"]
-            material = doc["verificationMaterial"]
-            hint = (material.get("publicKey") or {}).get("hint")
-            chain = _chain(material, label)
-            if chain and hint:
-                raise SignatureInvalid(f"{label}: both a public key and a certificate chain")
-            if hint and not HINT.fullmatch(str(hint)):  # it names the file a bundle is kept in
-                raise SignatureInvalid(f"{label}: publicKey.hint is not a sha256 hex digest")
-            return cls(
-                hint=key_hint(chain[0].public_key()) if chain else str(hint) if hint else None,
-                payload=base64.b64decode(envelope["payload"], validate=True),
-                payload_type=str(envelope["payloadType"]),
-                signature=base64.b64decode(envelope["signatures"][0]["sig"], validate=True),
-                chain=chain,
-            )
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError, binascii.Error):
-            raise SignatureInvalid(f"{label}: malformed signature bundle") from None
+        doc = OmsBundle.parse(data, label)
+        material, envelope = doc.verificationMaterial, doc.dsseEnvelope
+        chain = _chain(material.x509CertificateChain, label)
+        hint = material.publicKey.hint if material.publicKey else None
+        return cls(
+            hint=key_hint(chain[0].public_key()) if chain else hint,
+            payload=envelope.payload,
+            signature=envelope.signatures[0].sig,
+            chain=chain,
+        )
 
     def verify(self, key: ec.EllipticCurvePublicKey, label: str) -> Signed:
         """Check the signature with ``key`` and return what it signed."""
         if self.hint is not None and self.hint != key_hint(key):
             raise SignatureInvalid(f"{label}: signed by another key (hint {self.hint[:16]}…)")
-        if self.payload_type != PAYLOAD_TYPE:
-            raise SignatureInvalid(f"{label}: payload type {self.payload_type!r} is not in-toto")
         try:
             key.verify(self.signature, pae(self.payload), ec.ECDSA(_hash_for(key)))
         except InvalidSignature:
@@ -229,20 +376,15 @@ class Bundle:
         return _signed_manifest(self.payload, label)
 
 
-def _chain(material: Any, label: str) -> tuple[x509.Certificate, ...]:
+def _chain(material: X509CertificateChain | None, label: str) -> tuple[x509.Certificate, ...]:
     """The certificates of ``x509CertificateChain`` (none for a key bundle)."""
-    if "x509CertificateChain" not in material:
+    if material is None:
         return ()
-    entries = material["x509CertificateChain"]["certificates"]
-    if not isinstance(entries, list) or not entries:
-        raise SignatureInvalid(f"{label}: empty certificate chain")
     chain = []
-    for index, entry in enumerate(entries, 1):
+    for index, entry in enumerate(material.certificates, 1):
         try:
-            chain.append(
-                x509.load_der_x509_certificate(base64.b64decode(entry["rawBytes"], validate=True))
-            )
-        except (ValueError, binascii.Error):
+            chain.append(x509.load_der_x509_certificate(entry.rawBytes))
+        except ValueError:
             raise SignatureInvalid(
                 f"{label}: certificate #{index} of the chain is not an x509 certificate"
             ) from None
@@ -259,27 +401,28 @@ class Signed:
 
 def _signed_manifest(payload: bytes, label: str) -> Signed:
     try:
-        doc = json.loads(payload)
-        if doc["_type"] != STATEMENT_TYPE or doc["predicateType"] != PREDICATE_TYPE:
-            raise SignatureInvalid(f"{label}: not an OMS v1.0 in-toto statement")
-        serialization_ = doc["predicate"]["serialization"]
-        if serialization_["method"] != "files" or serialization_["hash_type"] != "sha256":
-            raise SignatureInvalid(
-                f"{label}: serialization {serialization_['method']}/"
-                f"{serialization_['hash_type']} is not supported (only files/sha256)"
-            )
-        resources = doc["predicate"]["resources"]
-        manifest = {str(r["name"]): str(r["digest"]) for r in resources}
-        if any(r["algorithm"] != "sha256" for r in resources) or len(manifest) != len(resources):
-            raise SignatureInvalid(f"{label}: resources are not unique sha256 digests")
-        root = hashlib.sha256(b"".join(bytes.fromhex(r["digest"]) for r in resources))
-        (subject,) = doc["subject"]
-        if subject["digest"]["sha256"] != root.hexdigest():
-            raise SignatureInvalid(f"{label}: subject digest does not match the resources")
-        ignore = tuple(str(p) for p in serialization_.get("ignore_paths", ()))
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise SignatureInvalid(f"{label}: malformed in-toto statement") from None
-    return Signed(manifest, ignore)
+        doc = OmsStatement.model_validate_json(payload)
+    except ValidationError as exc:
+        raise SignatureInvalid(f"{label}: malformed in-toto statement: {problem(exc)}") from None
+    serialization_ = doc.predicate.serialization
+    if serialization_.method != "files" or serialization_.hash_type != "sha256":
+        raise SignatureInvalid(
+            f"{label}: serialization {serialization_.method}/"
+            f"{serialization_.hash_type} is not supported (only files/sha256)"
+        )
+    resources = doc.predicate.resources
+    manifest = {r.name: r.digest for r in resources}
+    if any(r.algorithm != "sha256" for r in resources) or len(manifest) != len(resources):
+        raise SignatureInvalid(f"{label}: resources are not unique sha256 digests")
+    try:
+        root = hashlib.sha256(b"".join(bytes.fromhex(r.digest) for r in resources))
+    except ValueError:
+        raise SignatureInvalid(
+            f"{label}: malformed in-toto statement: a digest is not hex"
+        ) from None
+    if doc.subject[0].digest.sha256 != root.hexdigest():
+        raise SignatureInvalid(f"{label}: subject digest does not match the resources")
+    return Signed(manifest, tuple(serialization_.ignore_paths))
 
 
 def compare(signed: Signed, files: Mapping[str, str], label: str, complete: bool = True) -> None:

@@ -1,6 +1,7 @@
 """Trust policy: which signers a revision needs before it may be used, and why not.
 
-``$HUBD_HOME/trust/policy.toml`` (``schemas/trust-policy.schema.json``)::
+``$HUBD_HOME/trust/policy.toml``, a :class:`TrustPolicyFile` (``schemas/trust-policy.schema.json``
+is written from it)::
 
     [[rules]]
     repo = "acme/*"                 # glob or list of globs over org/name
@@ -19,9 +20,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Annotated, Any
 
 from cryptography import x509
+from pydantic import ConfigDict, Field, StrictStr, ValidationError
 
 from ..catalog.models import RevisionState
 from ..catalog.revisions import require_revision, revisions_with_files
@@ -31,12 +33,30 @@ from . import provenance
 from .certificates import verify_chain
 from .keys import Signer, stored_signatures, trust_dir, trusted_signers
 from .oms import Bundle, compare
+from .validation import Closed, Globs, problem
+
+SignerName = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 
 
-@dataclass(frozen=True)
-class TrustRule:
-    repos: tuple[str, ...]
-    signers: tuple[str, ...]
+class TrustRule(Closed):
+    """One rule: the repos it covers and the signers each of their revisions needs."""
+
+    repos: Globs = Field(
+        alias="repo", description="A glob over org/name, or a list of them (any may match)."
+    )
+    signers: list[SignerName] = Field(
+        min_length=1,
+        description="Names from `hubd trust ls` ('node' is this node's key); all must have signed.",
+    )
+
+
+class TrustPolicyFile(Closed):
+    """Which trusted signers must have signed a revision of which repos before it may be used.
+    Every matching rule applies; a repo no rule matches needs no signature."""
+
+    model_config = ConfigDict(title="hubd trust policy ($HUBD_HOME/trust/policy.toml)")
+
+    rules: list[TrustRule] = Field(default_factory=list)
 
 
 @dataclass
@@ -59,29 +79,14 @@ def load_rules(ctx: Context) -> list[TrustRule]:
         return []
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
         raise InvalidPolicy(f"{path}: {exc}") from None
-    if set(data) - {"rules"} or not isinstance(data.get("rules", []), list):
-        raise InvalidPolicy(f"{path}: expected only [[rules]] tables")
-    rules = []
-    for index, raw in enumerate(data.get("rules", []), 1):
-        repos = raw.get("repo") if isinstance(raw, dict) else None
-        repos = [repos] if isinstance(repos, str) else repos
-        signers = raw.get("signers") if isinstance(raw, dict) else None
-        if (
-            not isinstance(raw, dict)
-            or set(raw) - {"repo", "signers"}
-            or not isinstance(repos, list)
-            or not repos
-            or not all(isinstance(r, str) for r in repos)
-            or not isinstance(signers, list)
-            or not signers
-            or not all(isinstance(s, str) for s in signers)
-        ):
-            raise InvalidPolicy(
-                f"{path}: rule #{index} needs repo (a glob or list) and signers (a non-empty "
-                "list of trusted names), nothing else"
-            )
-        rules.append(TrustRule(tuple(repos), tuple(signers)))
-    return rules
+    try:
+        return TrustPolicyFile.model_validate(data).rules
+    except ValidationError as exc:
+        raise InvalidPolicy(
+            f"{path}: {problem(exc)}",
+            hint="each [[rules]] table holds repo (a glob or a list) and signers (a non-empty "
+            "list of trusted names), nothing else",
+        ) from None
 
 
 def required_signers(rules: list[TrustRule], repo_id: str) -> list[str]:

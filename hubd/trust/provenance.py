@@ -1,36 +1,168 @@
 """SLSA Provenance v1 statements: a signed record of where each revision's bytes came from.
 
 Each node that records a revision (mirror, add, import) writes an in-toto Statement v1 with the
-SLSA Provenance v1 predicate and signs it with its node key in a DSSE envelope. Subjects are the
-revision's OMS root digest (the same one its ``model.sig`` signs) and every file's sha256;
-``resolvedDependencies`` names the source repo and its ``gitCommit``. The chain lives beside the
-revision's signatures as ``provenance.intoto.jsonl``, one envelope per line in hop order: a
-peer hop keeps the statements the previous nodes wrote and appends its own.
+SLSA Provenance v1 predicate (:class:`Statement`) and signs it with its node key in a DSSE
+envelope (:class:`StatementEnvelope`). Subjects are the revision's OMS root digest (the same one
+its ``model.sig`` signs) and every file's sha256; ``resolvedDependencies`` names the source repo
+and its ``gitCommit``. The chain lives beside the revision's signatures as
+``provenance.intoto.jsonl``, one envelope per line in hop order: a peer hop keeps the statements
+the previous nodes wrote and appends its own. Statements come back from peers and bundles, so
+the models that write them are also the door they are read through.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Final, Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
 
 from .. import __version__
 from ..context import Context
 from ..errors import SignatureInvalid
 from .keys import Signer, signature_dir, write_atomic
-from .oms import PAYLOAD_TYPE, STATEMENT_TYPE, dsse_envelope, dsse_open, manifest_of
+from .oms import (
+    PAYLOAD_TYPE,
+    STATEMENT_TYPE,
+    DsseSignature,
+    InTotoEnvelope,
+    KeyHint,
+    dsse_envelope,
+    dsse_open,
+    manifest_of,
+)
+from .validation import Closed, Commit, Open, Sha256, problem
 
-PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
-BUILD_TYPE = "https://hubd.dev/provenance/mirror/v1"
+PREDICATE_TYPE: Final = "https://slsa.dev/provenance/v1"
+BUILD_TYPE: Final = "https://hubd.dev/provenance/mirror/v1"
 CHAIN_FILE = "provenance.intoto.jsonl"
+
+
+def _iso_time(value: str) -> str:
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise PydanticCustomError("time", "Input should be an ISO 8601 time") from None
+    return value
+
+
+# An ISO 8601 time, kept as written (what was signed).
+Time = Annotated[
+    StrictStr, AfterValidator(_iso_time), Field(json_schema_extra={"format": "date-time"})
+]
+
+
+class Digest(Open):
+    sha256: Sha256
+
+
+class Subject(Open):
+    name: StrictStr
+    digest: Digest
+
+
+class ExternalParameters(Closed):
+    repository: StrictStr
+    revision: StrictStr
+    source: StrictStr = Field(
+        description="the repo URL on the source: the Hub, a peer, file://, bundle:"
+    )
+
+
+class UpstreamSignature(Closed):
+    """The verdict on a model.sig the source repo shipped."""
+
+    status: Literal["verified", "untrusted"]
+    signer: StrictStr
+    key: StrictStr
+
+
+class InternalParameters(Closed):
+    node: StrictStr
+    upstreamSignature: UpstreamSignature | None = None  # noqa: N815 - the statement's casing
+
+
+class CommitDigest(Open):
+    gitCommit: Commit  # noqa: N815 - in-toto's digest name
+
+
+class Dependency(Open):
+    uri: Annotated[StrictStr, Field(pattern=r"^git\+")]
+    digest: CommitDigest
+
+
+class BuildDefinition(Open):
+    buildType: Literal["https://hubd.dev/provenance/mirror/v1"]  # noqa: N815
+    externalParameters: ExternalParameters  # noqa: N815 - SLSA's field name
+    internalParameters: InternalParameters  # noqa: N815 - SLSA's field name
+    resolvedDependencies: tuple[Dependency]  # noqa: N815 - SLSA's field name
+
+
+class Builder(Open):
+    id: Annotated[StrictStr, Field(pattern=r"^urn:hubd:node:")]
+    version: dict[str, StrictStr] = Field(default_factory=dict)
+
+
+class BuildMetadata(Open):
+    invocationId: StrictStr  # noqa: N815 - SLSA's field name
+    startedOn: Time  # noqa: N815 - SLSA's field name
+    finishedOn: Time  # noqa: N815 - SLSA's field name
+
+
+class RunDetails(Open):
+    builder: Builder
+    metadata: BuildMetadata
+
+
+class Provenance(Open):
+    buildDefinition: BuildDefinition  # noqa: N815 - SLSA's field name
+    runDetails: RunDetails  # noqa: N815 - SLSA's field name
+
+
+class Statement(Open):
+    """The payload of each DSSE envelope in
+    store/signatures/<org>/<name>/<commit>/provenance.intoto.jsonl (one envelope per line, hop
+    order), signed by the recording node's key (keyid = sha256 hex of its PEM public key)."""
+
+    model_config = ConfigDict(
+        title="A hubd provenance statement: in-toto Statement v1 with the SLSA Provenance v1 "
+        "predicate",
+        serialize_by_alias=True,
+    )
+
+    type_: Literal["https://in-toto.io/Statement/v1"] = Field(alias="_type")
+    subject: list[Subject] = Field(
+        min_length=2,
+        description="First the repo with the OMS root digest (sha256 over the sorted files' "
+        "sha256, what model.sig signs), then every file with its sha256.",
+    )
+    predicateType: Literal["https://slsa.dev/provenance/v1"]  # noqa: N815
+    predicate: Provenance
+
+
+class KeyedSignature(DsseSignature):
+    keyid: KeyHint
+
+
+class StatementEnvelope(InTotoEnvelope):
+    """A DSSE envelope of a :class:`Statement`, signed by the node that wrote it."""
+
+    signatures: tuple[KeyedSignature]
 
 
 def builder_id(node: str) -> str:
@@ -59,83 +191,162 @@ class Hop:
     upstream_signature: dict[str, str] | None = None  # a model.sig the source shipped
 
 
-def statement(hop: Hop, files: Mapping[str, str]) -> dict[str, Any]:
+def statement(hop: Hop, files: Mapping[str, str]) -> Statement:
     """The in-toto Statement v1 with the SLSA Provenance v1 predicate for ``hop``."""
-    internal: dict[str, Any] = {"node": hop.node}
-    if hop.upstream_signature:
-        internal["upstreamSignature"] = hop.upstream_signature
-    return {
-        "_type": STATEMENT_TYPE,
-        "subject": [
-            {"name": hop.repo_id, "digest": {"sha256": root_digest(files)}},
-            *({"name": p, "digest": {"sha256": files[p]}} for p in sorted(files)),
+    upstream = hop.upstream_signature
+    return Statement(
+        _type=STATEMENT_TYPE,
+        subject=[
+            Subject(name=hop.repo_id, digest=Digest(sha256=root_digest(files))),
+            *(Subject(name=p, digest=Digest(sha256=files[p])) for p in sorted(files)),
         ],
-        "predicateType": PREDICATE_TYPE,
-        "predicate": {
-            "buildDefinition": {
-                "buildType": BUILD_TYPE,
-                "externalParameters": {
-                    "repository": hop.repo_id,
-                    "revision": hop.revision,
-                    "source": hop.source_url,
-                },
-                "internalParameters": internal,
-                "resolvedDependencies": [
-                    {"uri": f"git+{hop.source_url}", "digest": {"gitCommit": hop.commit}}
-                ],
-            },
-            "runDetails": {
-                "builder": {"id": builder_id(hop.node), "version": {"hubd": __version__}},
-                "metadata": {
-                    "invocationId": f"{hop.node}/{hop.repo_id}@{hop.commit}/"
+        predicateType=PREDICATE_TYPE,
+        predicate=Provenance(
+            buildDefinition=BuildDefinition(
+                buildType=BUILD_TYPE,
+                externalParameters=ExternalParameters(
+                    repository=hop.repo_id, revision=hop.revision, source=hop.source_url
+                ),
+                internalParameters=InternalParameters(
+                    node=hop.node,
+                    upstreamSignature=UpstreamSignature.model_validate(upstream)
+                    if upstream
+                    else None,
+                ),
+                resolvedDependencies=(
+                    Dependency(
+                        uri=f"git+{hop.source_url}", digest=CommitDigest(gitCommit=hop.commit)
+                    ),
+                ),
+            ),
+            runDetails=RunDetails(
+                builder=Builder(id=builder_id(hop.node), version={"hubd": __version__}),
+                metadata=BuildMetadata(
+                    invocationId=f"{hop.node}/{hop.repo_id}@{hop.commit}/"
                     f"{hop.finished.timestamp():.0f}",
-                    "startedOn": hop.started.isoformat(),
-                    "finishedOn": hop.finished.isoformat(),
-                },
-            },
-        },
-    }
+                    startedOn=hop.started.isoformat(),
+                    finishedOn=hop.finished.isoformat(),
+                ),
+            ),
+        ),
+    )
 
 
-def envelope(key: ec.EllipticCurvePrivateKey, doc: Mapping[str, Any]) -> dict[str, Any]:
+def envelope(key: ec.EllipticCurvePrivateKey, doc: Statement) -> StatementEnvelope:
     """A DSSE envelope of ``doc`` signed by ``key`` (keyid: the key's OMS hint)."""
-    return dsse_envelope(key, json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
+    payload = json.dumps(
+        doc.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":")
+    ).encode()
+    return StatementEnvelope.model_validate(dsse_envelope(key, payload))
+
+
+class CustodyHop(Closed):
+    """One hop of the catalog's chain of custody (hubd.catalog.views.provenance_hop)."""
+
+    hop: StrictInt = Field(ge=0)
+    source: StrictStr
+    commit: StrictStr
+    node: StrictStr
+    fetched_at: StrictStr = Field(json_schema_extra={"format": "date-time"})
+    client: StrictStr
+
+
+class StatementSummary(Closed):
+    """One checked statement of a chain, as `hubd provenance --json` shows it."""
+
+    builder: StrictStr = Field(description="runDetails.builder.id: urn:hubd:node:NAME")
+    source: StrictStr
+    commit: Commit
+    finished: Time
+    keyid: KeyHint
+    signer: StrictStr | None = Field(
+        description="the trusted name whose key verified it, null for a key outside the trust store"
+    )
+    upstream_signature: UpstreamSignature | None
+
+
+class ProvenanceReport(Closed):
+    """`hubd provenance --json`: the catalog's hops, the checked SLSA statements and what the
+    trust policy makes of the revision."""
+
+    model_config = ConfigDict(
+        title="`hubd provenance --json`: a revision's chain of custody and its trust verdict"
+    )
+
+    repo: StrictStr
+    commit: Commit
+    provenance: list[CustodyHop]
+    statements: list[StatementSummary] = Field(
+        description="The revision's SLSA Provenance v1 statements (provenance.intoto.jsonl), in "
+        "hop order, each checked."
+    )
+    ok: StrictBool = Field(description="whether the trust policy lets the revision be used")
+    reasons: list[StrictStr]
+    signers: list[StrictStr] = Field(description="trusted names whose signature holds")
+
+
+SignatureName = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9._-]+\.sig$")]
+
+
+class Attestations(Closed):
+    """What a hubd node vouches for a revision with; a mirroring peer checks all of it against
+    its trust store and policy before the revision becomes visible there."""
+
+    model_config = ConfigDict(title="GET /api/hubd/models/{org}/{name}/revision/{rev}/attestations")
+
+    repo: StrictStr
+    commit: Commit
+    provenance: list[CustodyHop] = Field(description="the catalog's chain of custody")
+    signatures: dict[SignatureName, dict[str, Any]] = Field(
+        description="OMS v1.0 bundles (oms-bundle.schema.json) by file name <key-hint>.sig, as "
+        "this node stores them: the receiving node checks each (hubd.trust.oms.OmsBundle)",
+        json_schema_extra={"additionalProperties": False},  # only names that match
+    )
+    statements: list[StatementEnvelope] = Field(
+        description="DSSE envelopes of SLSA statements, hop order"
+    )
 
 
 @dataclass(frozen=True)
 class Attested:
     """One statement of a chain, parsed; ``signer`` is the trusted name whose key verified it."""
 
-    statement: dict[str, Any]
-    keyid: str
+    envelope: StatementEnvelope
+    statement: Statement
     signer: str | None
 
     @property
+    def keyid(self) -> str:
+        return self.envelope.signatures[0].keyid
+
+    @property
     def builder(self) -> str:
-        return str(self.statement["predicate"]["runDetails"]["builder"]["id"])
+        return self.statement.predicate.runDetails.builder.id
 
     @property
     def subjects(self) -> dict[str, str]:
-        return {s["name"]: s["digest"]["sha256"] for s in self.statement["subject"]}
+        return {s.name: s.digest.sha256 for s in self.statement.subject}
 
-    def to_json(self) -> dict[str, Any]:
-        predicate = self.statement["predicate"]
-        (dependency,) = predicate["buildDefinition"]["resolvedDependencies"]
-        return {
-            "builder": self.builder,
-            "source": dependency["uri"].removeprefix("git+"),
-            "commit": dependency["digest"]["gitCommit"],
-            "finished": predicate["runDetails"]["metadata"]["finishedOn"],
-            "keyid": self.keyid,
-            "signer": self.signer,
-            "upstream_signature": predicate["buildDefinition"]["internalParameters"].get(
-                "upstreamSignature"
-            ),
-        }
+    def summary(self) -> StatementSummary:
+        predicate = self.statement.predicate
+        (dependency,) = predicate.buildDefinition.resolvedDependencies
+        return StatementSummary(
+            builder=self.builder,
+            source=dependency.uri.removeprefix("git+"),
+            commit=dependency.digest.gitCommit,
+            finished=predicate.runDetails.metadata.finishedOn,
+            keyid=self.keyid,
+            signer=self.signer,
+            upstream_signature=predicate.buildDefinition.internalParameters.upstreamSignature,
+        )
 
 
 def check_envelope(
-    env: Any, signers: Sequence[Signer], commit: str, files: Mapping[str, str], label: str
+    env: StatementEnvelope | Mapping[str, Any],
+    signers: Sequence[Signer],
+    commit: str,
+    files: Mapping[str, str],
+    label: str,
 ) -> Attested:
     """Parse a DSSE envelope of a SLSA statement about ``commit``; verify it if its key is trusted.
 
@@ -144,43 +355,45 @@ def check_envelope(
     names one of ``files`` with another digest (a hop may hold fewer or more files, never others).
     """
     try:
-        payload = base64.b64decode(env["payload"], validate=True)
-        (sig,) = env["signatures"]
-        keyid = str(sig["keyid"])
-        doc = json.loads(payload)
-        ok_type = env["payloadType"] == PAYLOAD_TYPE and doc["_type"] == STATEMENT_TYPE
-        if not ok_type or doc["predicateType"] != PREDICATE_TYPE:
-            raise SignatureInvalid(f"{label}: not an in-toto SLSA Provenance v1 statement")
-        attested = Attested(doc, keyid, None)
-        subjects, about = attested.subjects, attested.to_json()["commit"]
-    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
-        raise SignatureInvalid(f"{label}: malformed provenance statement") from None
+        envelope = StatementEnvelope.model_validate(env)
+        doc = Statement.model_validate_json(envelope.payload)
+    except ValidationError as exc:
+        raise SignatureInvalid(f"{label}: malformed provenance statement: {problem(exc)}") from None
+    attested = Attested(envelope, doc, None)
+    subjects, about = attested.subjects, attested.summary().commit
     if about != commit:
         raise SignatureInvalid(f"{label}: the statement is about commit {about}, not {commit}")
     changed = sorted(p for p in set(files) & set(subjects) if files[p] != subjects[p])
     if changed:
         raise SignatureInvalid(f"{label}: attests other content for {', '.join(changed)}")
-    signer = next((s for s in signers if s.hint == keyid), None)
+    signer = next((s for s in signers if s.hint == attested.keyid), None)
     if signer is None:
         return attested
-    dsse_open(env, signer.key, PAYLOAD_TYPE, f"{label}: the statement")
-    return Attested(doc, keyid, signer.name)
+    dsse_open(envelope, signer.key, PAYLOAD_TYPE, f"{label}: the statement")
+    return Attested(envelope, doc, signer.name)
 
 
 def chain_path(ctx: Context, repo_id: str, commit: str) -> Path:
     return signature_dir(ctx, repo_id, commit) / CHAIN_FILE
 
 
-def read_chain(path: Path) -> list[dict[str, Any]]:
+def read_chain(path: Path) -> list[StatementEnvelope]:
     """The envelopes of a chain file ([] when there is none)."""
     try:
         lines = path.read_text().splitlines()
     except FileNotFoundError:
         return []
-    try:
-        return [json.loads(line) for line in lines if line.strip()]
-    except ValueError:
-        raise SignatureInvalid(f"{path}: malformed provenance chain") from None
+    chain = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            chain.append(StatementEnvelope.model_validate_json(line))
+        except ValidationError as exc:
+            raise SignatureInvalid(
+                f"{path}: malformed provenance chain: line {number}: {problem(exc)}"
+            ) from None
+    return chain
 
 
 def extend_chain(
@@ -188,7 +401,7 @@ def extend_chain(
     key: ec.EllipticCurvePrivateKey,
     hop: Hop,
     files: Mapping[str, str],
-    inherited: Sequence[dict[str, Any]] = (),
+    inherited: Sequence[StatementEnvelope] = (),
 ) -> Path:
     """Sign ``hop`` and write the chain: earlier nodes' statements, then this node's latest.
 
@@ -203,24 +416,24 @@ def extend_chain(
 
 
 def write_chain(
-    ctx: Context, repo_id: str, commit: str, envelopes: Sequence[Mapping[str, Any]]
+    ctx: Context, repo_id: str, commit: str, envelopes: Sequence[StatementEnvelope]
 ) -> Path:
     """Write a revision's chain file: one envelope per line, in hop order."""
     path = chain_path(ctx, repo_id, commit)
-    write_atomic(path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in envelopes).encode())
+    lines = (json.dumps(e.model_dump(mode="json"), sort_keys=True) + "\n" for e in envelopes)
+    write_atomic(path, "".join(lines).encode())
     return path
 
 
-def _builder_of(env: Mapping[str, Any]) -> str | None:
+def _builder_of(env: StatementEnvelope) -> str | None:
     try:
-        doc = json.loads(base64.b64decode(env["payload"]))
-        return str(doc["predicate"]["runDetails"]["builder"]["id"])
-    except (ValueError, KeyError, TypeError, binascii.Error):
+        return Statement.model_validate_json(env.payload).predicate.runDetails.builder.id
+    except ValidationError:
         return None
 
 
 def verify_chain(
-    chain: Sequence[Any],
+    chain: Sequence[StatementEnvelope | Mapping[str, Any]],
     signers: Sequence[Signer],
     commit: str,
     files: Mapping[str, str],
