@@ -18,7 +18,7 @@ from aiohttp import web
 from .. import __version__
 from ..catalog.listing import catalog_page
 from ..catalog.models import JobState
-from ..catalog.views import provenance_hop
+from ..catalog.views import manifest, provenance_hop
 from ..cluster.jobs import check_source, enqueue, get_job, job_metrics, list_jobs
 from ..cluster.locations import BlobFetches, ensure_attestations
 from ..cluster.tokens import token_scope
@@ -118,23 +118,7 @@ async def hubd_manifest(request: web.Request) -> web.Response:
     """GET /api/hubd/models/{org}/{name}/revision/{rev}/manifest: files, sizes, sha256."""
     repo_id, rev = _revision_of(request)
     revision, refs = await asyncio.to_thread(hfapi.revision_of, request.app[CONTEXT], repo_id, rev)
-    return web.json_response(
-        {
-            "repo": repo_id,
-            "commit": revision.commit,
-            "refs": refs,
-            "files": [
-                {
-                    "path": f.path,
-                    "size": f.size,
-                    "sha256": f.sha256,
-                    "git_oid": f.git_oid,
-                    "lfs": f.lfs,
-                }
-                for f in revision.files
-            ],
-        }
-    )
+    return web.json_response(manifest(repo_id, revision, refs).model_dump(mode="json"))
 
 
 async def hubd_provenance(request: web.Request) -> web.Response:
