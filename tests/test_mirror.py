@@ -151,7 +151,7 @@ def test_not_found_errors(ctx: Context, hub: FakeHub) -> None:
 
 
 def test_unreachable_endpoint(ctx: Context) -> None:
-    dead = replace(ctx, settings=replace(ctx.settings, endpoint="http://127.0.0.1:9"))
+    dead = replace(ctx, settings=ctx.settings.model_copy(update={"endpoint": "http://127.0.0.1:9"}))
     with pytest.raises(UpstreamError, match="cannot reach"):
         run(dead, MODEL)
 
@@ -160,17 +160,17 @@ def test_gated_repo_needs_a_token(ctx: Context, hub: FakeHub) -> None:
     with pytest.raises(GatedRepo) as err:
         run(ctx, GATED)
     assert "HF_TOKEN" in str(err.value)
-    wrong = replace(ctx, settings=replace(ctx.settings, token="hf_wrong"))
+    wrong = replace(ctx, settings=ctx.settings.model_copy(update={"token": "hf_wrong"}))
     with pytest.raises(GatedRepo):
         run(wrong, GATED)
-    right = replace(ctx, settings=replace(ctx.settings, token="hf_valid_token"))
+    right = replace(ctx, settings=ctx.settings.model_copy(update={"token": "hf_valid_token"}))
     assert run(right, GATED).files > 0
 
 
 def test_dropped_connection_resumes_with_range(ctx: Context, hub: FakeHub) -> None:
     data = tiny_model_files(seed=0)[SHARD]
     hub.drop_after[SHARD] = len(data) // 2
-    single = replace(ctx, settings=replace(ctx.settings, parts=1))
+    single = replace(ctx, settings=ctx.settings.model_copy(update={"parts": 1}))
     result = run(single, MODEL)
     assert Path(result.snapshot, SHARD).read_bytes() == data
     ranges = [r.range for r in hub.requests if r.range]
@@ -180,7 +180,9 @@ def test_dropped_connection_resumes_with_range(ctx: Context, hub: FakeHub) -> No
 
 def test_stalled_source_times_out(ctx: Context, hub: FakeHub) -> None:
     hub.stall.add("config.json")
-    impatient = replace(ctx, settings=replace(ctx.settings, timeout=0.3, retries=1))
+    impatient = replace(
+        ctx, settings=ctx.settings.model_copy(update={"timeout": 0.3, "retries": 1})
+    )
     with pytest.raises(UpstreamError, match="stalled"):
         run(impatient, MODEL)
 
@@ -198,7 +200,7 @@ def test_source_lying_about_size(ctx: Context, hub: FakeHub, declared: int) -> N
 
 
 def test_offline_answers_from_the_catalog(ctx: Context, hub: FakeHub) -> None:
-    offline = replace(ctx, settings=replace(ctx.settings, offline=True))
+    offline = replace(ctx, settings=ctx.settings.model_copy(update={"offline": True}))
     with pytest.raises(OfflineError):
         run(offline, MODEL)
     online = run(ctx, MODEL)
@@ -224,7 +226,7 @@ def test_disk_full_is_a_store_error(
         pytest.skip("needs root to mount a small tmpfs")
     try:
         hub.add_repo("big/repo", {"README.md": b"# big\n", "w.safetensors": bytes(300_000)})
-        tight = Context.open(replace(ctx.settings, store_dir=small / "store"))
+        tight = Context.open(ctx.settings.model_copy(update={"store_dir": small / "store"}))
         from hubd.errors import StoreError
 
         with pytest.raises(StoreError, match="disk full"):
@@ -238,7 +240,7 @@ def test_disk_full_is_a_store_error(
 
 
 def test_json_summary_fields(ctx: Context, hub: FakeHub) -> None:
-    data = run(ctx, MODEL).to_json()
+    data = run(ctx, MODEL).model_dump(mode="json")
     assert json.loads(json.dumps(data))["repo"] == MODEL
     assert {"repo", "commit", "files", "bytes_transferred", "bytes_reused", "seconds"} <= set(data)
 
@@ -247,11 +249,13 @@ def test_failed_mirror_releases_every_lock(ctx: Context, hub: FakeHub) -> None:
     """Many files failing at once (a wrong token): a later mirror in-process must not hang."""
     files = {f"part-{i:02d}.json": b"{}" + bytes([i]) for i in range(24)}
     hub.add_repo("acme/many", {"README.md": b"# many\n", **files}, gated=True)
-    wrong = replace(ctx, settings=replace(ctx.settings, token="hf_wrong", concurrency=16))
+    wrong = replace(
+        ctx, settings=ctx.settings.model_copy(update={"token": "hf_wrong", "concurrency": 16})
+    )
     for _ in range(3):
         with pytest.raises(GatedRepo):
             run(wrong, "acme/many")
-    right = replace(wrong, settings=replace(wrong.settings, token="hf_valid_token"))
+    right = replace(wrong, settings=wrong.settings.model_copy(update={"token": "hf_valid_token"}))
     assert run(right, "acme/many").files == 25
 
 

@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -56,13 +55,14 @@ def serving(ctx: Context) -> Iterator[str]:
 def node(settings: Settings, tmp_path: Path, name: str, endpoint: str) -> Context:
     home = tmp_path / name
     return Context.open(
-        replace(
-            settings,
-            home=home,
-            store_dir=home / "store",
-            catalog_url=f"sqlite:///{home / 'catalog.db'}",
-            node_name=name,
-            endpoint=endpoint,
+        settings.model_copy(
+            update={
+                "home": home,
+                "store_dir": home / "store",
+                "catalog_url": f"sqlite:///{home / 'catalog.db'}",
+                "node_name": name,
+                "endpoint": endpoint,
+            }
         )
     )
 
