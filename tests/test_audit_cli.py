@@ -139,4 +139,4 @@ def test_audit_errors(hubd: Hubd, home: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[[rules]]\naction = "block"\n')
     result = hubd("audit", "--policy", str(bad))
-    assert result.code == 2 and "rule #1: action must be one of allow, deny, review" in result.err
+    assert result.code == 2 and "rules[0].action: Input should be 'allow', 'deny' or" in result.err
