@@ -27,6 +27,7 @@ from pydantic_core import ErrorDetails
 
 from .errors import ConfigError, InvalidReference
 from .refs import RepoRef
+from .validation import location
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
@@ -434,14 +435,6 @@ class ConfigFile(_Table):
         return values
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    """A pydantic error location as the user writes it: ``mirror.concurrency``, ``llm[0].repo``."""
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
-    return text
-
-
 def _problem(error: ErrorDetails, key: str) -> str:
     if error["type"] == "extra_forbidden":
         return f"unknown setting {key!r}"
@@ -469,7 +462,7 @@ def _read_file(path: Path) -> dict[str, Any]:
     try:
         config = ConfigFile.model_validate(data)
     except ValidationError as exc:
-        problems = (_problem(e, _location(e["loc"])) for e in exc.errors(include_url=False))
+        problems = (_problem(e, location(e["loc"])) for e in exc.errors(include_url=False))
         raise ConfigError("; ".join(f"{path}: {p}" for p in problems)) from None
     by_key = {doc.key: doc.name for doc in setting_docs()}
     return {by_key[key]: value for key, value in config.written().items()}
@@ -498,7 +491,7 @@ def load_settings(environ: Mapping[str, str] = os.environ, **overrides: Any) -> 
         problems = []
         for error in exc.errors(include_url=False):
             field = str(error["loc"][0])
-            key = _location((keys.get(field, field), *error["loc"][1:]))
+            key = location((keys.get(field, field), *error["loc"][1:]))
             problems.append(f"{origin.get(field, 'settings')}: {_problem(error, key)}")
         raise ConfigError("; ".join(problems)) from None
     return settings.resolved()

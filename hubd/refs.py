@@ -14,8 +14,10 @@ from .errors import InvalidReference, UnsafePath
 
 # Matched with fullmatch: ``$`` would also match before a final newline.
 _PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
-_OID = re.compile(r"[0-9a-f]{40}")  # a git object id: a commit, a blob
-_SHA256 = re.compile(r"[0-9a-f]{64}")
+OID = r"[0-9a-f]{40}"  # a git object id: a commit, a blob
+SHA256 = r"[0-9a-f]{64}"
+_OID = re.compile(OID)
+_SHA256 = re.compile(SHA256)
 _REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
 # Longest name component and whole path most filesystems take (NAME_MAX, PATH_MAX), in bytes.
 NAME_MAX = 255

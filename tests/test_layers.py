@@ -14,7 +14,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Lowest first. A name stands for the module and, for a package, everything in it.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("ground", {"hubd", "hubd.errors", "hubd.extras", "hubd.hashes", "hubd.refs", "hubd.threads"}),
+    (
+        "ground",
+        {
+            "hubd",
+            "hubd.errors",
+            "hubd.extras",
+            "hubd.hashes",
+            "hubd.refs",
+            "hubd.threads",
+            "hubd.validation",
+        },
+    ),
     ("store, catalog, config", {"hubd.store", "hubd.catalog", "hubd.config"}),
     ("context", {"hubd.context", "hubd.journal"}),
     ("sources, model", {"hubd.sources", "hubd.model"}),

@@ -35,7 +35,7 @@ from hubd.trust.keys import node_key, signature_dir, stored_signatures
 from hubd.trust.oms import public_pem
 from hubd.trust.policy import may_use
 from hubd.trust.provenance import Attestations, chain_path, read_chain, root_digest
-from hubd.trust.validation import problem
+from hubd.validation import problem
 
 Hubd = Callable[..., Result]
 SIGNED = "acme/signed-llama"

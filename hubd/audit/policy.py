@@ -32,7 +32,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
 from ..errors import InvalidPolicy
-from ..trust.validation import Closed, Globs, listed, problem
+from ..validation import Closed, Globs, listed, problem
 from .licenses import License, LicenseClass
 
 Action = Literal["allow", "deny", "review"]

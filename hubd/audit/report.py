@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, with_config
 from typing_extensions import TypedDict
 
-from ..catalog.views import Commit, Sha256, Size, Time
+from ..catalog.views import Time
+from ..validation import Commit, Sha256, Size
 from . import results
 from .licenses import LicenseClass
 from .results import RevisionAudit

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
@@ -40,7 +40,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 from sqlalchemy import select
 
 from ..catalog.models import Ref, Repo, Revision, RevisionState
@@ -57,14 +56,22 @@ from ..refs import (
     check_file_set,
     check_revision,
     is_commit,
-    is_git_oid,
-    is_repo_id,
-    is_sha256,
-    safe_relpath,
 )
 from ..sources.modelinfo import CARD_DEPTH, json_depth
 from ..trust.keys import signature_dir, write_atomic
 from ..trust.oms import check_key, dsse_open, key_hint
+from ..validation import (
+    Commit,
+    FilePath,
+    GitOid,
+    RepoId,
+    Sha256,
+    Size,
+    location,
+    matching,
+    pattern,
+    refusal,
+)
 
 INDEX_NAME = "hubd-bundle.json"
 # The index's DSSE envelope, signed by the exporting node's key: the second member. Ref times
@@ -79,70 +86,22 @@ SIGNATURE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
 _HINT = "was it written by hubd?"
 
 
-def _problem(why: str, kind: str = "invalid") -> PydanticCustomError:
-    """A validation error whose message is ``why`` verbatim (a file name may hold braces)."""
-    return PydanticCustomError(kind, "{why}", {"why": why})
-
-
-def _matching(check: Callable[[str], bool], what: str) -> AfterValidator:
-    """The test the store applies (hubd.refs), as a field validator."""
-
-    def validate(value: str) -> str:
-        if not check(value):
-            raise _problem(f"not {what}")
-        return value
-
-    return AfterValidator(validate)
-
-
-def _string(pattern: str) -> WithJsonSchema:
-    """What JSON Schema says of a string a validator checks in code."""
-    return WithJsonSchema({"type": "string", "pattern": pattern})
-
-
-def _safe_path(value: str) -> str:
-    try:
-        return safe_relpath(value)
-    except UnsafePath as exc:
-        raise _problem(exc.message, "unsafe_path") from None
-
-
 def _ref_name(value: str) -> str:
     try:
         check_revision(value)
     except InvalidReference as exc:
-        raise _problem(exc.message) from None
+        raise refusal(exc.message) from None
     if is_commit(value):
-        raise _problem("a ref name cannot be a commit id")
+        raise refusal("a ref name cannot be a commit id")
     return value
 
 
 def _not_bool(value: Any) -> Any:
     if isinstance(value, bool):  # True == 1: a Literal[1] alone takes it
-        raise _problem("a version is a number, not true or false")
+        raise refusal("a version is a number, not true or false")
     return value
 
 
-Sha256 = Annotated[
-    StrictStr,
-    _matching(is_sha256, "a sha256 (64 lowercase hex digits)"),
-    _string("^[0-9a-f]{64}$"),
-]
-Commit = Annotated[
-    StrictStr,
-    _matching(is_commit, "a commit id (40 lowercase hex digits)"),
-    _string("^[0-9a-f]{40}$"),
-]
-GitOid = Annotated[
-    StrictStr,
-    _matching(is_git_oid, "a git blob id (40 lowercase hex digits)"),
-    _string("^[0-9a-f]{40}$"),
-]
-RepoId = Annotated[
-    StrictStr,
-    _matching(is_repo_id, "a repo id (org/name)"),
-    _string("^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"),
-]
 RefName = Annotated[
     StrictStr,
     AfterValidator(_ref_name),
@@ -154,22 +113,12 @@ RefName = Annotated[
         }
     ),
 ]
-FilePath = Annotated[
-    StrictStr,
-    AfterValidator(_safe_path),
-    _string(r"^(?!/)(?![A-Za-z]:)(?!.*(^|/)\.{1,2}(/|$))(?!.*//)[^\\\u0000]+$"),
-]
 SignatureName = Annotated[
     StrictStr,
-    _matching(lambda name: bool(SIGNATURE_NAME.fullmatch(name)), "a signature file name"),
-    _string("^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$"),
+    matching(lambda name: bool(SIGNATURE_NAME.fullmatch(name)), "a signature file name"),
+    pattern("^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$"),
 ]
-Size = Annotated[StrictInt, Field(ge=0)]
 Version = Annotated[Literal[1], BeforeValidator(_not_bool)]
-
-
-def _loc(loc: tuple[int | str, ...]) -> str:
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
 
 
 def _invalid(exc: ValidationError, what: str) -> HubdError:
@@ -186,9 +135,9 @@ def _invalid(exc: ValidationError, what: str) -> HubdError:
         odd = sorted(
             str(e["loc"][-1]) for e in errors if e["type"] in keys and e["loc"][:-1] == parent
         )
-        where, why = _loc(parent) or "document", f"missing or unexpected keys: {', '.join(odd)}"
+        where, why = location(parent) or "document", f"missing or unexpected keys: {', '.join(odd)}"
     else:
-        where, why = _loc(first["loc"]), first["msg"]
+        where, why = location(first["loc"]), first["msg"]
     error = UnsafePath if first["type"] == "unsafe_path" else InvalidRequest
     return error(f"{what}: {where}: {why}" if where else f"{what}: {why}", hint=_HINT)
 
@@ -216,7 +165,7 @@ class IndexNode(_Model):
     @model_validator(mode="after")
     def _hint(self) -> IndexNode:
         if key_hint(_public_key(self.public_key)) != self.key_hint:
-            raise _problem("key_hint is not the hint of public_key")
+            raise refusal("key_hint is not the hint of public_key")
         return self
 
 
@@ -224,7 +173,7 @@ def _public_key(pem: str) -> ec.EllipticCurvePublicKey:
     try:
         return check_key(serialization.load_pem_public_key(pem.encode()), "key")
     except (ValueError, UnsupportedAlgorithm, ConfigError):
-        raise _problem("not an ECDSA P-256/P-384 public key PEM") from None
+        raise refusal("not an ECDSA P-256/P-384 public key PEM") from None
 
 
 class IndexRef(_Model):
@@ -257,7 +206,7 @@ class IndexCard(_Model):
     @classmethod
     def _shallow(cls, value: dict[str, Any]) -> dict[str, Any]:
         if json_depth(value) > CARD_DEPTH:
-            raise _problem(f"nested deeper than {CARD_DEPTH} levels")
+            raise refusal(f"nested deeper than {CARD_DEPTH} levels")
         return value
 
 
@@ -284,7 +233,7 @@ def _once(names: Iterable[str]) -> None:
     seen: set[str] = set()
     for name in names:
         if name in seen:
-            raise _problem(f"names {name!r} twice")
+            raise refusal(f"names {name!r} twice")
         seen.add(name)
 
 
@@ -324,7 +273,7 @@ class IndexRevision(_Model):
         try:
             check_file_set(f.path for f in value)
         except UnsafePath as exc:
-            raise _problem(exc.message, "unsafe_path") from None
+            raise refusal(exc.message, "unsafe_path") from None
         return value
 
     @field_validator("signatures")
@@ -384,27 +333,27 @@ class Index(_Model):
         blobs: dict[str, int] = {}
         for i, blob in enumerate(self.blobs):
             if blob.sha256 in blobs:
-                raise _problem(f"blobs[{i}]: blob {blob.sha256} listed twice")
+                raise refusal(f"blobs[{i}]: blob {blob.sha256} listed twice")
             blobs[blob.sha256] = blob.size
         sizes: dict[str, int] = {}
         refs: set[tuple[str, str]] = set()
         for i, rev in enumerate(self.revisions):
             for ref in rev.refs:
                 if (rev.repo, ref.name) in refs:
-                    raise _problem(f"revisions[{i}].refs: {rev.repo} ref {ref.name} set twice")
+                    raise refusal(f"revisions[{i}].refs: {rev.repo} ref {ref.name} set twice")
                 refs.add((rev.repo, ref.name))
             for f in rev.files:
                 if (
                     sizes.setdefault(f.sha256, f.size) != f.size
                     or blobs.get(f.sha256, f.size) != f.size
                 ):
-                    raise _problem(
+                    raise refusal(
                         f"revisions[{i}].files: {f.path}: sizes of blob {f.sha256} differ"
                     )
         if len({(r.repo, r.commit) for r in self.revisions}) != len(self.revisions):
-            raise _problem("revisions: a revision is listed twice")
+            raise refusal("revisions: a revision is listed twice")
         if unused := sorted(set(blobs) - set(sizes)):
-            raise _problem(f"blobs: blob {unused[0]} belongs to no file")
+            raise refusal(f"blobs: blob {unused[0]} belongs to no file")
         return self
 
     @classmethod

@@ -11,11 +11,9 @@ from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, RootModel
 
+from ..validation import Commit, Sha256, Size
 from .models import File, Provenance, Repo, Revision, RevisionState
 
-Commit = Annotated[str, Field(pattern=r"^[0-9a-f]{40}$")]
-Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-Size = Annotated[int, Field(ge=0)]
 # As datetime.isoformat() writes it ("+00:00"), not pydantic's "Z": the JSON stays as it was.
 Time = Annotated[datetime, PlainSerializer(datetime.isoformat, return_type=str, when_used="json")]
 Kind = Literal["model", "adapter"]

@@ -9,14 +9,13 @@ import asyncio
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated
 
 from huggingface_hub.utils import filter_repo_objects
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..catalog.models import RevisionState
 from ..catalog.revisions import find_revision
-from ..catalog.views import Commit, Size
 from ..context import Context
 from ..errors import EntryNotFound, InvalidReference, OfflineError
 from ..refs import RepoRef
@@ -25,22 +24,14 @@ from ..sources.huggingface import HfSource
 from ..sources.registry import sources
 from ..threads import enter_in_thread
 from ..trust.oms import SIGNATURE_FILE
+from ..trust.provenance import UpstreamSignature
+from ..validation import Commit, Size
 from .fetch import fetch, resolve_first
 from .record import record_snapshot
 
 # Always mirrored whatever --include says: the card (license, lineage), the adapter config and
 # the repo's own OMS signature (checked before the revision becomes visible).
 METADATA_FILES = ("README.md", "adapter_config.json", SIGNATURE_FILE)
-
-
-class UpstreamSignature(BaseModel):
-    """The verdict on a model.sig (OMS) the repo itself ships."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    status: Literal["verified", "untrusted"]
-    signer: str
-    key: str
 
 
 class MirrorResult(BaseModel):

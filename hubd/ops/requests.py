@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, 
 
 from ..errors import InvalidReference, InvalidRequest
 from ..refs import RepoRef
+from ..validation import problem
 
 Glob = Annotated[str, Field(min_length=1, max_length=1000)]
 Patterns = Annotated[list[Glob], Field(max_length=1000)]
@@ -73,11 +74,7 @@ class MirrorRequest(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
-                for error in exc.errors(include_url=False, include_input=False)
-            )
-            raise InvalidRequest(f"invalid mirror request: {problems}") from None
+            raise InvalidRequest(f"invalid mirror request: {problem(exc)}") from None
 
     @property
     def ref(self) -> RepoRef:

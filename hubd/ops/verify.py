@@ -23,8 +23,8 @@ from pydantic import (
 
 from ..catalog.nodes import held_only_elsewhere
 from ..catalog.revisions import revisions_with_files
-from ..catalog.views import Commit, Sha256, Size
 from ..context import Context
+from ..validation import Commit, Sha256, Size
 
 
 class _Entry(BaseModel):

@@ -10,46 +10,27 @@ A malformed answer is an :class:`UpstreamError` naming the field, never a traceb
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     StrictBool,
-    StrictInt,
     StrictStr,
     field_validator,
 )
 from pydantic import ValidationError as PydanticValidationError
 
 from ..errors import UpstreamError
-from ..refs import check_file_set, is_commit, is_git_oid, is_sha256, safe_relpath
+from ..refs import check_file_set, safe_relpath
+from ..validation import Commit, GitOid, Sha256, Size, location
 from .base import RemoteFile
 
 # A real model info is kilobytes; a repo of 100,000 files is some 20 MiB of it.
 INFO_LIMIT = 32 * 1024 * 1024
 MAX_FILES = 100_000
 CARD_DEPTH = 32  # model-index cards nest some 6 levels deep
-
-
-def _matching(check: Callable[[str], bool], what: str) -> AfterValidator:
-    """The same test the store applies (hubd.refs), as a field validator."""
-
-    def validate(value: str) -> str:
-        if not check(value):
-            raise ValueError(f"not {what}")
-        return value
-
-    return AfterValidator(validate)
-
-
-Commit = Annotated[StrictStr, _matching(is_commit, "a commit id (40 lowercase hex digits)")]
-Sha256 = Annotated[StrictStr, _matching(is_sha256, "a sha256 (64 lowercase hex digits)")]
-GitOid = Annotated[StrictStr, _matching(is_git_oid, "a git blob id (40 lowercase hex digits)")]
-Size = Annotated[StrictInt, Field(ge=0)]
 
 
 class _Model(BaseModel):
@@ -106,7 +87,7 @@ def json_depth(value: Any, limit: int = CARD_DEPTH + 1) -> int:
 def _field(error: dict[str, Any], info: Any) -> str:
     """``siblings[3].lfs.sha256 (model.bin)``: where in the answer, and which file."""
     loc = error.get("loc", ())
-    text = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    text = location(loc)
     if len(loc) > 1 and loc[0] == "siblings" and isinstance(loc[1], int):
         try:
             name = info["siblings"][loc[1]]["rfilename"]

@@ -29,11 +29,11 @@ from ..catalog.models import RevisionState
 from ..catalog.revisions import require_revision, revisions_with_files
 from ..context import Context
 from ..errors import InvalidPolicy, SignatureInvalid
+from ..validation import Closed, Globs, problem
 from . import provenance
 from .certificates import verify_chain
 from .keys import Signer, stored_signatures, trust_dir, trusted_signers
 from .oms import Bundle, compare
-from .validation import Closed, Globs, problem
 
 SignerName = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 

@@ -35,6 +35,7 @@ from pydantic_core import PydanticCustomError
 from .. import __version__
 from ..context import Context
 from ..errors import SignatureInvalid
+from ..validation import Closed, Commit, Open, Sha256, problem
 from .keys import Signer, signature_dir, write_atomic
 from .oms import (
     PAYLOAD_TYPE,
@@ -46,7 +47,6 @@ from .oms import (
     dsse_open,
     manifest_of,
 )
-from .validation import Closed, Commit, Open, Sha256, problem
 
 PREDICATE_TYPE: Final = "https://slsa.dev/provenance/v1"
 BUILD_TYPE: Final = "https://hubd.dev/provenance/mirror/v1"
