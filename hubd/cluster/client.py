@@ -24,8 +24,6 @@ from ..errors import (
 )
 from ..ops.requests import MirrorRequest
 
-FINAL = (JobState.DONE, JobState.FAILED)
-
 
 class DaemonClient:
     def __init__(self, url: str, token_file: Path | None, timeout: float) -> None:
