@@ -133,25 +133,7 @@ def record_revision(session: Session, rec: RevisionRecord) -> Revision:
                 "commit; refusing to change a file within a commit"
             )
 
-    card = rec.card
-    revision.card = (
-        ModelCard(
-            license=card.license,
-            license_name=card.license_name,
-            license_link=card.license_link,
-            base_model=card.base_model,
-            base_model_relation=card.base_model_relation,
-            datasets=card.datasets,
-            tags=card.tags,
-            pipeline_tag=card.pipeline_tag,
-            language=card.language,
-            gated=card.gated,
-            data=card.data,
-            text=card.text,
-        )
-        if revision.card is None
-        else _update_card(revision.card, card)
-    )
+    revision.card = _update_card(revision.card or ModelCard(), rec.card)
 
     for name in rec.refs:
         ref = session.scalar(select(Ref).where(Ref.repo_pk == repo.id, Ref.name == name))

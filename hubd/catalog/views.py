@@ -176,20 +176,7 @@ def revision_detail(revision: Revision, refs: list[str]) -> RevisionDetail:
         base_model=revision.base_model,
         size=sum(f.size for f in revision.files),
         files=[_file(f) for f in revision.files],
-        card=None
-        if card is None
-        else CardView(
-            license=card.license,
-            license_name=card.license_name,
-            license_link=card.license_link,
-            base_model=card.base_model,
-            base_model_relation=card.base_model_relation,
-            datasets=card.datasets,
-            tags=card.tags,
-            pipeline_tag=card.pipeline_tag,
-            language=card.language,
-            gated=card.gated,
-        ),
+        card=None if card is None else CardView.model_validate(card, from_attributes=True),
         provenance=[_hop(p) for p in revision.provenance],
     )
 
