@@ -70,3 +70,10 @@ def token_scope(ctx: Context, secret: str) -> str | None:
     if token is None or token.revoked_at is not None:
         return None
     return token.scope
+
+
+def find_token(ctx: Context, secret: str) -> TokenInfo | None:
+    """The valid, unrevoked token a secret is (its name and scope, for whoami); None otherwise."""
+    with ctx.catalog() as session:
+        token = session.scalar(select(ApiToken).where(ApiToken.token_sha256 == _digest(secret)))
+        return None if token is None or token.revoked_at is not None else _info(token)
