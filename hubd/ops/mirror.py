@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..catalog.models import RevisionState
 from ..catalog.revisions import find_revision
 from ..context import Context
-from ..errors import EntryNotFound, InvalidReference, OfflineError
+from ..errors import EntryNotFound, InvalidReference, OfflineError, RepoNotFound
 from ..refs import RepoRef
 from ..sources.base import NullProgress, Progress, RemoteFile, RemoteRevision
 from ..sources.huggingface import HfSource
@@ -139,7 +139,11 @@ async def mirror(
     if ctx.settings.offline:
         return _offline_answer(ctx, ref, started)
     candidates = await asyncio.to_thread(sources, ctx, from_)  # catalog and token files
-    source, remote, fallbacks = await resolve_first(candidates, ref)
+    try:
+        source, remote, fallbacks = await resolve_first(candidates, ref)
+    except RepoNotFound as exc:
+        await _did_you_mean(exc, candidates[-1], ref)
+        raise
     decision = None
     if ctx.settings.policy is not None:  # the audit stack is imported only when there is one
         from ..audit.gate import check_mirror
@@ -164,6 +168,13 @@ async def mirror(
             ) from None
         result.base = await mirror(ctx, base_ref, progress=progress, from_=from_)
     return result
+
+
+async def _did_you_mean(exc: RepoNotFound, source: HfSource, ref: RepoRef) -> None:
+    """Put close names the endpoint knows into the hint (its search; nothing if that fails)."""
+    names = await asyncio.to_thread(source.similar, ref.repo_id)
+    if names:
+        exc.hint = "; ".join(filter(None, [f"did you mean {', '.join(names)}?", exc.hint]))
 
 
 async def _transfer(

@@ -9,6 +9,7 @@ one stream, large files as ordered ranged parts with a few requests in flight.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 import time
 from collections import deque
@@ -40,7 +41,15 @@ from ..errors import (
 from ..refs import RepoRef
 from ..store import BlobWriter
 from .base import Attestations, RemoteFile, RemoteRevision
-from .modelinfo import INFO_LIMIT, parse_model_info
+from .modelinfo import (
+    INFO_LIMIT,
+    DeclaredModelInfo,
+    DeclaredTreeEntry,
+    declared_files,
+    incomplete,
+    parse_model_info,
+    parse_tree_page,
+)
 
 STREAM_CHUNK = 1024 * 1024
 # Look-ahead ranged parts buffered in memory across all files of one transfer.
@@ -50,6 +59,10 @@ HOP_KEYS = ("source", "commit", "node", "fetched_at", "client")
 ATTESTATIONS_LIMIT = 64 * 1024 * 1024  # a revision's signatures and statements are kilobytes
 # A model info may trickle in no longer than this many read timeouts, however steadily.
 METADATA_DEADLINE_FACTOR = 4
+# "Did you mean": a search is a courtesy to a failed command, so it is brief and small.
+SEARCH_TIMEOUT = 5.0
+SEARCH_LIMIT = 1024 * 1024
+SUGGESTIONS = 3
 TOKEN_HINT = "pass a token with HF_TOKEN=hf_... (or `hf auth login`) for an account with access"
 
 
@@ -99,11 +112,12 @@ class HfSource:
 
         The body is read raw, bounded in size and time, and validated by
         :func:`parse_model_info`: huggingface_hub's own parser trusts the shape it is given.
+        A model info that lists files without size or digest is completed from the tree.
         """
         revision = quote(ref.revision or "main", safe="")
         url = f"{self.endpoint}/api/models/{ref.repo_id}/revision/{revision}"
         try:
-            data = self._get_bounded(url, {"blobs": "true"})
+            data, _ = self._get_bounded(url, {"blobs": "true"})
         except GatedRepoError:
             raise GatedRepo(f"{ref.repo_id} is gated on {self.host}", hint=TOKEN_HINT) from None
         except RepositoryNotFoundError:
@@ -116,10 +130,19 @@ class HfSource:
                 f"revision {ref.revision!r} not found in {ref.repo_id} on {self.host}"
             ) from None
         except HfHubHTTPError as exc:
-            raise self._http_error(exc.response.status_code, ref.repo_id) from None
+            status = exc.response.status_code
+            if status == 401 and not exc.response.headers.get("X-Error-Code"):
+                # The Hub's answer for a repo that does not exist (or is private) without a
+                # token; huggingface_hub maps it to RepoNotFound only for https endpoints.
+                raise RepoNotFound(
+                    f"repository {ref.repo_id} not found on {self.host}",
+                    hint=f"if it is private, {TOKEN_HINT}",
+                ) from None
+            raise self._http_error(status, ref.repo_id) from None
         except (httpx2.HTTPError, OSError) as exc:
             raise UpstreamError(f"cannot reach {self.endpoint}: {exc}") from None
-        info, files = parse_model_info(data, self.host, ref.repo_id)
+        info = parse_model_info(data, self.host, ref.repo_id)
+        files = self._files(ref.repo_id, info)
         gated = info.gated if isinstance(info.gated, str) else None
         if gated and not self.has_token():
             raise GatedRepo(f"{ref.repo_id} is gated ({gated}) on {self.host}", hint=TOKEN_HINT)
@@ -132,27 +155,102 @@ class HfSource:
             card_data=info.cardData,
         )
 
-    def _get_bounded(self, url: str, params: dict[str, str]) -> bytes:
-        """A metadata body of at most INFO_LIMIT bytes, within a deadline however it trickles."""
+    def _files(self, repo_id: str, info: DeclaredModelInfo) -> tuple[RemoteFile, ...]:
+        """The declared files; a model info that leaves some incomplete is completed by the tree.
+
+        Should the tree fail too, the model info's own complaint is the error, with the tree's.
+        """
+        if not incomplete(info):
+            return declared_files(info, self.host)
+        try:
+            tree = self._tree(repo_id, info.sha)
+        except UpstreamError as exc:
+            try:
+                declared_files(info, self.host)
+            except UpstreamError as own:
+                raise UpstreamError(f"{own.message}; nor does its tree: {exc.message}") from None
+            raise
+        return declared_files(info, self.host, tree)
+
+    def _tree(self, repo_id: str, commit: str) -> list[DeclaredTreeEntry]:
+        """The recursive tree of ``commit``, every page, bounded together like one model info.
+
+        Redirects are followed (the session does); a next page elsewhere than this endpoint is
+        refused, since the token would go with it.
+        """
+        url: str | None = f"{self.endpoint}/api/models/{repo_id}/tree/{commit}"
+        params: dict[str, str] | None = {"recursive": "true"}
         deadline = time.monotonic() + METADATA_DEADLINE_FACTOR * self.timeout
+        budget = INFO_LIMIT
+        seen: set[str] = set()
+        entries: list[DeclaredTreeEntry] = []
+        while url is not None:
+            seen.add(url)
+            try:
+                data, url = self._get_bounded(url, params, deadline=deadline, limit=budget)
+            except HfHubHTTPError as exc:
+                raise UpstreamError(
+                    f"{self.host} answered the tree of {repo_id} with HTTP "
+                    f"{exc.response.status_code}"
+                ) from None
+            except (httpx2.HTTPError, OSError) as exc:
+                raise UpstreamError(f"cannot reach {self.endpoint}: {exc}") from None
+            params, budget = None, budget - len(data)
+            entries += parse_tree_page(data, self.host, repo_id)
+            if url is not None and (url in seen or _origin(url) != _origin(self.endpoint)):
+                raise UpstreamError(
+                    f"{self.host} links the next page of {repo_id}'s tree to {url[:200]!r}: "
+                    "not a new page on this endpoint"
+                )
+        return entries
+
+    def similar(self, repo_id: str) -> list[str]:
+        """Up to SUGGESTIONS repo ids on this endpoint close to ``repo_id``; [] on any failure."""
+        url = f"{self.endpoint}/api/models"
+        params = {"search": repo_id.partition("/")[2], "limit": "20"}
+        try:
+            data, _ = self._get_bounded(url, params, limit=SEARCH_LIMIT, timeout=SEARCH_TIMEOUT)
+            ids = [str(hit["id"]) for hit in json.loads(data)[:20] if isinstance(hit["id"], str)]
+        except Exception:  # a suggestion that cannot be had is not an error
+            return []
+        by_lower = {i.lower(): i for i in ids if i != repo_id}
+        close = difflib.get_close_matches(repo_id.lower(), by_lower, n=SUGGESTIONS, cutoff=0.6)
+        return [by_lower[c] for c in close]
+
+    def _get_bounded(
+        self,
+        url: str,
+        params: dict[str, str] | None,
+        *,
+        deadline: float | None = None,
+        limit: int | None = None,
+        timeout: float | None = None,
+    ) -> tuple[bytes, str | None]:
+        """A metadata body of at most ``limit`` (INFO_LIMIT) bytes, within a deadline however it
+        trickles; and the absolute URL of its ``Link: rel="next"`` page, if any."""
+        timeout = timeout or self.timeout
+        limit = INFO_LIMIT if limit is None else limit
+        total = METADATA_DEADLINE_FACTOR * timeout
+        deadline = deadline or time.monotonic() + total
         chunks: list[bytes] = []
         received = 0
         with get_session().stream(
-            "GET", url, headers=self.headers(), params=params, timeout=self.timeout
+            "GET", url, headers=self.headers(), params=params, timeout=timeout
         ) as resp:
             hf_raise_for_status(resp)
             for chunk in resp.iter_bytes():
                 received += len(chunk)
                 chunks.append(chunk)
-                if received > INFO_LIMIT:
-                    raise UpstreamError(f"{self.host} sent more than {INFO_LIMIT} bytes for {url}")
+                if received > limit:
+                    raise UpstreamError(f"{self.host} sent more than {limit} bytes for {url}")
                 if time.monotonic() > deadline:
-                    limit = METADATA_DEADLINE_FACTOR * self.timeout
                     raise UpstreamError(
-                        f"{self.host} took longer than {limit:.0f} s to send {url} "
+                        f"{self.host} took longer than {total:.0f} s to send {url} "
                         f"({received} bytes so far)"
                     )
-        return b"".join(chunks)
+            link = resp.links.get("next", {}).get("url")
+            following = urljoin(str(resp.url), link) if link else None
+        return b"".join(chunks), following
 
     async def attestations(
         self, session: aiohttp.ClientSession, repo_id: str, commit: str, local: bool = False
@@ -206,7 +304,7 @@ class HfSource:
     def _http_error(self, status: int, what: str, code: str | None = None) -> HubdError:
         if code == "GatedRepo":
             return GatedRepo(f"{what} is gated on {self.host}", hint=TOKEN_HINT)
-        if code == "RepoNotFound":
+        if code == "RepoNotFound" and status != 401:  # a 401 hides what needs a token
             return RepoNotFound(f"{what}: repository not found on {self.host}")
         if code == "RevisionNotFound":
             return RevisionNotFound(f"{what}: revision not found on {self.host}")
@@ -416,6 +514,11 @@ class HfSource:
             for task in inflight:
                 task.cancel()
                 self._budget.release()
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc
 
 
 class _Slow(TimeoutError):

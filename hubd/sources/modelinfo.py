@@ -3,13 +3,16 @@
 Every field that later names a path, a catalog row or a header is checked here, once, before
 anything is written: the commit is 40 lowercase hex, an LFS digest 64, a git blob id 40, sizes are
 non-negative integers that agree with ``lfs.size``, names pass :func:`hubd.refs.safe_relpath`
-and form a list a directory can hold. Every file must declare a digest to verify it against.
+and form a list a directory can hold. Every file must declare a digest to verify it against;
+where the model info lists a file without its size or digest (Olah lists names only), the
+recursive tree is asked, validated as strictly, and must agree with whatever the model info says.
 A malformed answer is an :class:`UpstreamError` naming the field, never a traceback.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from pydantic import (
@@ -18,6 +21,7 @@ from pydantic import (
     Field,
     StrictBool,
     StrictStr,
+    TypeAdapter,
     field_validator,
 )
 from pydantic import ValidationError as PydanticValidationError
@@ -40,13 +44,13 @@ class _Model(BaseModel):
 class DeclaredLfs(_Model):
     sha256: Sha256
     size: Size
-    pointerSize: Size | None = None  # noqa: N815 - the Hub's field name
+    pointerSize: Size | None = None  # the Hub's field name
 
 
 class DeclaredSibling(_Model):
     rfilename: StrictStr
     size: Size | None = None
-    blobId: GitOid | None = None  # noqa: N815 - the Hub's field name
+    blobId: GitOid | None = None  # the Hub's field name
     lfs: DeclaredLfs | None = None
 
 
@@ -56,7 +60,7 @@ class DeclaredModelInfo(_Model):
     sha: Commit
     siblings: Annotated[list[DeclaredSibling], Field(min_length=1, max_length=MAX_FILES)]
     gated: StrictBool | StrictStr | None = None
-    cardData: Any = None  # noqa: N815 - the Hub's field name
+    cardData: Any = None  # the Hub's field name
 
     @field_validator("cardData")
     @classmethod
@@ -98,29 +102,127 @@ def _field(error: dict[str, Any], info: Any) -> str:
     return text or "the answer"
 
 
-def parse_model_info(
-    data: bytes, host: str, repo_id: str
-) -> tuple[DeclaredModelInfo, tuple[RemoteFile, ...]]:
-    """Validate a model info body; returns it and the files it declares, checked."""
-    where = f"{host} answered {repo_id}'s model info with"
+def _load(data: bytes, where: str) -> Any:
     if len(data) > INFO_LIMIT:
         raise UpstreamError(f"{where} more than {INFO_LIMIT} bytes")
     try:
-        raw = json.loads(data)
+        return json.loads(data)
     except (ValueError, RecursionError):
         raise UpstreamError(f"{where} something that is not JSON") from None
+
+
+def parse_model_info(data: bytes, host: str, repo_id: str) -> DeclaredModelInfo:
+    """Validate a model info body (its files are checked by :func:`declared_files`)."""
+    where = f"{host} answered {repo_id}'s model info with"
+    raw = _load(data, where)
     if not isinstance(raw, dict):
         raise UpstreamError(f"{where} a JSON {type(raw).__name__}, not an object")
     try:
-        info = DeclaredModelInfo.model_validate(raw)
+        return DeclaredModelInfo.model_validate(raw)
     except PydanticValidationError as exc:
         error = exc.errors()[0]
         raise UpstreamError(
             f"{where} a malformed {_field(dict(error), raw)}: {error['msg']}"
         ) from None
-    files = tuple(_remote_file(s, host) for s in info.siblings)
+
+
+class DeclaredTreeLfs(_Model):
+    oid: Sha256
+    size: Size
+    pointerSize: Size | None = None  # the Hub's field name
+
+
+class DeclaredTreeEntry(_Model):
+    """One entry of ``GET /api/models/{repo}/tree/{rev}?recursive=true``."""
+
+    type: StrictStr  # "file" or "directory"; only files are used
+    path: StrictStr
+    oid: GitOid
+    size: Size
+    lfs: DeclaredTreeLfs | None = None
+
+
+TREE_PAGE = TypeAdapter(list[DeclaredTreeEntry])
+
+
+def parse_tree_page(data: bytes, host: str, repo_id: str) -> list[DeclaredTreeEntry]:
+    """Validate one page of a tree listing as strictly as the model info."""
+    where = f"{host} answered {repo_id}'s tree with"
+    raw = _load(data, where)
+    if not isinstance(raw, list):
+        raise UpstreamError(f"{where} a JSON {type(raw).__name__}, not a list")
+    if len(raw) > 2 * MAX_FILES:
+        raise UpstreamError(f"{where} more than {2 * MAX_FILES} entries")
+    try:
+        return TREE_PAGE.validate_python(raw)
+    except PydanticValidationError as exc:
+        error = exc.errors()[0]
+        loc = error.get("loc", ())
+        text = location(loc)
+        if loc and isinstance(loc[0], int) and isinstance(raw[loc[0]], dict):
+            name = raw[loc[0]].get("path")
+            if isinstance(name, str):
+                text += f" ({name[:80]!r})"
+        raise UpstreamError(f"{where} a malformed {text}: {error['msg']}") from None
+
+
+def incomplete(info: DeclaredModelInfo) -> bool:
+    """Some file lacks a size or a digest (Olah, a model info asked without ``blobs``)."""
+    return any(s.lfs is None and (s.size is None or s.blobId is None) for s in info.siblings)
+
+
+def declared_files(
+    info: DeclaredModelInfo, host: str, tree: Sequence[DeclaredTreeEntry] = ()
+) -> tuple[RemoteFile, ...]:
+    """The files the model info declares, completed from ``tree`` where it says less.
+
+    Where both say something they must agree: a tree that names another size or digest for a
+    file than the model info is an upstream that cannot be verified against.
+    """
+    entries = {e.path: e for e in tree if e.type == "file"}
+    files = tuple(
+        _remote_file(_completed(s, entries.get(s.rfilename), host), host) for s in info.siblings
+    )
     check_file_set(f.path for f in files)
-    return info, files
+    return files
+
+
+def _completed(
+    sibling: DeclaredSibling, entry: DeclaredTreeEntry | None, host: str
+) -> DeclaredSibling:
+    if entry is None:
+        return sibling
+    path = safe_relpath(sibling.rfilename)
+    lfs = None
+    if entry.lfs is not None:
+        if entry.lfs.size != entry.size:
+            raise UpstreamError(
+                f"{host}'s tree declares {path} as {entry.size} bytes "
+                f"but its LFS pointer as {entry.lfs.size}"
+            )
+        lfs = DeclaredLfs(
+            sha256=entry.lfs.oid, size=entry.lfs.size, pointerSize=entry.lfs.pointerSize
+        )
+    disagreements = [
+        what
+        for what, ours, theirs in (
+            ("size", sibling.size, entry.size),
+            ("blobId", sibling.blobId, entry.oid),
+            ("lfs.sha256", sibling.lfs and sibling.lfs.sha256, lfs and lfs.sha256),
+            ("lfs.size", sibling.lfs and sibling.lfs.size, entry.size),
+        )
+        if ours is not None and ours != theirs
+    ]
+    if disagreements:
+        raise UpstreamError(
+            f"{host}'s tree disagrees with its model info about {path} ({', '.join(disagreements)})"
+        )
+    return DeclaredSibling(
+        rfilename=sibling.rfilename,
+        size=sibling.size if sibling.size is not None else entry.size,
+        blobId=sibling.blobId or entry.oid,
+        lfs=sibling.lfs or lfs,
+    )
 
 
 def _remote_file(sibling: DeclaredSibling, host: str) -> RemoteFile:

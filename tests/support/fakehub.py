@@ -4,7 +4,8 @@ exercised offline.
 The server speaks the subset of the Hub protocol that downloads rely on, with the exact headers and
 error contract `huggingface_hub` expects (see `hf_raise_for_status` and `get_hf_file_metadata`):
 
-* `/api/models/{repo}[/revision/{rev}]` and `/api/models/{repo}/tree/{rev}[/{path}]` (metadata);
+* `/api/models/{repo}[/revision/{rev}]` and `/api/models/{repo}/tree/{rev}[/{path}]` (metadata),
+  `/api/models?search=…&limit=…` (ids only);
 * `/{repo}/resolve/{rev}/{path}`: regular files are served directly, LFS files get a 302 to a
   second "CDN" host on another port. Because that host is a different origin, the client stops at
   the 302, reads `X-Linked-Etag`/`X-Linked-Size`/`X-Repo-Commit` from it and drops its
@@ -251,6 +252,11 @@ class FakeHub:
         """Route on the raw path: revisions and tree paths arrive percent-encoded (`%2F`)."""
         self._record(request)
         parts = request.rel_url.raw_path.strip("/").split("/")
+        if parts == ["api", "models"]:  # the search, by substring of the id as on the Hub
+            search = request.query.get("search", "").lower()
+            found = sorted(r for r in self._repos if search in r.lower())
+            limit = int(request.query.get("limit", "1000"))
+            return web.json_response([{"id": r, "modelId": r} for r in found[:limit]])
         if parts[:2] == ["api", "models"] and len(parts) >= 4:
             repo_id, rest = f"{unquote(parts[2])}/{unquote(parts[3])}", parts[4:]
             if not rest:
