@@ -319,3 +319,42 @@ def derived_repos(session: Session, base_repo: str, relation: str) -> list[str]:
 
 def repo_exists(session: Session, repo_id: str) -> bool:
     return session.scalar(select(Repo.id).where(Repo.repo_id == repo_id)) is not None
+
+
+def repo_refs(session: Session, repo_id: str) -> list[Ref]:
+    """The repo's refs by name: what the Hub's refs route lists."""
+    return list(
+        session.scalars(select(Ref).join(Repo).where(Repo.repo_id == repo_id).order_by(Ref.name))
+    )
+
+
+def history(session: Session, revision: Revision) -> list[Revision]:
+    """The repo's verified revisions mirrored no later than ``revision``, newest first.
+
+    hubd keeps no git parents: this is the stand-in for a ref's history (files loaded, for
+    working out in which of them a file last changed).
+    """
+    return list(
+        session.scalars(
+            select(Revision)
+            .where(
+                Revision.repo_pk == revision.repo_pk,
+                Revision.state == RevisionState.VERIFIED,
+                Revision.mirrored_at <= revision.mirrored_at,
+            )
+            .order_by(Revision.mirrored_at.desc(), Revision.id.desc())
+            .options(selectinload(Revision.files))
+        )
+    )
+
+
+def first_mirrored(session: Session, repo_pk: int) -> datetime | None:
+    """When hubd recorded the repo's first revision it still holds."""
+    return session.scalar(select(func.min(Revision.mirrored_at)).where(Revision.repo_pk == repo_pk))
+
+
+def children_count(session: Session, repo_id: str) -> int:
+    """How many repos the catalog holds whose lineage names ``repo_id`` as their base."""
+    return session.scalar(
+        select(func.count(func.distinct(Revision.repo_pk))).where(Revision.base_model == repo_id)
+    ) or 0

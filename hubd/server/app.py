@@ -62,7 +62,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except HubdError as exc:
-        response = error_response(exc.http_status, exc.code, exc.message)
+        response = error_response(exc.http_status, hfapi.wire_code(request, exc), exc.message)
         if isinstance(exc, RangeNotSatisfiable):
             response.headers["Content-Range"] = f"bytes */{exc.size}"
         return response
@@ -263,5 +263,6 @@ def create_app(ctx: Context) -> web.Application:
     app.router.add_get("/api/whoami-v2", account.whoami)
     app.router.add_get("/api/models/{org}/{name}/auth-check", account.auth_check)
     app.router.add_get("/api/models/{tail:.+}", hfapi.api_models)
+    app.router.add_post("/api/models/{tail:.+}", hfapi.paths_info)
     app.router.add_get("/{org}/{name}/resolve/{tail:.+}", hfapi.resolve)
     return app

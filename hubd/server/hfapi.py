@@ -1,32 +1,48 @@
 """The Hugging Face Hub API, served from the catalog and the store.
 
-The subset huggingface_hub uses to download (model info, tree, resolve) with the Hub's headers
-and error contract, so unmodified clients and other hubd nodes pull from a hubd node as they
-would from huggingface.co. Paths are parsed from the raw URL (a revision may hold an encoded
-'/'), and every piece is validated before it touches the catalog or the disk. A file whose blob
-only another node of a shared catalog holds is fetched from that node first
-(hubd.cluster.locations).
+The per-repo routes huggingface_hub uses to download and browse (model info, tree, paths-info,
+treesize, refs, commits, resolve) with the Hub's headers and error contract, so unmodified
+clients and other hubd nodes pull from a hubd node as they would from huggingface.co
+(docs/hub-api.md lists what is served and what is not). Paths are parsed from the raw URL (a
+revision may hold an encoded '/'), and every piece is validated before it touches the catalog
+or the disk. A file whose blob only another node of a shared catalog holds is fetched from
+that node first (hubd.cluster.locations).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
-from typing import Any, BinaryIO
-from urllib.parse import unquote, urlencode
+from datetime import UTC, datetime
+from typing import Annotated, Any, BinaryIO
+from urllib.parse import parse_qsl, unquote, urlencode
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
+from pydantic import Field, StrictBool, StrictStr, ValidationError
 from sqlalchemy import select
 
 from ..catalog.models import File, Revision, RevisionState
-from ..catalog.revisions import commit_for, find_revision, ref_names, repo_exists, verified_file
+from ..catalog.revisions import (
+    children_count,
+    commit_for,
+    find_revision,
+    first_mirrored,
+    history,
+    ref_names,
+    repo_exists,
+    repo_refs,
+    verified_file,
+)
 from ..cluster.locations import BlobFetches
 from ..context import Context
 from ..errors import (
+    AccessDenied,
     EntryNotFound,
+    HubdError,
     InvalidRequest,
     RangeNotSatisfiable,
     RepoNotFound,
@@ -34,12 +50,21 @@ from ..errors import (
 )
 from ..hashes import lfs_pointer
 from ..refs import RepoRef, check_revision, is_sha256, safe_relpath
+from ..validation import Closed, problem
 
 CONTEXT = web.AppKey("ctx", Context)
 SERVED = web.AppKey("served", dict[str, int])
 FETCHES = web.AppKey("fetches", BlobFetches)
 PAGE = 1000
+COMMITS_PAGE = 50  # the Hub's page of commits
 MAX_QUERY = 2048
+MAX_PATHS = 1000  # paths one paths-info request may ask about
+MAX_BODY = 256 * 1024  # bytes of a paths-info body
+# hubd records ref names, not whether the source had them as branch or tag: version-like
+# names (v1.0, 2.1.0-rc1) are listed as tags, the rest as branches.
+TAG_NAME = re.compile(r"v?[0-9]+(?:\.[0-9]+)+(?:[-+._A-Za-z0-9]*)")
+# Hub repo routes, where a 401 says RepoNotFound as the Hub's does (clients map it so).
+REPO_ROUTE = re.compile(r"/api/models/[^/]+/[^/]+(?:/.*)?|/[^/]+/[^/]+/resolve/.*")
 # One range, strictly as RFC 9110 spells it: no spaces, no lists, ASCII digits of sane length.
 BYTE_RANGE = re.compile(r"bytes=(?:([0-9]{1,19})-([0-9]{0,19})|-([0-9]{1,19}))")
 log = logging.getLogger("hubd.server")
@@ -94,27 +119,153 @@ def _sibling(f: File) -> dict[str, Any]:
     return entry
 
 
-def model_info(revision: Revision, repo_id: str) -> dict[str, Any]:
+def _iso(when: datetime) -> str:
+    """A time as the Hub writes it: UTC, milliseconds, ``Z``."""
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def base_models(revision: Revision) -> dict[str, Any] | None:
+    """The Hub's ``baseModels`` from the lineage hubd recorded: relation and base repos."""
+    card = revision.card
+    names = (card.base_model if card else []) or (
+        [revision.base_model] if revision.base_model else []
+    )
+    if not names:
+        return None
+    relation = card.base_model_relation if card and card.base_model_relation else None
+    relation = relation or ("adapter" if revision.is_adapter else "finetune")
+    return {"relation": relation, "models": [{"id": name} for name in names]}
+
+
+# Model info fields `expand` may select; gguf and safetensors are not among them (hubd would
+# have to open every weight file to fill them).
+EXPANDABLE = frozenset(
+    {
+        "author",
+        "baseModels",
+        "cardData",
+        "childrenModelCount",
+        "createdAt",
+        "disabled",
+        "downloads",
+        "gated",
+        "lastModified",
+        "library_name",
+        "likes",
+        "pipeline_tag",
+        "private",
+        "sha",
+        "siblings",
+        "tags",
+    }
+)
+
+
+def model_info(
+    revision: Revision,
+    repo_id: str,
+    created: datetime | None = None,
+    children: int = 0,
+    expand: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """The Hub's model info; ``createdAt`` is when hubd mirrored the repo's first revision it
+    holds (``created``), ``lastModified`` when it mirrored this one. With ``expand``: ``_id``,
+    ``id`` and only the fields asked for, as the Hub answers."""
     card = revision.card
     data = card.data if card else {}
-    return {
+    info: dict[str, Any] = {
         "_id": revision.commit[:24],
         "id": repo_id,
         "modelId": repo_id,
+        "author": repo_id.split("/", 1)[0],
         "sha": revision.commit,
-        "lastModified": revision.mirrored_at.isoformat().replace("+00:00", "Z"),
-        "createdAt": revision.mirrored_at.isoformat().replace("+00:00", "Z"),
+        "lastModified": _iso(revision.mirrored_at),
+        "createdAt": _iso(created or revision.mirrored_at),
         "private": False,
         "disabled": False,
         "gated": False,
         "downloads": 0,
         "likes": 0,
         "tags": card.tags if card else [],
-        "pipeline_tag": card.pipeline_tag if card else None,
-        "library_name": data.get("library_name"),
         "cardData": data,
         "siblings": [_sibling(f) for f in revision.files],
     }
+    if card and card.pipeline_tag:
+        info["pipeline_tag"] = card.pipeline_tag
+    if isinstance(data.get("library_name"), str):
+        info["library_name"] = data["library_name"]
+    if not expand:
+        return info
+    extra = {"baseModels": base_models(revision), "childrenModelCount": children}
+    every = {**info, **extra}
+    return {"_id": info["_id"], "id": repo_id} | {k: every[k] for k in expand if k in every}
+
+
+def _expand_fields(request: web.Request) -> frozenset[str]:
+    """``expand`` / ``expand[]`` of a model info request; 400 for a field hubd cannot fill."""
+    asked = frozenset(request.query.getall("expand", []) + request.query.getall("expand[]", []))
+    unknown = sorted(asked - EXPANDABLE)
+    if unknown:
+        raise InvalidRequest(
+            f"cannot expand {', '.join(unknown)[:200]}: "
+            f"hubd expands {', '.join(sorted(EXPANDABLE))}"
+        )
+    return asked
+
+
+def _info_of(ctx: Context, repo_id: str, rev: str | None, expand: frozenset[str]) -> dict[str, Any]:
+    revision, _ = revision_of(ctx, repo_id, rev)
+    with ctx.catalog() as session:
+        created = first_mirrored(session, revision.repo_pk)
+        children = children_count(session, repo_id) if "childrenModelCount" in expand else 0
+    return model_info(revision, repo_id, created, children, expand)
+
+
+def last_commits(ctx: Context, revision: Revision) -> dict[str, dict[str, str]]:
+    """``lastCommit`` of every file and directory of ``revision``, as far as hubd can tell.
+
+    A file's is the oldest revision hubd holds from which on it kept its content, walking back
+    through the revisions mirrored before this one (:func:`history`); a directory's is the
+    newest of its files'. The title says where hubd mirrored that revision from: hubd keeps
+    no commit titles, and the date is when it was mirrored.
+    """
+    with ctx.catalog() as session:
+        revisions = history(session, revision)
+    digests = [{f.path: f.sha256 for f in r.files} for r in revisions]
+    found: dict[str, int] = {}
+    for f in revision.files:
+        at = 0
+        while at + 1 < len(revisions) and digests[at + 1].get(f.path) == f.sha256:
+            at += 1
+        found[f.path] = at
+        parts = f.path.split("/")
+        for depth in range(1, len(parts)):
+            directory = "/".join(parts[:depth])
+            found[directory] = min(found.get(directory, at), at)
+    return {path: _last_commit(revisions[at]) for path, at in found.items()}
+
+
+def _last_commit(revision: Revision) -> dict[str, str]:
+    return {
+        "id": revision.commit,
+        "title": f"Mirrored from {revision.source_endpoint}",
+        "date": _iso(revision.mirrored_at),
+    }
+
+
+def _directory(path: str) -> dict[str, Any]:
+    return {"type": "directory", "oid": "", "size": 0, "path": path}
+
+
+def _file_entry(f: File) -> dict[str, Any]:
+    entry: dict[str, Any] = {"type": "file", "oid": f.git_oid or "", "size": f.size, "path": f.path}
+    if f.lfs:
+        entry["lfs"] = {
+            "oid": f.sha256,
+            "size": f.size,
+            "pointerSize": len(lfs_pointer(f.sha256, f.size)),
+        }
+    return entry
 
 
 def _tree(revision: Revision, base: str, recursive: bool) -> list[dict[str, Any]]:
@@ -126,36 +277,86 @@ def _tree(revision: Revision, base: str, recursive: bool) -> list[dict[str, Any]
         rest = f.path[len(prefix) :]
         if "/" in rest and not recursive:
             directory = prefix + rest.split("/", 1)[0]
-            entries.setdefault(
-                directory, {"type": "directory", "oid": "", "size": 0, "path": directory}
-            )
+            entries.setdefault(directory, _directory(directory))
             continue
         parts = rest.split("/")
         for depth in range(1, len(parts)):
             directory = prefix + "/".join(parts[:depth])
-            entries.setdefault(
-                directory, {"type": "directory", "oid": "", "size": 0, "path": directory}
-            )
-        entry: dict[str, Any] = {
-            "type": "file",
-            "oid": f.git_oid or "",
-            "size": f.size,
-            "path": f.path,
-        }
-        if f.lfs:
-            entry["lfs"] = {
-                "oid": f.sha256,
-                "size": f.size,
-                "pointerSize": len(lfs_pointer(f.sha256, f.size)),
-            }
-        entries[f.path] = entry
+            entries.setdefault(directory, _directory(directory))
+        entries[f.path] = _file_entry(f)
     if base and not entries:
         raise EntryNotFound(f"{base} not found in this revision")
     return [entries[k] for k in sorted(entries)]
 
 
+def _with_last_commits(
+    ctx: Context, revision: Revision, entries: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    last = last_commits(ctx, revision)
+    return [{**e, "lastCommit": last[e["path"]]} if e["path"] in last else e for e in entries]
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true")
+
+
+def _paged(request: web.Request, entries: list[Any], size: int, key: str) -> web.Response:
+    """One page of ``entries`` from the offset in query ``key``, ``Link`` to the next as the
+    Hub sends it."""
+    try:
+        start = int(request.query.get(key, "0"))
+    except ValueError:
+        raise InvalidRequest(f"bad {key}") from None
+    if start < 0:
+        raise InvalidRequest(f"bad {key}")
+    response = web.json_response(entries[start : start + size])
+    if start + size < len(entries):
+        query = {**request.query, key: str(start + size)}
+        url = request.url.with_query(None)
+        response.headers["Link"] = f'<{url}?{urlencode(query)}>; rel="next"'
+    return response
+
+
+def refs_of(ctx: Context, repo_id: str) -> dict[str, list[dict[str, str]]]:
+    """The Hub's refs answer: the refs hubd recorded, split into branches and tags by name
+    (:data:`TAG_NAME`); hubd converts nothing."""
+    with ctx.catalog() as session:
+        refs = repo_refs(session, repo_id)
+        if not refs and not repo_exists(session, repo_id):
+            raise RepoNotFound(f"Repository {repo_id} not found")
+    answer: dict[str, list[dict[str, str]]] = {"branches": [], "tags": [], "converts": []}
+    for ref in refs:
+        kind = "tags" if TAG_NAME.fullmatch(ref.name) else "branches"
+        full = f"refs/{'tags' if kind == 'tags' else 'heads'}/{ref.name}"
+        answer[kind].append({"name": ref.name, "ref": full, "targetCommit": ref.commit})
+    return answer
+
+
+def commits_of(ctx: Context, repo_id: str, rev: str) -> list[dict[str, Any]]:
+    """The Hub's commit list of ``rev``: the revisions hubd holds of the repo mirrored no later
+    than the one ``rev`` names, newest first (hubd keeps no git parents, so this is what it
+    recorded of the ref's history, possibly with other branches' revisions among it). Titles
+    say where each was mirrored from, dates when; hubd keeps no messages or authors."""
+    revision, _ = revision_of(ctx, repo_id, rev)
+    with ctx.catalog() as session:
+        revisions = history(session, revision)
+    return [{**_last_commit(r), "message": "", "authors": []} for r in revisions]
+
+
+def tree_size(revision: Revision, base: str) -> dict[str, Any]:
+    """``treesize``: the bytes of the files under ``base`` (the whole revision for none)."""
+    prefix = f"{base}/" if base else ""
+    sizes = [
+        f.size for f in revision.files if not base or f.path == base or f.path.startswith(prefix)
+    ]
+    if base and not sizes:
+        raise EntryNotFound(f"{base} not found in this revision")
+    return {"path": base or "/", "size": sum(sizes)}
+
+
 async def api_models(request: web.Request) -> web.Response:
-    """/api/models/{org}/{name}[/revision/{rev} | /tree/{rev}[/{path}]]"""
+    """/api/models/{org}/{name}[/revision/{rev} | /tree/{rev}[/{path}] | /refs |
+    /commits/{rev} | /treesize/{rev}[/{path}]]"""
     ctx = request.app[CONTEXT]
     parts = _segments(request, 2)
     if len(parts) < 2:
@@ -163,29 +364,103 @@ async def api_models(request: web.Request) -> web.Response:
     repo_id = _repo(parts[0], parts[1])
     tail = parts[2:]
     if not tail or (tail[0] == "revision" and len(tail) == 2):
-        revision, _ = await asyncio.to_thread(revision_of, ctx, repo_id, tail[1] if tail else None)
-        return web.json_response(model_info(revision, repo_id))
-    if tail[0] == "tree" and len(tail) >= 2:
+        expand = _expand_fields(request)
+        rev = tail[1] if tail else None
+        return web.json_response(await asyncio.to_thread(_info_of, ctx, repo_id, rev, expand))
+    if tail == ["refs"]:
+        return web.json_response(await asyncio.to_thread(refs_of, ctx, repo_id))
+    if tail[0] == "commits" and len(tail) == 2:
+        commits = await asyncio.to_thread(commits_of, ctx, repo_id, tail[1])
+        try:
+            size = min(max(int(request.query.get("limit", COMMITS_PAGE)), 1), COMMITS_PAGE)
+        except ValueError:
+            raise InvalidRequest("limit must be a number") from None
+        response = _paged(request, commits, size, "p")
+        response.headers["X-Total-Count"] = str(len(commits))
+        return response
+    if tail[0] in ("tree", "treesize") and len(tail) >= 2:
         base = "/".join(tail[2:])
         if base:
             safe_relpath(base)
         revision, _ = await asyncio.to_thread(revision_of, ctx, repo_id, tail[1])
-        recursive = request.query.get("recursive", "false").lower() in ("1", "true")
-        entries = _tree(revision, base, recursive)
-        try:
-            start = int(request.query.get("cursor", "0"))
-        except ValueError:
-            raise InvalidRequest("bad cursor") from None
-        if start < 0:
-            raise InvalidRequest("bad cursor")
-        page = entries[start : start + PAGE]
-        response = web.json_response(page)
-        if start + PAGE < len(entries):
-            query = {**request.query, "cursor": str(start + PAGE)}
-            url = request.url.with_query(None)
-            response.headers["Link"] = f'<{url}?{urlencode(query)}>; rel="next"'
-        return response
+        if tail[0] == "treesize":
+            return web.json_response(tree_size(revision, base))
+        entries = _tree(revision, base, _truthy(request.query.get("recursive")))
+        if _truthy(request.query.get("expand")):
+            entries = await asyncio.to_thread(_with_last_commits, ctx, revision, entries)
+        return _paged(request, entries, PAGE, "cursor")
     raise EntryNotFound("no such API route")
+
+
+class PathsInfoBody(Closed):
+    """A paths-info body, as JSON or as the form huggingface_hub posts (``paths`` repeated)."""
+
+    paths: Annotated[list[StrictStr], Field(max_length=MAX_PATHS)]
+    expand: StrictBool = False
+
+
+async def _paths_body(request: web.Request) -> PathsInfoBody:
+    """The body, at most :data:`MAX_BODY` bytes, checked before anything is looked up."""
+    if (request.content_length or 0) > MAX_BODY:
+        raise InvalidRequest(f"paths-info bodies are at most {MAX_BODY} bytes")
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise InvalidRequest(f"paths-info bodies are at most {MAX_BODY} bytes")
+    try:
+        text = raw.decode()
+        if request.content_type == "application/json":
+            body: Any = json.loads(text)
+        else:
+            fields = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_PATHS + 2)
+            body = {"paths": [v for k, v in fields if k == "paths"]}
+            for key, value in fields:
+                if key != "paths":
+                    body[key] = _truthy(value) if key == "expand" else value
+        parsed = PathsInfoBody.model_validate(body)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        if isinstance(exc, ValidationError):
+            raise InvalidRequest(f"bad paths-info body: {problem(exc)}") from None
+        raise InvalidRequest('expected {"paths": [...], "expand": bool} or its form') from None
+    for path in parsed.paths:
+        safe_relpath(path)
+    return parsed
+
+
+async def paths_info(request: web.Request) -> web.Response:
+    """POST /api/models/{org}/{name}/paths-info/{rev}: tree entries of the paths asked about.
+
+    A file's entry, or a directory's if the path is one the revision's files imply; paths the
+    revision lacks are left out, as the Hub does. ``expand`` adds ``lastCommit``.
+    """
+    ctx = request.app[CONTEXT]
+    parts = _segments(request, 2)
+    if len(parts) != 4 or parts[2] != "paths-info":
+        raise EntryNotFound("no such API route")
+    repo_id = _repo(parts[0], parts[1])
+    body = await _paths_body(request)
+    revision, _ = await asyncio.to_thread(revision_of, ctx, repo_id, check_revision(parts[3]))
+    files = {f.path: f for f in revision.files}
+    directories = {"/".join(p.split("/")[:d]) for p in files for d in range(1, p.count("/") + 1)}
+    entries = []
+    for path in dict.fromkeys(body.paths):
+        if path in files:
+            entries.append(_file_entry(files[path]))
+        elif path in directories:
+            entries.append(_directory(path))
+    if body.expand:
+        entries = await asyncio.to_thread(_with_last_commits, ctx, revision, entries)
+    return web.json_response(entries)
+
+
+def wire_code(request: web.BaseRequest, exc: HubdError) -> str:
+    """The ``X-Error-Code`` of ``exc``: a request without a token refused on a repo route says
+    RepoNotFound, as the Hub's 401 does for what the caller may not see, so that clients
+    report a missing repo (``repo_exists`` is False) rather than fail on a code they do not
+    know. A token that was sent and refused keeps AccessDenied: that is the caller's to fix."""
+    hidden = type(exc) is AccessDenied and "Authorization" not in request.headers
+    if hidden and REPO_ROUTE.fullmatch(request.path):
+        return "RepoNotFound"
+    return exc.code
 
 
 async def resolve(request: web.Request) -> web.StreamResponse:
@@ -201,6 +476,7 @@ async def resolve(request: web.Request) -> web.StreamResponse:
         await request.app[FETCHES].ensure(match.sha256, match.size, f"{repo_id}/{path}")
     etag = f'"{match.sha256 if match.lfs else match.git_oid or match.sha256}"'
     headers = {
+        "ETag": etag,  # the content's, as the Hub's, never one of the file's mtime
         "X-Repo-Commit": commit,
         "X-Linked-Etag": etag,
         "X-Linked-Size": str(match.size),

@@ -1,0 +1,228 @@
+"""The Hub's per-repo browsing routes and headers, through the real huggingface_hub client.
+
+refs, commits, paths-info (form and JSON), treesize, ``tree?expand=true``, model info's
+``author``/``expand[]``, the content ETag on resolve and the error headers clients map.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+from conftest import LORA, MODEL
+from huggingface_hub import HfApi, HfFileSystem
+from huggingface_hub.errors import RevisionNotFoundError
+from support.fakehub import FakeHub
+from support.modelgen import tiny_model_files
+from test_server import serving
+
+from hubd.cluster.tokens import create_token
+from hubd.context import Context
+from hubd.ops.mirror import mirror
+from hubd.refs import RepoRef
+from hubd.server import hfapi
+
+
+@pytest.fixture
+def two_commits(ctx: Context, hub: FakeHub) -> Iterator[tuple[str, str, str]]:
+    """MODEL mirrored at v1.0, then main moved on (config.json changed) and mirrored again."""
+    asyncio.run(mirror(ctx, RepoRef.parse(f"{MODEL}@v1.0")))
+    first = asyncio.run(mirror(ctx, RepoRef.parse(MODEL))).commit
+    files = {**tiny_model_files(seed=0), "config.json": b'{"model_type": "llama", "v": 2}'}
+    second = hub.add_repo(MODEL, files)
+    asyncio.run(mirror(ctx, RepoRef.parse(MODEL)))
+    asyncio.run(mirror(ctx, RepoRef.parse(LORA)))
+    with serving(ctx) as url:
+        yield url, first, second
+
+
+def request(
+    url: str,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+) -> tuple[int, http.client.HTTPMessage, bytes]:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    return response.status, response.headers, response.read()
+
+
+def test_list_repo_refs(two_commits: tuple[str, str, str]) -> None:
+    url, first, second = two_commits
+    refs = HfApi(endpoint=url).list_repo_refs(MODEL)
+    assert [(b.name, b.ref, b.target_commit) for b in refs.branches] == [
+        ("main", "refs/heads/main", second)
+    ]
+    assert [(t.name, t.ref, t.target_commit) for t in refs.tags] == [
+        ("v1.0", "refs/tags/v1.0", first)
+    ]
+    assert refs.converts == []
+
+
+def test_list_repo_commits_newest_first_and_paginated(
+    two_commits: tuple[str, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, first, second = two_commits
+    api = HfApi(endpoint=url)
+    commits = api.list_repo_commits(MODEL)
+    assert [c.commit_id for c in commits] == [second, first]
+    assert commits[0].created_at >= commits[1].created_at
+    assert [c.commit_id for c in api.list_repo_commits(MODEL, revision="v1.0")] == [first]
+    monkeypatch.setattr(hfapi, "COMMITS_PAGE", 1)
+    assert [c.commit_id for c in api.list_repo_commits(MODEL)] == [second, first]
+    status, headers, _ = request(url, "GET", f"/api/models/{MODEL}/commits/main")
+    assert status == 200 and headers["X-Total-Count"] == "2" and 'rel="next"' in headers["Link"]
+    with pytest.raises(RevisionNotFoundError):
+        api.list_repo_commits(MODEL, revision="nope")
+
+
+def test_get_paths_info_form_and_json(two_commits: tuple[str, str, str]) -> None:
+    url, first, second = two_commits
+    api = HfApi(endpoint=url)
+    infos = api.get_paths_info(MODEL, ["config.json", "model-00001-of-00002.safetensors", "no"])
+    assert [i.path for i in infos] == ["config.json", "model-00001-of-00002.safetensors"]
+    expanded = api.get_paths_info(MODEL, ["config.json", "README.md"], expand=True)
+    last = {i.path: i.last_commit for i in expanded}
+    assert last["config.json"] is not None and last["config.json"].oid == second
+    assert last["README.md"] is not None and last["README.md"].oid == first  # unchanged since
+    body = json.dumps({"paths": ["config.json"], "expand": True}).encode()
+    status, _, answer = request(
+        url,
+        "POST",
+        f"/api/models/{MODEL}/paths-info/v1.0",
+        {"Content-Type": "application/json"},
+        body,
+    )
+    assert status == 200
+    [entry] = json.loads(answer)
+    assert entry["path"] == "config.json" and entry["lastCommit"]["id"] == first
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"paths": ["../etc/passwd"]},
+        {"paths": ["a"] * (hfapi.MAX_PATHS + 1)},
+        {"paths": "config.json", "extra": 1},
+        {"paths": [1]},
+    ],
+)
+def test_paths_info_refuses_bad_bodies(two_commits: tuple[str, str, str], body: object) -> None:
+    url = two_commits[0]
+    status, headers, _ = request(
+        url,
+        "POST",
+        f"/api/models/{MODEL}/paths-info/main",
+        {"Content-Type": "application/json"},
+        json.dumps(body).encode(),
+    )
+    assert status == 400 and headers["X-Error-Message"]
+
+
+def test_paths_info_directories_and_form_body(two_commits: tuple[str, str, str]) -> None:
+    url = two_commits[0]
+    form = urlencode([("paths", "config.json"), ("paths", "config.json"), ("expand", "false")])
+    status, _, answer = request(
+        url,
+        "POST",
+        f"/api/models/{MODEL}/paths-info/main",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        form.encode(),
+    )
+    assert status == 200
+    assert [(e["path"], "lastCommit" in e) for e in json.loads(answer)] == [("config.json", False)]
+
+
+def test_hf_filesystem_info_and_modified(two_commits: tuple[str, str, str]) -> None:
+    url, _, second = two_commits
+    fs = HfFileSystem(endpoint=url)
+    info = fs.info(f"{MODEL}/config.json", expand_info=True)
+    assert info["last_commit"].oid == second
+    assert fs.modified(f"{MODEL}/config.json") == info["last_commit"].date
+
+
+def test_treesize(two_commits: tuple[str, str, str]) -> None:
+    url = two_commits[0]
+    total = (
+        sum(len(v) for v in tiny_model_files(seed=0).values())
+        - len(tiny_model_files(seed=0)["config.json"])
+        + len(b'{"model_type": "llama", "v": 2}')
+    )
+    status, _, body = request(url, "GET", f"/api/models/{MODEL}/treesize/main")
+    assert status == 200 and json.loads(body) == {"path": "/", "size": total}
+    status, _, body = request(url, "GET", f"/api/models/{MODEL}/treesize/main/config.json")
+    assert json.loads(body)["size"] == len(b'{"model_type": "llama", "v": 2}')
+    status, headers, _ = request(url, "GET", f"/api/models/{MODEL}/treesize/main/nothing")
+    assert status == 404 and headers["X-Error-Code"] == "EntryNotFound"
+
+
+def test_tree_expand_adds_last_commit(two_commits: tuple[str, str, str]) -> None:
+    url, first, second = two_commits
+    entries = list(HfApi(endpoint=url).list_repo_tree(MODEL, expand=True))
+    last = {e.path: e.last_commit for e in entries}
+    assert last["config.json"] is not None and last["config.json"].oid == second
+    assert last["README.md"] is not None and last["README.md"].oid == first
+    plain = list(HfApi(endpoint=url).list_repo_tree(MODEL))
+    assert all(e.last_commit is None for e in plain)
+
+
+def test_model_info_fields_and_expand(two_commits: tuple[str, str, str]) -> None:
+    url, _, second = two_commits
+    api = HfApi(endpoint=url)
+    info = api.model_info(MODEL)
+    assert info.author == "acme" and info.sha == second
+    assert info.created_at is not None and info.last_modified is not None
+    assert info.created_at < info.last_modified
+    adapter = api.model_info(LORA, expand=["baseModels", "author"])
+    assert adapter.author == "acme"
+    assert adapter.base_models == {"relation": "adapter", "models": [{"id": MODEL}]}  # type: ignore[comparison-overlap]
+    assert adapter.siblings is None  # only what was asked for
+    status, headers, _ = request(url, "GET", f"/api/models/{MODEL}?expand[]=nonsense")
+    assert status == 400 and "nonsense" in headers["X-Error-Message"]
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_resolve_etag_is_the_content_etag(
+    two_commits: tuple[str, str, str], ctx: Context, method: str
+) -> None:
+    url = two_commits[0]
+    with ctx.catalog() as session:
+        from hubd.catalog.revisions import find_revision
+
+        revision = find_revision(session, MODEL, "main")
+        assert revision is not None
+        files = {f.path: f for f in revision.files}
+    for name, f in files.items():
+        status, headers, _ = request(url, method, f"/{MODEL}/resolve/main/{name}")
+        expected = f'"{f.sha256}"' if f.lfs else f'"{f.git_oid}"'
+        assert status == 200 and headers["ETag"] == expected == headers["X-Linked-Etag"]
+        assert not [h for h in headers if h.lower().startswith("x-xet")]
+
+
+def test_errors_carry_the_hub_headers_on_head_too(
+    two_commits: tuple[str, str, str], ctx: Context
+) -> None:
+    url = two_commits[0]
+    for method in ("GET", "HEAD"):
+        status, headers, _ = request(url, method, f"/{MODEL}/resolve/main/missing.json")
+        assert (status, headers["X-Error-Code"]) == (404, "EntryNotFound")
+        assert headers["X-Error-Message"]
+    guarded = replace(ctx, settings=ctx.settings.model_copy(update={"auth_required": True}))
+    _, secret = create_token(guarded, "read", "reader")
+    with serving(guarded) as locked:
+        status, headers, _ = request(locked, "HEAD", f"/{MODEL}/resolve/main/config.json")
+        assert status == 401 and "bearer token" in headers["X-Error-Message"]
+        assert headers["X-Error-Code"] == "RepoNotFound"
+        assert HfApi(endpoint=locked).repo_exists(MODEL, token=False) is False
+        assert HfApi(endpoint=locked).repo_exists(MODEL, token=secret) is True
+        assert HfApi(endpoint=locked).repo_exists("acme/none", token=secret) is False
+        status, headers, _ = request(locked, "GET", "/api/hubd/jobs")
+        assert status == 401 and headers["X-Error-Code"] == "AccessDenied"  # not a repo route
