@@ -17,11 +17,12 @@ import logging
 import os
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, BinaryIO
+from typing import Annotated, Any, BinaryIO, get_args
 from urllib.parse import parse_qsl, unquote, urlencode
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
+from huggingface_hub.hf_api import ExpandModelProperty_T
 from pydantic import Field, StrictBool, StrictStr, ValidationError
 from sqlalchemy import select
 
@@ -137,28 +138,10 @@ def base_models(revision: Revision) -> dict[str, Any] | None:
     return {"relation": relation, "models": [{"id": name} for name in names]}
 
 
-# Model info fields `expand` may select; gguf and safetensors are not among them (hubd would
-# have to open every weight file to fill them).
-EXPANDABLE = frozenset(
-    {
-        "author",
-        "baseModels",
-        "cardData",
-        "childrenModelCount",
-        "createdAt",
-        "disabled",
-        "downloads",
-        "gated",
-        "lastModified",
-        "library_name",
-        "likes",
-        "pipeline_tag",
-        "private",
-        "sha",
-        "siblings",
-        "tags",
-    }
-)
+# The Hub's expand properties, as the client library names them; hubd fills those below and
+# lacks the rest (downloads, likes: it does not know them; gguf, safetensors: it would have to
+# open every weight file), as the Hub omits what a repo does not have.
+HUB_EXPAND = frozenset(get_args(ExpandModelProperty_T))
 
 
 def model_info(
@@ -184,8 +167,6 @@ def model_info(
         "private": False,
         "disabled": False,
         "gated": False,
-        "downloads": 0,
-        "likes": 0,
         "tags": card.tags if card else [],
         "cardData": data,
         "siblings": [_sibling(f) for f in revision.files],
@@ -202,14 +183,11 @@ def model_info(
 
 
 def _expand_fields(request: web.Request) -> frozenset[str]:
-    """``expand`` / ``expand[]`` of a model info request; 400 for a field hubd cannot fill."""
+    """``expand`` / ``expand[]`` of a model info request; 400 for what is no model property."""
     asked = frozenset(request.query.getall("expand", []) + request.query.getall("expand[]", []))
-    unknown = sorted(asked - EXPANDABLE)
+    unknown = sorted(asked - HUB_EXPAND)
     if unknown:
-        raise InvalidRequest(
-            f"cannot expand {', '.join(unknown)[:200]}: "
-            f"hubd expands {', '.join(sorted(EXPANDABLE))}"
-        )
+        raise InvalidRequest(f"cannot expand {', '.join(unknown)[:200]}: not a model property")
     return asked
 
 
