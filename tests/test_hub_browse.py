@@ -55,12 +55,18 @@ def small_repo(i: int) -> dict[str, bytes]:
 
 @pytest.fixture
 def catalog(ctx: Context, hub: FakeHub) -> Context:
-    """Seven repos: the tiny model and its LoRA (acme), five small MIT ones (zeta)."""
+    """Seven repos: the tiny model and its LoRA (acme), five small MIT ones (zeta), the first
+    of which is mirrored again at a new commit: it is listed once, with that one, last by time."""
     for i, repo in enumerate(SMALL):
         hub.add_repo(repo, small_repo(i))
     for repo in (MODEL, LORA, *SMALL):
         asyncio.run(mirror(ctx, RepoRef.parse(repo)))
+    hub.add_repo(SMALL[0], {**small_repo(0), "extra.txt": b"second commit"})
+    asyncio.run(mirror(ctx, RepoRef.parse(SMALL[0])))
     return ctx
+
+
+BY_TIME = [MODEL, LORA, *SMALL[1:], SMALL[0]]
 
 
 @pytest.fixture
@@ -99,12 +105,12 @@ def test_hf_api_list_models(url: str) -> None:
     assert model.created_at is not None and model.library_name == "transformers"
     assert model.sha is not None and model.card_data is not None
     assert model.card_data["license"] == "mit"
-    assert [s.rfilename for s in model.siblings or []] == ["README.md", "config.json"]
+    assert [s.rfilename for s in model.siblings or []] == ["README.md", "config.json", "extra.txt"]
     assert model.likes is None and model.downloads is None  # hubd does not know them
     expanded = next(iter(api.list_models(author="acme", expand=["author", "sha"])))
     assert expanded.author == "acme" and expanded.sha and expanded.tags is None
-    newest = [m.id for m in api.list_models(sort="last_modified")]
-    assert newest == list(reversed([MODEL, LORA, *SMALL]))
+    assert [m.id for m in api.list_models(sort="last_modified")] == BY_TIME[::-1]
+    assert [m.id for m in api.list_models(sort="created_at", limit=1)] == [SMALL[0]]
 
 
 def test_link_pagination_returns_every_repo_once(url: str) -> None:
@@ -114,10 +120,10 @@ def test_link_pagination_returns_every_repo_once(url: str) -> None:
     status, headers, body = get(url, "/api/models?limit=3")
     assert status == 200 and len(body) == 3 and 'rel="next"' in headers["Link"]
     by_time = {"limit": 2, "sort": "lastModified", "direction": 1}
-    assert [m["id"] for m in paginate(f"{url}/api/models", params=by_time, headers={})] == every
+    assert [m["id"] for m in paginate(f"{url}/api/models", params=by_time, headers={})] == BY_TIME
     by_time["direction"] = -1
     got = [m["id"] for m in paginate(f"{url}/api/models", params=by_time, headers={})]
-    assert got == every[::-1]
+    assert got == BY_TIME[::-1]
     tagged = {"limit": 2, "filter": "license:mit"}
     assert [m["id"] for m in paginate(f"{url}/api/models", params=tagged, headers={})] == SMALL
 

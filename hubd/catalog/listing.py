@@ -5,13 +5,14 @@ Plain functions over a catalog Session; callers own the transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session, defer, selectinload
+from sqlalchemy import Text, and_, cast, func, or_, select
+from sqlalchemy.orm import Session, aliased, defer, selectinload
 
 from .models import File, ModelCard, Ref, Repo, Revision, RevisionState
 
@@ -141,10 +142,32 @@ class HubModel:
     """A repo as `GET /api/models` lists it: its latest verified revision and that one's card."""
 
     repo_id: str
+    revision_pk: int
     commit: str
     mirrored_at: datetime
     card: ModelCard | None
     files: list[tuple[str, int]]
+
+    def key(self, by_time: bool) -> tuple[str, str]:
+        """Where the page after this model starts, in hub_models' order."""
+        return (
+            (self.mirrored_at.isoformat(), str(self.revision_pk)) if by_time else ("", self.repo_id)
+        )
+
+    @property
+    def tags(self) -> list[str]:
+        """The Hub's tags from the card: its tags, library, task, languages, then key:value."""
+        card = self.card
+        if card is None:
+            return []
+        library = card.data.get("library_name")
+        plain = [*card.tags, *([library] if isinstance(library, str) else [])]
+        plain += [card.pipeline_tag] if card.pipeline_tag else []
+        plain += card.language
+        keyed = [f"base_model:{b}" for b in card.base_model]
+        keyed += [f"dataset:{d}" for d in card.datasets]
+        keyed += [f"license:{card.license}"] if card.license else []
+        return list(dict.fromkeys(t for t in plain + keyed if isinstance(t, str) and t))
 
 
 @dataclass(frozen=True)
@@ -152,7 +175,7 @@ class HubModelPage:
     """One page of hub_models; ``next`` is the key the following page starts after."""
 
     models: list[HubModel]
-    next: tuple[str, str] | None  # (mirrored_at ISO or "", repo_id)
+    next: tuple[str, str] | None  # by time (mirrored_at ISO, revision pk), else ("", repo_id)
 
 
 def hub_models(
@@ -162,77 +185,114 @@ def hub_models(
     after: tuple[str, str] | None = None,
     search: str | None = None,
     author: str | None = None,
+    tags: Sequence[str] = (),
     by_time: bool = False,
     descending: bool = False,
-    keep: Callable[[HubModel], bool] | None = None,
     with_files: bool = False,
 ) -> HubModelPage:
-    """Repos with a verified revision, keyset-paged by repo id or by (mirrored_at, repo id).
+    """Repos with a verified revision, keyset-paged by repo id or by (mirrored_at, revision pk).
 
-    The key is the repo's latest verified revision (the one it is listed with); ``search`` is a
-    case-insensitive substring of the repo id, ``author`` its exact owner. ``keep`` filters what
-    SQL cannot (tags in a JSON list): candidates are read in batches until the page is full, so
-    a page is short only when it is the last; ``next`` is the key of the page's last model.
+    Each repo is listed with its latest verified revision. By id, that one is found per repo
+    (ix_revisions_repo_latest) while the unique repo_id index is walked, stopping at the page.
+    By time, verified revisions are walked newest (or oldest) first, keeping those no later
+    verified revision of their repo follows: without an index on (state, mirrored_at) that
+    reads every revision. ``search`` is a case-insensitive substring of the repo id,
+    ``author`` the exact owner, ``tags`` all of the Hub's tags (HubModel.tags). SQL narrows by
+    tag over the card's JSON text, portable but loose (SQLite's LIKE ignores case); the exact
+    test is HubModel.tags, reading on in batches, so a page is short only when it is the last.
     """
     latest = (
-        select(Revision.repo_pk, func.max(Revision.mirrored_at).label("at"))
-        .where(Revision.state == RevisionState.VERIFIED)
-        .group_by(Revision.repo_pk)
-        .subquery()
+        select(Revision.id)
+        .where(Revision.repo_pk == Repo.id, Revision.state == RevisionState.VERIFIED)
+        .order_by(Revision.mirrored_at.desc(), Revision.id.desc())  # the later one mirrored wins
+        .limit(1)
+        .correlate(Repo)
+        .scalar_subquery()
     )
-    candidates = select(Repo.id, Repo.repo_id, latest.c.at).join(
-        latest, latest.c.repo_pk == Repo.id
-    )
+    candidates = select(Repo.repo_id, Revision.id, Revision.commit, Revision.mirrored_at)
+    if by_time:
+        later = aliased(Revision)
+        superseded = (
+            select(later.id)
+            .where(
+                later.repo_pk == Revision.repo_pk,
+                later.state == RevisionState.VERIFIED,
+                or_(
+                    later.mirrored_at > Revision.mirrored_at,
+                    and_(later.mirrored_at == Revision.mirrored_at, later.id > Revision.id),
+                ),
+            )
+            .exists()
+        )
+        candidates = candidates.select_from(Revision).join(Repo, Repo.id == Revision.repo_pk)
+        candidates = candidates.where(Revision.state == RevisionState.VERIFIED, ~superseded)
+    else:
+        candidates = candidates.join(Revision, Revision.id == latest)
     if search:
-        needle = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        candidates = candidates.where(func.lower(Repo.repo_id).like(f"%{needle}%", escape="\\"))
+        candidates = candidates.where(
+            func.lower(Repo.repo_id).contains(search.lower(), autoescape=True)
+        )
     if author:
         prefix = f"{author}/"  # exact: LIKE ignores case in SQLite, not in PostgreSQL
         candidates = candidates.where(func.substr(Repo.repo_id, 1, len(prefix)) == prefix)
-    order = [latest.c.at, Repo.repo_id] if by_time else [Repo.repo_id]
+    wanted = set(tags)
+    if wanted:
+        candidates = candidates.join(ModelCard, ModelCard.revision_pk == Revision.id)
+        candidates = candidates.where(*(_may_have(tag) for tag in wanted))
+    order = [Revision.mirrored_at, Revision.id] if by_time else [Repo.repo_id]
     candidates = candidates.order_by(*(c.desc() if descending else c for c in order))
     kept: list[HubModel] = []
     key = after
-    batch = limit + 1 if keep is None else max(4 * limit, 100)
+    batch = limit + 1 if not wanted else max(2 * limit, 100)
     while True:
-        stmt = candidates
-        if key is not None:
-            stmt = stmt.where(_after(key, latest.c.at, by_time, descending))
+        stmt = candidates if key is None else candidates.where(_after(key, by_time, descending))
         rows = session.execute(stmt.limit(batch)).all()
         for model in _hub_models(session, rows, with_files):
-            key = (model.mirrored_at.isoformat() if by_time else "", model.repo_id)
-            if keep is None or keep(model):
+            key = model.key(by_time)
+            if wanted <= set(model.tags):
                 kept.append(model)
                 if len(kept) > limit:
-                    last = kept[limit - 1]
-                    start = (last.mirrored_at.isoformat() if by_time else "", last.repo_id)
-                    return HubModelPage(kept[:limit], start)
+                    return HubModelPage(kept[:limit], kept[limit - 1].key(by_time))
         if len(rows) < batch:
             return HubModelPage(kept, None)
 
 
-def _after(key: tuple[str, str], at: Any, by_time: bool, descending: bool) -> Any:
-    when, repo_id = key
+def _may_have(tag: str) -> Any:
+    """A card that could carry ``tag`` (a superset of HubModel.tags having it)."""
+    kind, _, value = tag.partition(":")
+    if kind == "license" and value:
+        return ModelCard.license == value
+    if kind in ("base_model", "dataset") and value:
+        column = ModelCard.base_model if kind == "base_model" else ModelCard.datasets
+        return _json_text(column, value)
+    return or_(
+        ModelCard.pipeline_tag == tag,
+        _json_text(ModelCard.tags, tag),
+        _json_text(ModelCard.language, tag),
+        _json_text(ModelCard.data, tag),  # library_name
+    )
+
+
+def _json_text(column: Any, value: str) -> Any:
+    """The column's JSON text holds ``value`` as a string (as SQLAlchemy serialises it)."""
+    return cast(column, Text).contains(json.dumps(value), autoescape=True)
+
+
+def _after(key: tuple[str, str], by_time: bool, descending: bool) -> Any:
+    when, last = key
     if not by_time:
-        return Repo.repo_id < repo_id if descending else Repo.repo_id > repo_id
-    moment = datetime.fromisoformat(when)
+        return Repo.repo_id < last if descending else Repo.repo_id > last
+    at, moment, pk = Revision.mirrored_at, datetime.fromisoformat(when), int(last)
     if descending:
-        return or_(at < moment, and_(at == moment, Repo.repo_id < repo_id))
-    return or_(at > moment, and_(at == moment, Repo.repo_id > repo_id))
+        return or_(at < moment, and_(at == moment, Revision.id < pk))
+    return or_(at > moment, and_(at == moment, Revision.id > pk))
 
 
 def _hub_models(session: Session, rows: Sequence[Any], with_files: bool) -> list[HubModel]:
-    """The latest verified revision and card of each (repo pk, repo id, mirrored_at) row."""
+    """Cards (and with ``with_files`` file lists) for rows of (repo id, revision pk, commit, at)."""
     if not rows:
         return []
-    pks = [pk for pk, _, _ in rows]
-    revisions = session.execute(
-        select(Revision.repo_pk, Revision.id, Revision.commit, Revision.mirrored_at)
-        .where(Revision.repo_pk.in_(pks), Revision.state == RevisionState.VERIFIED)
-        .order_by(Revision.mirrored_at, Revision.id)  # the last one mirrored wins, as in `hubd ls`
-    ).all()
-    newest = {repo_pk: (rev_pk, commit, at) for repo_pk, rev_pk, commit, at in revisions}
-    rev_pks = [rev_pk for rev_pk, _, _ in newest.values()]
+    rev_pks = [rev_pk for _, rev_pk, _, _ in rows]
     cards = {
         c.revision_pk: c
         for c in session.scalars(
@@ -246,11 +306,10 @@ def _hub_models(session: Session, rows: Sequence[Any], with_files: bool) -> list
         listed = select(File.revision_pk, File.path, File.size).where(File.revision_pk.in_(rev_pks))
         for rev_pk, path, size in session.execute(listed.order_by(File.path)):
             files.setdefault(rev_pk, []).append((path, size))
-    models = []
-    for pk, repo_id, _ in rows:
-        rev_pk, commit, at = newest[pk]
-        models.append(HubModel(repo_id, commit, at, cards.get(rev_pk), files.get(rev_pk, [])))
-    return models
+    return [
+        HubModel(repo_id, rev_pk, commit, at, cards.get(rev_pk), files.get(rev_pk, []))
+        for repo_id, rev_pk, commit, at in rows
+    ]
 
 
 def listed(session: Session, repo_id: str) -> bool:

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import json
+import re
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -25,6 +26,7 @@ from ..errors import InvalidRequest
 from ..validation import Closed
 from .hfapi import CONTEXT, MAX_QUERY
 
+PK = re.compile(r"[0-9]{1,18}")  # a revision pk, within every backend's BIGINT
 PAGE = 1000  # the Hub's default and largest page
 SORTS = {"id": False, "lastModified": True, "createdAt": True, "last_modified": True}
 # The Hub's expand properties (huggingface_hub's ExpandModelProperty_T); hubd fills those in
@@ -44,26 +46,11 @@ class Cursor(Closed):
     """What a ``cursor`` carries back: the key of the last repo of the previous page."""
 
     at: str
-    repo: str
+    key: str
 
 
 def _time(model: HubModel) -> str:
     return model.mirrored_at.isoformat().replace("+00:00", "Z")
-
-
-def tags_of(model: HubModel) -> list[str]:
-    """The Hub's tag list from the card: its tags, library, task, languages, then key:value."""
-    card = model.card
-    if card is None:
-        return []
-    library = card.data.get("library_name")
-    plain = [*card.tags, *([library] if isinstance(library, str) else [])]
-    plain += [card.pipeline_tag] if card.pipeline_tag else []
-    plain += card.language
-    keyed = [f"base_model:{b}" for b in card.base_model]
-    keyed += [f"dataset:{d}" for d in card.datasets]
-    keyed += [f"license:{card.license}"] if card.license else []
-    return list(dict.fromkeys(t for t in plain + keyed if isinstance(t, str) and t))
 
 
 def summary(model: HubModel, fields: set[str]) -> dict[str, Any]:
@@ -80,7 +67,7 @@ def summary(model: HubModel, fields: set[str]) -> dict[str, Any]:
         "private": False,
         "sha": model.commit,
         "siblings": [{"rfilename": path} for path, _ in model.files],
-        "tags": tags_of(model),
+        "tags": model.tags,
     }
     entry: dict[str, Any] = {"_id": model.commit[:24], "id": model.repo_id}
     entry |= {k: values[k] for k in sorted(fields) if k in values and values[k] is not None}
@@ -107,24 +94,16 @@ def _cursor(text: str | None, by_time: bool) -> tuple[str, str] | None:
         return None
     try:
         cursor = Cursor.model_validate_json(base64.urlsafe_b64decode(text.encode("ascii")))
-        if by_time:
-            datetime.fromisoformat(cursor.at)
+        if by_time and not (PK.fullmatch(cursor.key) and datetime.fromisoformat(cursor.at)):
+            raise ValueError(cursor.key)
     except (ValueError, ValidationError, binascii.Error, UnicodeEncodeError):
         raise InvalidRequest("bad cursor: pass back the one a Link header gave") from None
-    return cursor.at, cursor.repo
+    return cursor.at, cursor.key
 
 
 def _encode(key: tuple[str, str]) -> str:
-    raw = json.dumps({"at": key[0], "repo": key[1]}, separators=(",", ":")).encode()
+    raw = json.dumps({"at": key[0], "key": key[1]}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode("ascii")
-
-
-def _filter(tags: list[str]) -> Any:
-    """All of the given tags (the Hub's AND), or None when nothing is asked."""
-    wanted = {t for t in tags if t}
-    if not wanted:
-        return None
-    return lambda model: wanted <= set(tags_of(model))
 
 
 async def list_models(request: web.Request) -> web.Response:
@@ -145,7 +124,7 @@ async def list_models(request: web.Request) -> web.Response:
     if limit < 1:
         raise InvalidRequest("limit must be positive")
     fields = _fields(request)
-    keep = _filter(query.getall("filter", []) + query.getall("pipeline_tag", []))
+    tags = [t for t in query.getall("filter", []) + query.getall("pipeline_tag", []) if t]
     after = _cursor(query.get("cursor"), SORTS[sort])
     ctx = request.app[CONTEXT]
 
@@ -159,7 +138,7 @@ async def list_models(request: web.Request) -> web.Response:
                 author=query.get("author"),
                 by_time=SORTS[sort],
                 descending=direction == "-1",
-                keep=keep,
+                tags=tags,
                 with_files="siblings" in fields,
             )
 
