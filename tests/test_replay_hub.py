@@ -70,9 +70,17 @@ def test_hfsource_resolves_the_recorded_repo(replay: ReplayHub, home: Path) -> N
     assert (tree in asked) is not replay.blobs  # the tree only when the model info lacks sizes
 
 
+@pytest.mark.parametrize("part_size", [None, 1024 * 1024], ids=["default", "1MiB-parts"])
 def test_mirror_of_the_recorded_repo_verifies_every_byte(
-    replay: ReplayHub, hubd: Callable[..., Result], home: Path
+    replay: ReplayHub,
+    hubd: Callable[..., Result],
+    home: Path,
+    part_size: int | None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """With 1 MiB parts the 2 MiB non-LFS tokenizer is located through its relative 307 too."""
+    if part_size:
+        monkeypatch.setenv("HUBD_PART_SIZE", str(part_size))
     include = ("--include", "*.json", "--include", "*.txt", "--include", LFS_FILE)
 
     result = hubd("mirror", REPO, "--endpoint", replay.endpoint, *include, "--json")
@@ -91,6 +99,9 @@ def test_mirror_of_the_recorded_repo_verifies_every_byte(
     # small files through the relative 307 to resolve-cache, the LFS file from the "CDN" in parts
     assert any(p.startswith(f"/api/resolve-cache/models/{REPO}/") for p in asked)
     assert any(p.startswith("cdn:/xet-bridge-us/") for p in asked)
+    if part_size:
+        tokenizer = f"/{REPO}/resolve/{out['commit']}/onnx/tokenizer.json"
+        assert ("HEAD", tokenizer) in replay.requests
     # the Xet headers of the 302 (X-Xet-Hash, Link rel="xet-auth") are ignored
     assert not [p for p in asked if "xet-read-token" in p or "reconstructions" in p]
 

@@ -38,7 +38,7 @@ from ..errors import (
     SizeMismatch,
     UpstreamError,
 )
-from ..refs import RepoRef
+from ..refs import RepoRef, is_repo_id
 from ..store import BlobWriter
 from .base import Attestations, RemoteFile, RemoteRevision
 from .modelinfo import (
@@ -210,7 +210,9 @@ class HfSource:
         params = {"search": repo_id.partition("/")[2], "limit": "20"}
         try:
             data, _ = self._get_bounded(url, params, limit=SEARCH_LIMIT, timeout=SEARCH_TIMEOUT)
-            ids = [str(hit["id"]) for hit in json.loads(data)[:20] if isinstance(hit["id"], str)]
+            hits = json.loads(data)[:20]
+            # Shown in a terminal: only what is a repo id (no escapes, no control characters).
+            ids = [h["id"] for h in hits if isinstance(h["id"], str) and is_repo_id(h["id"])]
         except Exception:  # a suggestion that cannot be had is not an error
             return []
         by_lower = {i.lower(): i for i in ids if i != repo_id}
