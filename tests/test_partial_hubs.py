@@ -122,6 +122,9 @@ class OlahLike:
         elif url.path == "/api/models/acme/missing/revision/main":
             self._send(req, 404, '{"error": "Repository not found"}',
                        {"X-Error-Code": "RepoNotFound"})  # fmt: skip
+        elif url.path == "/api/models/acme/x-bad-token/revision/main":
+            message = "Invalid credentials in Authorization header"
+            self._send(req, 401, json.dumps({"error": message}), {"X-Error-Message": message})
         else:
             self._send(req, 404, "Not Found")
 
@@ -241,3 +244,12 @@ def test_a_next_page_on_another_host_is_refused(
 
     assert result.code == 5, result.err
     assert "not a new page on this endpoint" in result.err
+
+
+def test_a_401_for_a_bad_token_is_access_denied_not_a_missing_repo(
+    olah: OlahLike, hubd: Callable[..., Result]
+) -> None:
+    result = hubd("mirror", "acme/x-bad-token", "--endpoint", olah.endpoint)
+
+    assert result.code == 4, result.err
+    assert "access denied" in result.err and "not found" not in result.err

@@ -130,8 +130,9 @@ class HfSource:
                 f"revision {ref.revision!r} not found in {ref.repo_id} on {self.host}"
             ) from None
         except HfHubHTTPError as exc:
-            status = exc.response.status_code
-            if status == 401 and not exc.response.headers.get("X-Error-Code"):
+            status, said = exc.response.status_code, exc.response.headers
+            bad_token = said.get("X-Error-Message") == "Invalid credentials in Authorization header"
+            if status == 401 and not said.get("X-Error-Code") and not bad_token:
                 # The Hub's answer for a repo that does not exist (or is private) without a
                 # token; huggingface_hub maps it to RepoNotFound only for https endpoints.
                 raise RepoNotFound(
