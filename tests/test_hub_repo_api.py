@@ -65,6 +65,7 @@ def test_list_repo_refs(two_commits: tuple[str, str, str]) -> None:
         ("v1.0", "refs/tags/v1.0", first)
     ]
     assert refs.converts == []
+    assert HfApi(endpoint=url).list_repo_refs(MODEL, include_pull_requests=True).pull_requests == []
 
 
 def test_list_repo_commits_newest_first_and_paginated(

@@ -346,7 +346,10 @@ async def api_models(request: web.Request) -> web.Response:
         rev = tail[1] if tail else None
         return web.json_response(await asyncio.to_thread(_info_of, ctx, repo_id, rev, expand))
     if tail == ["refs"]:
-        return web.json_response(await asyncio.to_thread(refs_of, ctx, repo_id))
+        refs: dict[str, Any] = await asyncio.to_thread(refs_of, ctx, repo_id)
+        if _truthy(request.query.get("include_prs")):
+            refs["pullRequests"] = []  # hubd mirrors no pull requests
+        return web.json_response(refs)
     if tail[0] == "commits" and len(tail) == 2:
         commits = await asyncio.to_thread(commits_of, ctx, repo_id, tail[1])
         try:
