@@ -29,8 +29,8 @@ from .hfapi import CONTEXT, MAX_QUERY
 PK = re.compile(r"[0-9]{1,18}")  # a revision pk, within every backend's BIGINT
 PAGE = 1000  # the Hub's default and largest page
 SORTS = {"id": False, "lastModified": True, "createdAt": True, "last_modified": True}
-# The Hub's expand properties (huggingface_hub's ExpandModelProperty_T); hubd fills those in
-# FILLED and silently lacks the rest, as the Hub omits what a repo does not have.
+# The Hub's expand properties (huggingface_hub's ExpandModelProperty_T): any may be asked;
+# hubd answers those summary() knows and omits the rest, as the Hub omits what a repo lacks.
 HUB_EXPAND = {
     "author", "baseModels", "cardData", "childrenModelCount", "config", "createdAt", "disabled",
     "downloads", "downloadsAllTime", "evalResults", "gated", "gguf", "inference",
@@ -54,6 +54,7 @@ def _time(model: HubModel) -> str:
 
 
 def summary(model: HubModel, fields: set[str]) -> dict[str, Any]:
+    """One entry of the list: ``_id``, ``id`` and ``modelId`` always, else what was asked."""
     card = model.card
     values: dict[str, Any] = {
         "author": model.repo_id.split("/", 1)[0],
