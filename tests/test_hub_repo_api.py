@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import socket
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from urllib.parse import urlencode, urlsplit
@@ -126,6 +128,27 @@ def test_paths_info_refuses_bad_bodies(two_commits: tuple[str, str, str], body: 
         json.dumps(body).encode(),
     )
     assert status == 400 and headers["X-Error-Message"]
+
+
+def test_paths_info_reads_the_whole_body_and_no_more(two_commits: tuple[str, str, str]) -> None:
+    url = two_commits[0]
+    parts = urlsplit(url)
+    path = f"/api/models/{MODEL}/paths-info/main"
+    body = json.dumps({"paths": ["config.json", "README.md"]}).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection((parts.hostname or "", parts.port or 0), timeout=10) as sock:
+        sock.sendall(head + body[:10])
+        time.sleep(0.3)  # the rest arrives later: the server must wait for it
+        sock.sendall(body[10:])
+        answer = b"".join(iter(lambda: sock.recv(65536), b""))
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    huge = json.dumps({"paths": ["config.json"], "pad": "x" * hfapi.MAX_BODY}).encode()
+    json_type = {"Content-Type": "application/json"}
+    status, headers, _ = request(url, "POST", path, json_type, huge)
+    assert status == 400 and "at most" in headers["X-Error-Message"]
 
 
 def test_paths_info_directories_and_form_body(two_commits: tuple[str, str, str]) -> None:

@@ -384,7 +384,9 @@ async def _paths_body(request: web.Request) -> PathsInfoBody:
     """The body, at most :data:`MAX_BODY` bytes, checked before anything is looked up."""
     if (request.content_length or 0) > MAX_BODY:
         raise InvalidRequest(f"paths-info bodies are at most {MAX_BODY} bytes")
-    raw = await request.content.read(MAX_BODY + 1)
+    raw = b""
+    while len(raw) <= MAX_BODY and (chunk := await request.content.read(MAX_BODY + 1 - len(raw))):
+        raw += chunk  # read() answers what has arrived, not all that was asked
     if len(raw) > MAX_BODY:
         raise InvalidRequest(f"paths-info bodies are at most {MAX_BODY} bytes")
     try:
