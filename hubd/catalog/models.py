@@ -104,6 +104,9 @@ class Revision(Base):
     __table_args__ = (
         UniqueConstraint("repo_pk", "commit"),
         Index("ix_revisions_repo_latest", "repo_pk", "mirrored_at"),  # `hubd ls`: the latest
+        # GET /api/models by time, over all repos or one org's (keyset pages).
+        Index("ix_revisions_state_time", "state", "mirrored_at", "id"),
+        Index("ix_revisions_repo_state_time", "repo_pk", "state", "mirrored_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
