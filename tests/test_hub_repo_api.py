@@ -188,8 +188,11 @@ def test_treesize(two_commits: tuple[str, str, str]) -> None:
     assert status == 404 and headers["X-Error-Code"] == "EntryNotFound"
 
 
-def test_tree_expand_adds_last_commit(two_commits: tuple[str, str, str]) -> None:
+def test_tree_expand_adds_last_commit(
+    two_commits: tuple[str, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, first, second = two_commits
+    monkeypatch.setattr(hfapi, "PAGE", 2)  # each page gets its own lastCommits
     entries = list(HfApi(endpoint=url).list_repo_tree(MODEL, expand=True))
     last = {e.path: e.last_commit for e in entries}
     assert last["config.json"] is not None and last["config.json"].oid == second

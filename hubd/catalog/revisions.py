@@ -331,8 +331,7 @@ def repo_refs(session: Session, repo_id: str) -> list[Ref]:
 def history(session: Session, revision: Revision) -> list[Revision]:
     """The repo's verified revisions mirrored no later than ``revision``, newest first.
 
-    hubd keeps no git parents: this is the stand-in for a ref's history (files loaded, for
-    working out in which of them a file last changed).
+    hubd keeps no git parents: this is the stand-in for a ref's history.
     """
     return list(
         session.scalars(
@@ -343,9 +342,25 @@ def history(session: Session, revision: Revision) -> list[Revision]:
                 Revision.mirrored_at <= revision.mirrored_at,
             )
             .order_by(Revision.mirrored_at.desc(), Revision.id.desc())
-            .options(selectinload(Revision.files))
         )
     )
+
+
+def file_digests(
+    session: Session, revision_pks: Sequence[int], paths: Sequence[str]
+) -> dict[int, dict[str, str]]:
+    """{revision: {path: sha256}} of these paths: enough to tell in which revision a file last
+    changed, without loading files as objects (paths asked in batches a query can bind)."""
+    digests: dict[int, dict[str, str]] = {pk: {} for pk in revision_pks}
+    for start in range(0, len(paths), 500):
+        rows = session.execute(
+            select(File.revision_pk, File.path, File.sha256).where(
+                File.revision_pk.in_(revision_pks), File.path.in_(paths[start : start + 500])
+            )
+        )
+        for revision_pk, path, sha256 in rows:
+            digests[revision_pk][path] = sha256
+    return digests
 
 
 def first_mirrored(session: Session, repo_pk: int) -> datetime | None:
@@ -355,6 +370,5 @@ def first_mirrored(session: Session, repo_pk: int) -> datetime | None:
 
 def children_count(session: Session, repo_id: str) -> int:
     """How many repos the catalog holds whose lineage names ``repo_id`` as their base."""
-    return session.scalar(
-        select(func.count(func.distinct(Revision.repo_pk))).where(Revision.base_model == repo_id)
-    ) or 0
+    count = select(func.count(func.distinct(Revision.repo_pk)))
+    return session.scalar(count.where(Revision.base_model == repo_id)) or 0

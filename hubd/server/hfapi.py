@@ -30,6 +30,7 @@ from ..catalog.models import File, Revision, RevisionState
 from ..catalog.revisions import (
     children_count,
     commit_for,
+    file_digests,
     find_revision,
     first_mirrored,
     history,
@@ -199,19 +200,26 @@ def _info_of(ctx: Context, repo_id: str, rev: str | None, expand: frozenset[str]
     return model_info(revision, repo_id, created, children, expand)
 
 
-def last_commits(ctx: Context, revision: Revision) -> dict[str, dict[str, str]]:
-    """``lastCommit`` of every file and directory of ``revision``, as far as hubd can tell.
+def last_commits(ctx: Context, revision: Revision, paths: set[str]) -> dict[str, dict[str, str]]:
+    """``lastCommit`` of these files and directories of ``revision``, as far as hubd can tell.
 
     A file's is the oldest revision hubd holds from which on it kept its content, walking back
     through the revisions mirrored before this one (:func:`history`); a directory's is the
     newest of its files'. The title says where hubd mirrored that revision from: hubd keeps
     no commit titles, and the date is when it was mirrored.
     """
+
+    def wanted(path: str) -> bool:
+        parts = path.split("/")
+        return any("/".join(parts[:depth]) in paths for depth in range(1, len(parts) + 1))
+
+    files = [f for f in revision.files if wanted(f.path)]
     with ctx.catalog() as session:
         revisions = history(session, revision)
-    digests = [{f.path: f.sha256 for f in r.files} for r in revisions]
+        by_pk = file_digests(session, [r.id for r in revisions], [f.path for f in files])
+    digests = [by_pk[r.id] for r in revisions]
     found: dict[str, int] = {}
-    for f in revision.files:
+    for f in files:
         at = 0
         while at + 1 < len(revisions) and digests[at + 1].get(f.path) == f.sha256:
             at += 1
@@ -220,7 +228,7 @@ def last_commits(ctx: Context, revision: Revision) -> dict[str, dict[str, str]]:
         for depth in range(1, len(parts)):
             directory = "/".join(parts[:depth])
             found[directory] = min(found.get(directory, at), at)
-    return {path: _last_commit(revisions[at]) for path, at in found.items()}
+    return {path: _last_commit(revisions[at]) for path, at in found.items() if path in paths}
 
 
 def _last_commit(revision: Revision) -> dict[str, str]:
@@ -270,7 +278,7 @@ def _tree(revision: Revision, base: str, recursive: bool) -> list[dict[str, Any]
 def _with_last_commits(
     ctx: Context, revision: Revision, entries: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    last = last_commits(ctx, revision)
+    last = last_commits(ctx, revision, {e["path"] for e in entries})
     return [{**e, "lastCommit": last[e["path"]]} if e["path"] in last else e for e in entries]
 
 
@@ -278,20 +286,28 @@ def _truthy(value: str | None) -> bool:
     return (value or "").lower() in ("1", "true")
 
 
-def _paged(request: web.Request, entries: list[Any], size: int, key: str) -> web.Response:
-    """One page of ``entries`` from the offset in query ``key``, ``Link`` to the next as the
-    Hub sends it."""
+def _page(
+    request: web.Request, entries: list[Any], size: int, key: str
+) -> tuple[list[Any], str | None]:
+    """One page of ``entries`` from the offset in query ``key``, and the ``Link`` to the next
+    as the Hub sends it (None on the last page)."""
     try:
         start = int(request.query.get(key, "0"))
     except ValueError:
         raise InvalidRequest(f"bad {key}") from None
     if start < 0:
         raise InvalidRequest(f"bad {key}")
-    response = web.json_response(entries[start : start + size])
-    if start + size < len(entries):
-        query = {**request.query, key: str(start + size)}
-        url = request.url.with_query(None)
-        response.headers["Link"] = f'<{url}?{urlencode(query)}>; rel="next"'
+    if start + size >= len(entries):
+        return entries[start : start + size], None
+    query = {**request.query, key: str(start + size)}
+    url = request.url.with_query(None)
+    return entries[start : start + size], f'<{url}?{urlencode(query)}>; rel="next"'
+
+
+def _paged(page: list[Any], link: str | None) -> web.Response:
+    response = web.json_response(page)
+    if link is not None:
+        response.headers["Link"] = link
     return response
 
 
@@ -356,7 +372,7 @@ async def api_models(request: web.Request) -> web.Response:
             size = min(max(int(request.query.get("limit", COMMITS_PAGE)), 1), COMMITS_PAGE)
         except ValueError:
             raise InvalidRequest("limit must be a number") from None
-        response = _paged(request, commits, size, "p")
+        response = _paged(*_page(request, commits, size, "p"))
         response.headers["X-Total-Count"] = str(len(commits))
         return response
     if tail[0] in ("tree", "treesize") and len(tail) >= 2:
@@ -367,9 +383,10 @@ async def api_models(request: web.Request) -> web.Response:
         if tail[0] == "treesize":
             return web.json_response(tree_size(revision, base))
         entries = _tree(revision, base, _truthy(request.query.get("recursive")))
-        if _truthy(request.query.get("expand")):
-            entries = await asyncio.to_thread(_with_last_commits, ctx, revision, entries)
-        return _paged(request, entries, PAGE, "cursor")
+        page, link = _page(request, entries, PAGE, "cursor")
+        if _truthy(request.query.get("expand")):  # for this page only
+            page = await asyncio.to_thread(_with_last_commits, ctx, revision, page)
+        return _paged(page, link)
     raise EntryNotFound("no such API route")
 
 
