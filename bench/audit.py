@@ -92,7 +92,7 @@ def fill(ctx: Context, revisions: int, per_repo: int, pool_size: int) -> int:
         )
         for k in range(per_repo):
             pk = r * per_repo + k + 1
-            commit = hashlib.sha1(f"{repo_id}@{k}".encode()).hexdigest()
+            commit = hashlib.sha1(f"{repo_id}@{k}".encode(), usedforsecurity=False).hexdigest()
             revs.append(
                 {
                     "id": pk,

@@ -70,7 +70,7 @@ def rows(revisions: int, per_repo: int, files: int) -> Iterator[dict[str, list[d
                 batch["repos"].append(
                     {"id": r + 1, "repo_id": repo_id, "kind": kind, "created_at": start}
                 )
-            commit = hashlib.sha1(f"{repo_id}@{k}".encode()).hexdigest()
+            commit = hashlib.sha1(f"{repo_id}@{k}".encode(), usedforsecurity=False).hexdigest()
             when = start + timedelta(seconds=pk)
             base = f"org-{(r * 31) % BASES}/model-{(r * 31) % BASES}" if r >= BASES else None
             batch["revisions"].append(

@@ -13,7 +13,8 @@ def git_blob_header(size: int) -> bytes:
 
 
 def git_blob_sha1(data: bytes) -> str:
-    return hashlib.sha1(git_blob_header(len(data)) + data).hexdigest()
+    """Git's blob id: sha1 because git defines it so, an identifier rather than hubd's choice."""
+    return hashlib.sha1(git_blob_header(len(data)) + data, usedforsecurity=False).hexdigest()
 
 
 def sha256_file(path: Path) -> str:

@@ -129,7 +129,7 @@ class BlobWriter:
         self.offset = 0
         self.present: str | None = None
         self._sha256 = hashlib.sha256()
-        self._sha1 = hashlib.sha1()
+        self._sha1 = hashlib.sha1(usedforsecurity=False)
 
     def __enter__(self) -> BlobWriter:
         try:
@@ -185,7 +185,7 @@ class BlobWriter:
 
     def _reset_hashes(self) -> None:
         self._sha256 = hashlib.sha256()
-        self._sha1 = hashlib.sha1(git_blob_header(self.expected.size))
+        self._sha1 = hashlib.sha1(git_blob_header(self.expected.size), usedforsecurity=False)
 
     def _update(self, chunk: bytes) -> None:
         self._sha256.update(chunk)

@@ -129,7 +129,7 @@ class _Staging:
         progress: Progress,
     ) -> None:
         """Write one blob through the hashing writer; check its git oid when files name one."""
-        sha1 = hashlib.sha1(git_blob_header(size)) if oids else None
+        sha1 = hashlib.sha1(git_blob_header(size), usedforsecurity=False) if oids else None
         with self.store.writer(Expected(f"{label}: blobs/{sha256}", size, sha256)) as writer:
             name = f"blobs/{sha256[:16]}"
             progress.file_started(name, size, 0)

@@ -85,7 +85,7 @@ def _files(root: Path) -> list[tuple[str, Path]]:
 def _digests(path: Path) -> tuple[str, str, int]:
     """(sha256, git blob sha1, size) in one read."""
     size = path.stat().st_size
-    sha256, sha1 = hashlib.sha256(), hashlib.sha1(git_blob_header(size))
+    sha256, sha1 = hashlib.sha256(), hashlib.sha1(git_blob_header(size), usedforsecurity=False)
     with open(path, "rb") as fh:
         while chunk := fh.read(CHUNK):
             sha256.update(chunk)
@@ -128,7 +128,9 @@ def add(ctx: Context, root: Path, repo_id: str, revision: str = "main") -> AddRe
     bundle = root / SIGNATURE_FILE  # an export from another node: its signature must hold
     signer = trusted_bundle(ctx, bundle, digests, str(root)) if bundle.is_file() else None
     manifest = "".join(f"{rel}\0{digests[rel]}\n" for rel, _ in entries)
-    commit = hashlib.sha1(f"hubd-add\0{ref.repo_id}\n{manifest}".encode()).hexdigest()
+    commit = hashlib.sha1(
+        f"hubd-add\0{ref.repo_id}\n{manifest}".encode(), usedforsecurity=False
+    ).hexdigest()
     with ctx.catalog() as session:
         known = find_revision(session, ref.repo_id, commit)
         up_to_date = known is not None and {f.path for f in known.files} == set(digests)

@@ -244,7 +244,9 @@ def seed(
 ) -> str:
     """Record ``files`` as a verified revision of ``repo_id`` as `hubd mirror` would: its commit."""
     digests = {path: put_blob(ctx, path, data) for path, data in files.items()}
-    commit = hashlib.sha1(f"{repo_id}\n{sorted(digests.items())}".encode()).hexdigest()
+    commit = hashlib.sha1(
+        f"{repo_id}\n{sorted(digests.items())}".encode(), usedforsecurity=False
+    ).hexdigest()
     ctx.store.link_snapshot(repo_id, commit, digests.items())
     text = files["README.md"].decode() if "README.md" in files else None
     card = card_record(text, {}, None)

@@ -142,7 +142,7 @@ class FakeHub:
         blobs = {name: self._blob(name, files[name]) for name in sorted(files)}
         repo = self._repos.get(repo_id) or _Repo()
         parent = repo.refs.get(branch, "")
-        digest = hashlib.sha1(f"{repo_id}\n{parent}\n".encode())
+        digest = hashlib.sha1(f"{repo_id}\n{parent}\n".encode(), usedforsecurity=False)
         for name, blob in blobs.items():
             digest.update(f"{name}\0{blob.sha256}\n".encode())
         readme = blobs.get("README.md")
@@ -168,7 +168,7 @@ class FakeHub:
         size = len(content) if isinstance(content, bytes) else content.stat().st_size
         lfs = name.endswith(LFS_SUFFIXES) or size >= self.lfs_threshold
         sha256 = hashlib.sha256()
-        sha1 = hashlib.sha1(b"blob %d\0" % size)
+        sha1 = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False)
         chunks = [content] if isinstance(content, bytes) else _read_chunks(content)
         for chunk in chunks:
             sha256.update(chunk)
@@ -176,7 +176,7 @@ class FakeHub:
                 sha1.update(chunk)
         if lfs:
             pointer = _lfs_pointer(sha256.hexdigest(), size)
-            sha1 = hashlib.sha1(b"blob %d\0" % len(pointer) + pointer)
+            sha1 = hashlib.sha1(b"blob %d\0" % len(pointer) + pointer, usedforsecurity=False)
         return _Blob(content, size, sha256.hexdigest(), sha1.hexdigest(), lfs)
 
     # ------------------------------------------------------------------------- lifecycle
@@ -306,7 +306,7 @@ class FakeHub:
         card = commit.card or {}
         library = card.get("library_name") or _infer_library(commit.files)
         info: dict[str, Any] = {
-            "_id": hashlib.sha1(repo_id.encode()).hexdigest()[:24],
+            "_id": hashlib.sha1(repo_id.encode(), usedforsecurity=False).hexdigest()[:24],
             "id": repo_id,
             "modelId": repo_id,
             "author": repo_id.split("/")[0],
@@ -564,7 +564,9 @@ def _tree_oids(files: Mapping[str, _Blob]) -> dict[str, str]:
             f"{'40000' if is_dir else '100644'} {name}".encode() + b"\0" + bytes.fromhex(oid)
             for name, (is_dir, oid) in entries
         )
-        oids[directory] = hashlib.sha1(b"tree %d\0" % len(body) + body).hexdigest()
+        oids[directory] = hashlib.sha1(
+            b"tree %d\0" % len(body) + body, usedforsecurity=False
+        ).hexdigest()
         if directory:
             parent, _, name = directory.rpartition("/")
             children[parent][name] = (True, oids[directory])
