@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ def daemon_cmd(
         if url_file is not None:
             tmp = url_file.with_name(f".{url_file.name}.tmp")
             tmp.write_text(url)
-            os.replace(tmp, url_file)
+            tmp.replace(url_file)
 
     settings = context.settings
     asyncio.run(run_daemon(context, settings.host, settings.port, ready))

@@ -19,7 +19,7 @@ def git_blob_sha1(data: bytes) -> str:
 
 def sha256_file(path: Path) -> str:
     """sha256 of a file; hashlib releases the GIL, so threads hash on every core."""
-    with open(path, "rb") as fh:
+    with path.open("rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 

@@ -192,7 +192,7 @@ def _restore(directory: Path, files: dict[str, str]) -> None:
         if not path.is_file() or path.read_bytes() != data:
             tmp = temp_path(path)
             tmp.write_bytes(data)
-            os.replace(tmp, path)
+            tmp.replace(path)
 
 
 def _remove_empty(directories: Iterable[Path]) -> None:
@@ -213,7 +213,7 @@ def recover(store: Store, catalog: sessionmaker[Session]) -> int:
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: its writer is alive
-            if os.fstat(fd).st_ino != os.stat(path).st_ino:
+            if os.fstat(fd).st_ino != path.stat().st_ino:
                 continue  # another process recovered it and a new journal took the name
             _replay(store, catalog, os.pread(fd, 64 * 1024 * 1024, 0))
             path.unlink()

@@ -150,7 +150,7 @@ class BlobWriter:
             self.present = digest
             return self
         try:
-            self._file = open(self.partial, "ab+")  # noqa: SIM115 - closed in __exit__
+            self._file = self.partial.open("ab+")  # closed in __exit__
             size = self._file.seek(0, os.SEEK_END)
             if size > self.expected.size:
                 self._file.truncate(0)
@@ -239,9 +239,9 @@ class BlobWriter:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-            os.chmod(self.partial, 0o444)
+            self.partial.chmod(0o444)
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self.partial, target)
+            self.partial.replace(target)
             _fsync_dir(target.parent)
             if exp.git_oid and not exp.sha256:
                 self.store.remember_git_blob(exp.git_oid, digest)
@@ -313,7 +313,7 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_path(path)
         tmp.write_text(sha256)
-        os.replace(tmp, path)
+        tmp.replace(path)
 
     def writer(self, expected: Expected) -> BlobWriter:
         return BlobWriter(self, expected)
@@ -336,8 +336,8 @@ class Store:
                 link.parent.mkdir(parents=True, exist_ok=True)
                 tmp = temp_path(link)
                 tmp.unlink(missing_ok=True)
-                os.symlink(os.path.relpath(self.blob_path(sha256), link.parent), tmp)
-                os.replace(tmp, link)
+                tmp.symlink_to(os.path.relpath(self.blob_path(sha256), link.parent))
+                tmp.replace(link)
         except OSError as exc:
             raise _disk_error(exc, str(base)) from None
         return base
@@ -348,7 +348,7 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_path(path)
         tmp.write_text(commit)
-        os.replace(tmp, path)
+        tmp.replace(path)
 
     def get_ref(self, repo_id: str, ref: str) -> str | None:
         try:

@@ -175,7 +175,7 @@ def check_store(home: Path) -> list[str]:
         if declared is None:
             problems.append(f"snapshot link of no verified file: {link}")
             continue
-        target = Path(os.path.normpath(link.parent / os.readlink(link)))
+        target = Path(os.path.normpath(link.parent / link.readlink()))
         if target != blobs / declared[0][:2] / declared[0]:
             problems.append(f"snapshot link to the wrong blob: {link} -> {target}")
     ref_dir = store / "refs"

@@ -86,7 +86,7 @@ def state(home: Path) -> State:
     for path in sorted(store.rglob("*")):
         rel = str(path.relative_to(store))
         if path.is_symlink():
-            tree[rel] = f"-> {os.readlink(path)}"
+            tree[rel] = f"-> {path.readlink()}"
         elif path.is_dir():
             tree[rel] = "dir"
         else:
@@ -265,7 +265,7 @@ def test_damaged_blob_fails_the_export(source: Hubd, home: Path, tmp_path: Path)
     files = source("show", MODEL, "--json").json()["revisions"][0]["files"]
     sha = max(files, key=lambda f: f["size"])["sha256"]
     blob = home / "store" / "blobs" / "sha256" / sha[:2] / sha
-    os.chmod(blob, 0o644)
+    blob.chmod(0o644)
     data = bytearray(blob.read_bytes())
     data[100] ^= 1
     blob.write_bytes(bytes(data))

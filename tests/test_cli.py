@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,7 +55,7 @@ def test_verify_names_damaged_file_and_exits_1(hubd: Hubd, endpoint: str, home: 
     detail = json.loads(hubd("show", MODEL, "--json").out)
     target = next(f for f in detail["revisions"][0]["files"] if f["path"].endswith("safetensors"))
     blob = home / "store" / "blobs" / "sha256" / target["sha256"][:2] / target["sha256"]
-    os.chmod(blob, 0o644)
+    blob.chmod(0o644)
     data = bytearray(blob.read_bytes())
     data[len(data) // 2] ^= 0xFF
     blob.write_bytes(bytes(data))

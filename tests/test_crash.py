@@ -123,7 +123,7 @@ def test_a_journal_left_by_a_dead_process_is_replayed(
     ghost = "f" * 40
     (home / "store" / "snapshots" / "evil" / "many" / ghost).mkdir()
     (home / "store" / "snapshots" / "evil" / "many" / ghost / "README.md").symlink_to(
-        os.readlink(snapshot / "README.md")
+        (snapshot / "README.md").readlink()
     )
     (home / "store" / "refs" / "evil" / "many" / "dev").write_text(ghost)
     journal = {
@@ -182,9 +182,9 @@ def test_verify_finds_a_swapped_snapshot_link(hubd: Hubd, many: HostileHub, home
     assert hubd("mirror", "evil/many", "-q").code == 0
     snapshot = next((home / "store" / "snapshots" / "evil" / "many").iterdir())
     readme = snapshot / "README.md"
-    other = os.readlink(snapshot / "shard" / "00000.json")
+    other = (snapshot / "shard" / "00000.json").readlink()
     readme.unlink()
-    readme.symlink_to(other.removeprefix("../"))  # one level up: one ".." fewer
+    readme.symlink_to(other.relative_to(".."))  # one level up: one ".." fewer
     result = hubd("verify")
     assert result.code == 1
     assert "MISLINKED" in result.out and "README.md" in result.out

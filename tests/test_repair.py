@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,7 +40,7 @@ def blob_path(home: Path, hubd: Hubd, path: str) -> Path:
 
 def flip_byte(blob: Path) -> bytes:
     """Bit-rot in a stored (read-only) blob; returns the damaged bytes."""
-    os.chmod(blob, 0o644)
+    blob.chmod(0o644)
     data = bytearray(blob.read_bytes())
     data[len(data) // 2] ^= 0x01
     blob.write_bytes(bytes(data))
@@ -121,7 +120,7 @@ def test_missing_readme_alone_is_repaired(
 ) -> None:
     """The mirror refuses a selection of metadata files only; repair must still get them."""
     blob = blob_path(home, hubd, "README.md")
-    os.chmod(blob, 0o644)
+    blob.chmod(0o644)
     blob.unlink()
     hub.requests.clear()
     result = hubd("verify", "--repair")

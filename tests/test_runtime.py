@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -138,7 +137,7 @@ def test_tampered_file_is_never_loaded(mirrored: Hubd, home: Path) -> None:
         str(mirrored("run", BASE, "-p", "x", "--max-tokens", "1", "--json").json()["model"])
     )
     blob = model.resolve()
-    os.chmod(blob, 0o644)
+    blob.chmod(0o644)
     data = bytearray(blob.read_bytes())
     data[-10] ^= 0x01
     blob.write_bytes(bytes(data))

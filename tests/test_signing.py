@@ -52,7 +52,7 @@ def blob_of(home: Path, hubd: Hubd, suffix: str) -> Path:
     files = json.loads(hubd("show", MODEL, "--json").out)["revisions"][0]["files"]
     sha = next(f["sha256"] for f in files if f["path"].endswith(suffix))
     blob = home / "store" / "blobs" / "sha256" / sha[:2] / sha
-    os.chmod(blob, 0o644)
+    blob.chmod(0o644)
     return blob
 
 

@@ -217,7 +217,7 @@ def _blob_chunks(ctx: Context, sha256: str, size: int, progress: Progress) -> It
     """A stored blob's bytes, hashed on the way: a damaged blob fails the export."""
     digest = hashlib.sha256()
     try:
-        with open(ctx.store.blob_path(sha256), "rb", buffering=0) as fh:
+        with ctx.store.blob_path(sha256).open("rb", buffering=0) as fh:
             actual = os.fstat(fh.fileno()).st_size
             if actual != size:
                 raise SizeMismatch(
@@ -282,11 +282,11 @@ def export_bundle(
     if isinstance(to, Path):
         tmp = to.with_name(f".{to.name}.{os.getpid()}.partial")
         try:
-            with open(tmp, "wb") as fh:
+            with tmp.open("wb") as fh:
                 written = write_bundle(ctx, plan, fh, progress)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, to)
+            tmp.replace(to)
         except OSError as exc:
             raise StoreError(f"cannot write {to}: {exc.strerror or exc}") from None
         finally:

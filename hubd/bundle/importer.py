@@ -477,7 +477,7 @@ def _commit(
                 target = store.blob_path(sha256)
                 journal.add_file(target)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(staging.store.blob_path(sha256), target)
+                staging.store.blob_path(sha256).replace(target)
             for oid, sha256 in received.git.items():
                 if store.known_git_blob(oid) is None:
                     journal.add_file(store.git_index_dir / oid[:2] / oid)
@@ -493,7 +493,7 @@ def _commit(
 
 def _open(path: Path) -> IO[bytes]:
     try:
-        return open(path, "rb")
+        return path.open("rb")
     except OSError as exc:
         raise InvalidRequest(f"cannot read {path}: {exc.strerror or exc}") from None
 

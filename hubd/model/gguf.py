@@ -52,7 +52,7 @@ def inspect(path: Path, label: str | None = None) -> GgufInfo:
     name = label or path.name
     try:
         size = path.stat().st_size
-        with open(path, "rb") as fh:
+        with path.open("rb") as fh:
             head = fh.read(24)
     except OSError as exc:
         raise InvalidModelFile(f"{name}: cannot read: {exc.strerror or exc}") from None

@@ -24,7 +24,7 @@ def adapter_lineage(files: Mapping[str, Path], card: CardRecord) -> tuple[bool, 
     if config is not None:
         is_adapter = True
         try:
-            with open(config, "rb") as fh:  # PEFT's config is a few hundred bytes
+            with config.open("rb") as fh:  # PEFT's config is a few hundred bytes
                 doc = json.loads(fh.read(CONFIG_LIMIT))
         except (ValueError, RecursionError):
             doc = None

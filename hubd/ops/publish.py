@@ -86,7 +86,7 @@ def _digests(path: Path) -> tuple[str, str, int]:
     """(sha256, git blob sha1, size) in one read."""
     size = path.stat().st_size
     sha256, sha1 = hashlib.sha256(), hashlib.sha1(git_blob_header(size), usedforsecurity=False)
-    with open(path, "rb") as fh:
+    with path.open("rb") as fh:
         while chunk := fh.read(CHUNK):
             sha256.update(chunk)
             sha1.update(chunk)
@@ -99,7 +99,7 @@ def _store(ctx: Context, label: str, path: Path, sha256: str, size: int) -> int:
         if writer.present is not None:
             return 0
         writer.restart()
-        with open(path, "rb") as fh:
+        with path.open("rb") as fh:
             while chunk := fh.read(CHUNK):
                 writer.write(chunk)
         writer.commit()

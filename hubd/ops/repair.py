@@ -11,7 +11,6 @@ once the blob is back, and kept otherwise.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +53,7 @@ def _set_aside(ctx: Context, blobs: Sequence[_Blob]) -> None:
                     continue  # missing: nothing to keep
                 target = directory / f"{blob.sha256}.{blob.actual}"
                 try:
-                    os.replace(ctx.store.blob_path(blob.sha256), target)
+                    ctx.store.blob_path(blob.sha256).replace(target)
                 except FileNotFoundError:
                     continue  # gone since it was hashed
                 blob.quarantine = target

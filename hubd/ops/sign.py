@@ -163,7 +163,7 @@ def _copy_verified(source: Path, target: Path, sha256: str, label: str) -> int:
     digest = hashlib.sha256()
     target.parent.mkdir(parents=True, exist_ok=True)
     size = 0
-    with open(source, "rb") as src, open(target, "wb") as dst:
+    with source.open("rb") as src, target.open("wb") as dst:
         while chunk := src.read(CHUNK):
             digest.update(chunk)
             dst.write(chunk)

@@ -159,7 +159,7 @@ def _mislinked(ctx: Context, rows: list[tuple[str, str, str, str, int]]) -> list
         link = snapshot / path
         expected = os.path.normpath(ctx.store.blob_path(sha))
         try:
-            target = os.path.normpath(os.path.join(link.parent, os.readlink(link)))
+            target = os.path.normpath(link.parent / link.readlink())
         except OSError:
             found.append(MisLinked(repo=repo, commit=commit, path=path, expected=sha, actual=None))
             continue

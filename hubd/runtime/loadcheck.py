@@ -52,7 +52,7 @@ def check_blob(store: Store, sha256: str, label: str) -> bool:
     record.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(record)
     tmp.write_text(json.dumps(stamp))
-    os.replace(tmp, record)
+    tmp.replace(record)
     return True
 
 
@@ -76,7 +76,7 @@ def remember_preflight(store: Store, sha256s: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
     tmp.write_text("ok\n")
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 def check_blobs(store: Store, blobs: list[tuple[str, str]]) -> int:
