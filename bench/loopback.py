@@ -1,4 +1,4 @@
-"""The loopback Hugging Face–compatible server the benchmarks run against (own process)."""
+"""The loopback Hugging Face-compatible server the benchmarks run against (own process)."""
 
 from __future__ import annotations
 

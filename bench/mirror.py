@@ -1,7 +1,7 @@
 """Benchmark: `hubd mirror` next to huggingface_hub's `snapshot_download`, same server, same run.
 
 A generated repo (default 1 GiB: safetensors shards and small files) is served by the loopback
-Hugging Face–compatible server in its own process. Each client runs as a fresh process into an
+Hugging Face-compatible server in its own process. Each client runs as a fresh process into an
 empty home/cache, alternating, several rounds; we report the median wall time, throughput and
 peak RSS of each and the ratio. hubd verifies every sha256 while it downloads; snapshot_download
 does not. Then `hubd verify` of the result next to `sha256sum` over the same blob files.

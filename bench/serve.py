@@ -1,7 +1,7 @@
 """Benchmark: `hubd daemon` serving a large file next to nginx, and node-to-node mirroring.
 
 A generated repo (default one 1 GiB safetensors shard plus small files) is served by the loopback
-Hugging Face–compatible server and mirrored with `hubd mirror` into a temporary home; that home
+Hugging Face-compatible server and mirrored with `hubd mirror` into a temporary home; that home
 is then served by a real `hubd daemon` process, and the same blob file (same disk, same page
 cache) by an nginx master of our own (Debian's `nginx`, installed with apt-get if it is not on
 PATH) with `sendfile on`, listening on 127.0.0.1 with a generated config in a temporary folder.
@@ -23,6 +23,7 @@ Everything listens on 127.0.0.1 only; every wait is bounded.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import os
 import shutil
@@ -108,10 +109,8 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of pid and its direct children (nginx: master + workers)."""
     tick = os.sysconf("SC_CLK_TCK")
     pids = [pid]
-    try:
+    with contextlib.suppress(OSError):
         pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        pass
     total = 0.0
     for p in pids:
         try:

@@ -1,4 +1,4 @@
-"""`hubd daemon`: the HTTP API (Hugging Face–compatible, plus /api/hubd) over this registry."""
+"""`hubd daemon`: the HTTP API (Hugging Face-compatible, plus /api/hubd) over this registry."""
 
 from __future__ import annotations
 

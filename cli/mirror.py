@@ -47,10 +47,10 @@ def mirror_cmd(
     """
     request = mirror_request(repo, include, exclude, with_base, from_)
     settings = load_settings(home=obj.get("home"), endpoint=endpoint, concurrency=concurrency)
-    if settings.daemon_url:
+    if daemon_url := settings.daemon_url:
         if endpoint or concurrency:
             raise InvalidRequest("--endpoint and --concurrency do not apply to daemon jobs")
-        result = asyncio.run(_via_daemon(settings, request, quiet or as_json))
+        result = asyncio.run(_via_daemon(daemon_url, settings, request, quiet or as_json))
     else:
         progress = BarProgress() if progress_wanted(quiet, as_json) else None
         result = asyncio.run(
@@ -70,12 +70,13 @@ def mirror_cmd(
         _print_mirror(result)
 
 
-async def _via_daemon(settings: Settings, request: MirrorRequest, silent: bool) -> MirrorResult:
-    assert settings.daemon_url is not None
-    client = DaemonClient(settings.daemon_url, settings.daemon_token_file, settings.timeout)
+async def _via_daemon(
+    daemon_url: str, settings: Settings, request: MirrorRequest, silent: bool
+) -> MirrorResult:
+    client = DaemonClient(daemon_url, settings.daemon_token_file, settings.timeout)
     job = await client.submit(request)
     if not silent:
-        click.echo(f"queued as job {job['id']} on {settings.daemon_url}", err=True)
+        click.echo(f"queued as job {job['id']} on {daemon_url}", err=True)
     bar = DaemonBar() if not silent and progress_wanted(False, False) else None
     done = await client.follow(job["id"], bar.update if bar else None)
     if bar is not None:

@@ -58,7 +58,7 @@ def run_cmd(
     context = open_context(obj)
     repo_ref = RepoRef.parse(repo) if repo else None
     lora_ref = RepoRef.parse(lora) if lora else None
-    if openai:
+    if openai or not prompt:  # no prompt means --openai (checked above)
         from hubd.runtime.openai import ServedModel, serve  # aiohttp.web: only when serving
 
         prepared = prepare(context, repo_ref, pattern=pattern, lora=lora_ref)
@@ -71,7 +71,6 @@ def run_cmd(
             serve([ServedModel(name, prepared)], host, port, n_ctx=ctx_size, ready=announce)
         )
         return
-    assert prompt is not None
 
     def show(text: str) -> None:
         sys.stdout.write(text)

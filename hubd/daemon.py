@@ -113,7 +113,7 @@ class Connection(web.RequestHandler):
     and at most a line a minute.
     """
 
-    __slots__ = ("_limits", "_admitted")
+    __slots__ = ("_admitted", "_limits")
 
     def __init__(self, limits: Limits, manager: web.Server, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -281,7 +281,7 @@ async def _serve(
 ) -> None:
     runner = web.AppRunner(app, shutdown_timeout=5)
     await runner.setup()
-    assert runner.server is not None
+    assert runner.server is not None  # noqa: S101 - setup() made it; None only before setup
     manager, limits = runner.server, Limits(connection_cap())
     loop = asyncio.get_running_loop()
 

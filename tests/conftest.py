@@ -17,14 +17,14 @@ from typing import Any
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="hubd-test-hf-")
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
-import pytest  # noqa: E402
-from sqlalchemy import create_engine, make_url, text  # noqa: E402
-from support.fakehub import FakeHub  # noqa: E402
-from support.modelgen import tiny_lora_files, tiny_model_files  # noqa: E402
+import pytest
+from sqlalchemy import create_engine, make_url, text
+from support.fakehub import FakeHub
+from support.modelgen import tiny_lora_files, tiny_model_files
 
-from hubd.cli.main import main  # noqa: E402
-from hubd.config import Settings, load_settings  # noqa: E402
-from hubd.context import Context  # noqa: E402
+from hubd.cli.main import main
+from hubd.config import Settings, load_settings
+from hubd.context import Context
 
 MODEL = "acme/tiny-llama"
 LORA = "acme/tiny-llama-lora"

@@ -1,4 +1,4 @@
-"""A malicious Hugging Face–compatible upstream, and a store checker, sharing no hubd code.
+"""A malicious Hugging Face-compatible upstream, and a store checker, sharing no hubd code.
 
 ``HostileHub`` serves, per repo, whatever model info body a test gives it (any JSON, or raw
 bytes) and whatever bytes it is told to serve for each file name, from ``http.server`` on
@@ -68,7 +68,7 @@ class HostileHub:
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:  # http.server's name
                 hub._answer(self)
 
             do_HEAD = do_GET

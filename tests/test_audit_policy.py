@@ -100,7 +100,7 @@ def test_unreadable_policy_file(tmp_path: Path) -> None:
     with pytest.raises(InvalidPolicy, match="does not exist"):
         load_policy(tmp_path / "nope.toml")
     (tmp_path / "bad.toml").write_text("[[rules\n")
-    with pytest.raises(InvalidPolicy, match="bad.toml: Expected"):
+    with pytest.raises(InvalidPolicy, match=r"bad\.toml: Expected"):
         load_policy(tmp_path / "bad.toml")
 
 

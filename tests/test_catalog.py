@@ -145,9 +145,11 @@ def test_record_is_idempotent_and_moves_refs(catalog_url: str) -> None:
         assert find_revision(s, "acme/m", "nope") is None
         assert referenced_blobs(s) == {"a" * 64, "c" * 64}
         assert repo.revisions[0].card.license == "mit"  # type: ignore[union-attr]
-    with pytest.raises(ReplayedRevision, match="refusing to change a file within a commit"):
-        with factory.begin() as s:  # a source that claims other content for a known commit
-            record_revision(s, record("1" * 40, ["main"], sha="d" * 64))
+    with (
+        pytest.raises(ReplayedRevision, match="refusing to change a file within a commit"),
+        factory.begin() as s,  # a source that claims other content for a known commit
+    ):
+        record_revision(s, record("1" * 40, ["main"], sha="d" * 64))
     with factory() as s:
         assert referenced_blobs(s) == {"a" * 64, "c" * 64}
 

@@ -7,6 +7,7 @@ middleware decides, a `hubd daemon` process where the connection handling does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import http.client
 import json
@@ -91,7 +92,7 @@ MALFORMED_RANGES: list[str | bytes] = [
     "bytes=-0",
     "bytes=" + ",".join(f"{i}-{i}" for i in range(500)),
     "bytes=0-" + "9" * 5000,
-    "bytes=١-٢".encode(),  # Arabic-Indic digits: int() takes them, HTTP does not
+    "bytes=١-٢".encode(),  # noqa: RUF001 - Arabic-Indic digits: int() takes them, HTTP does not
 ]
 
 
@@ -360,10 +361,8 @@ class Daemon:
 def raw_request(port: int, data: bytes) -> bytes:
     """What the server answers to these bytes, read until it closes the connection."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
         chunks = []
         try:
             while chunk := sock.recv(65536):

@@ -101,7 +101,7 @@ def test_containerfile_non_root_volume_healthcheck() -> None:
     assert "http://127.0.0.1:8080/healthz" in health and " CMD " in f" {health} "
     entrypoint, cmd = json.loads(words["ENTRYPOINT"]), json.loads(words["CMD"])
     assert hubd_command(["/opt/hubd/bin/" + entrypoint[0], *entrypoint[1:], *cmd]) == ["daemon"]
-    assert cmd == ["daemon", "--host", "0.0.0.0", "--port", "8080"]
+    assert cmd == ["daemon", "--host", "0.0.0.0", "--port", "8080"]  # noqa: S104 - in a container
 
 
 def test_compose_two_daemons_share_postgresql_and_named_volumes() -> None:

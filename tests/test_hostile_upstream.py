@@ -159,7 +159,7 @@ def _files_besides(root: Path, home: Path) -> set[Path]:
 def test_hostile_model_info_is_refused(
     case: Case, evil: HostileHub, hubd: Callable[..., Result], home: Path, tmp_path: Path
 ) -> None:
-    name, body, code, words = case
+    _, body, code, words = case
     # A repo mirrored honestly first, so blobs/, snapshots/ and keys/ exist (the SEED step).
     evil.scenarios["evil/honest"] = honest({"README.md": README, "config.json": CONFIG}, OTHER)
     assert hubd("mirror", "evil/honest").code == 0

@@ -216,7 +216,7 @@ def test_node_url_defaults_to_the_listening_address(tmp_path: Path) -> None:
     assert url() == "http://127.0.0.1:8080"
     assert url(HUBD_HOST="::1") == "http://[::1]:8080"
     tls = {"HUBD_TLS_CERT": "/c.pem", "HUBD_TLS_KEY": "/k.pem"}
-    assert url(HUBD_HOST="0.0.0.0", HUBD_PORT="9000", **tls) == (
+    assert url(HUBD_HOST="0.0.0.0", HUBD_PORT="9000", **tls) == (  # noqa: S104 - nothing binds
         f"https://{socket.gethostname()}:9000"
     )
     assert url(HUBD_NODE_URL="http://hubd-a:8080/") == "http://hubd-a:8080"
@@ -227,7 +227,7 @@ def test_node_url_defaults_to_the_listening_address(tmp_path: Path) -> None:
     explicit = node(tmp_path, "node-a", catalog, port=0, node_url="http://a.example:80")
     assert register(explicit, 4242) == "http://a.example:80"
     bad = node(tmp_path, "node-b", catalog, node_url="ftp://b.example")
-    with pytest.raises(ConfigError, match="node.url"):
+    with pytest.raises(ConfigError, match=r"node\.url"):
         register(bad, 8080)
     with any_port.catalog() as session:
         assert {n.name: n.url for n in session.scalars(select(Node))} == {
@@ -354,7 +354,7 @@ def test_a_sibling_needs_this_nodes_token_when_it_requires_auth(
     with_token = node(tmp_path, "node-b", str(b.settings.catalog_url), node_token_file=token_file)
     with serving(guarded) as a_url, serving(b) as b_url:
         register(guarded, port(a_url))
-        status, headers, body = request(f"{b_url}/{MODEL}/resolve/main/{BIG}")
+        status, _, body = request(f"{b_url}/{MODEL}/resolve/main/{BIG}")
         assert status == 503 and "access denied" in json.loads(body)["error"]
         with serving(with_token) as b2_url:
             status, _, body = request(f"{b2_url}/{MODEL}/resolve/main/{BIG}")
@@ -389,7 +389,7 @@ def test_a_node_silent_for_long_is_not_asked(pair: tuple[Context, Context]) -> N
     and the holders until it is heard from again."""
     a, b = pair
     register(a, 8081)
-    assert [s.endpoint for s in sources(b)][0] == "http://127.0.0.1:8081"
+    assert sources(b)[0].endpoint == "http://127.0.0.1:8081"
     with a.catalog.begin() as session:
         session.execute(
             update(Node)
@@ -401,7 +401,7 @@ def test_a_node_silent_for_long_is_not_asked(pair: tuple[Context, Context]) -> N
         assert holders(session, sorted(digests(a, MODEL))[0], exclude="node-b") == []
     with a.catalog.begin() as session:
         touch_node(session, "node-a")
-    assert [s.endpoint for s in sources(b)][0] == "http://127.0.0.1:8081"
+    assert sources(b)[0].endpoint == "http://127.0.0.1:8081"
 
 
 @pytest.mark.slow

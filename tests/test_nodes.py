@@ -124,7 +124,7 @@ def test_peer_dying_mid_transfer_falls_back_to_the_hub(
         time.sleep(0.005)
     assert a.daemon is not None
     a.daemon.kill()
-    out, err = mirror.communicate(timeout=60)
+    _, err = mirror.communicate(timeout=60)
     assert mirror.returncode == 0, err
     sources = {
         f["path"]: f

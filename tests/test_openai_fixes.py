@@ -105,10 +105,12 @@ async def test_missing_model_is_a_400_naming_the_field() -> None:
 
 
 async def test_embeddings_are_a_404_in_openai_format() -> None:
-    async with front(never) as (url, session):
-        async with session.post(f"{url}/v1/embeddings", json={"model": "tiny", "input": "x"}) as r:
-            assert r.status == 404
-            assert_openai_error(await r.json(), "embeddings_not_supported", "model")
+    async with (
+        front(never) as (url, session),
+        session.post(f"{url}/v1/embeddings", json={"model": "tiny", "input": "x"}) as r,
+    ):
+        assert r.status == 404
+        assert_openai_error(await r.json(), "embeddings_not_supported", "model")
 
 
 async def test_requests_reach_llama_cpp_one_at_a_time() -> None:

@@ -67,7 +67,7 @@ def test_kill_9_then_resume(hubd: Hubd, slow_hub: FakeHub, home: Path, part_size
     assert result.code == 0, result.err
     summary = json.loads(result.out)
     assert summary["bytes_transferred"] < SIZE + 100
-    first = [r.range for r in slow_hub.requests if r.range and "/cdn/" in r.path][0]
+    first = next(r.range for r in slow_hub.requests if r.range and "/cdn/" in r.path)
     assert first is not None and first.startswith(f"bytes={kept}-")
     assert not partial.exists()
     assert hubd("verify").code == 0

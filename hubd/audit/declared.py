@@ -47,20 +47,19 @@ class Declared:
 
 def summarise(declarations: list[Declaration]) -> Declared:
     """One license for the revision's own terms, with the reason and any disagreement."""
-    recognised = [d for d in declarations if d.license is not None]
+    recognised = [(d, d.license) for d in declarations if d.license is not None]
     if recognised:
-        chosen = max(recognised, key=lambda d: d.license.license_class.rank if d.license else 0)
-        assert chosen.license is not None
-        keys = list(dict.fromkeys(d.license.key for d in recognised if d.license))
+        chosen, chosen_license = max(recognised, key=lambda pair: pair[1].license_class.rank)
+        keys = list(dict.fromkeys(lic.key for _, lic in recognised))
         conflict = None
         if len(keys) > 1:
             conflict = "sources disagree: " + "; ".join(
-                f"{d.source} says {d.license.key if d.license else d.value}" for d in recognised
+                f"{d.source} says {lic.key}" for d, lic in recognised
             )
-        reason = f"{chosen.source} declares {chosen.license.key}"
+        reason = f"{chosen.source} declares {chosen_license.key}"
         if conflict:
             reason += f" (the most restrictive of {', '.join(keys)})"
-        return Declared(chosen.license, tuple(declarations), conflict, reason)
+        return Declared(chosen_license, tuple(declarations), conflict, reason)
     named = [
         d
         for d in declarations

@@ -262,7 +262,7 @@ def from_link(link: str) -> License | None:
             if key == "spdx":
                 return lookup(m.group(1))
             if key == "llama":
-                major, minor = (m.groups() + (None, None))[:2]
+                major, minor = (*m.groups(), None, None)[:2]
                 return lookup(f"llama{major or 2}" + (f".{minor}" if minor else ""))
             return LICENSES[key]
     return None

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -149,10 +150,8 @@ class _Staging:
     def remove(self) -> None:
         shutil.rmtree(self.store.root, ignore_errors=True)
         if self.made_tmp:
-            try:
+            with contextlib.suppress(OSError):  # someone else's transfer is in it now
                 self.tmp_dir.rmdir()
-            except OSError:
-                pass  # someone else's transfer is in it now
 
 
 def _member_name(member: tarfile.TarInfo, label: str) -> str:
@@ -170,10 +169,16 @@ def _member_name(member: tarfile.TarInfo, label: str) -> str:
     return name
 
 
-def _read_small(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+def _open_member(tar: tarfile.TarFile, member: tarfile.TarInfo, label: str) -> IO[bytes]:
+    """The member's bytes; tarfile has none for anything but a regular file."""
     data = tar.extractfile(member)
-    assert data is not None  # a regular member
-    return data.read()
+    if data is None:
+        raise InvalidRequest(f"{label}: {member.name} is not a regular file; not a hubd bundle")
+    return data
+
+
+def _read_small(tar: tarfile.TarFile, member: tarfile.TarInfo, label: str) -> bytes:
+    return _open_member(tar, member, label).read()
 
 
 def _check_space(ctx: Context, index: Index, label: str) -> None:
@@ -202,7 +207,7 @@ def _receive(
                         )
                     if member.size > INDEX_LIMIT:
                         raise InvalidRequest(f"{label}: index of {member.size} bytes; too large")
-                    raw_index = _read_small(tar, member)
+                    raw_index = _read_small(tar, member, label)
                     index = Index.parse(raw_index, label)
                     received = _Received(index, datetime.now(UTC))
                     expected = received.index.members()
@@ -221,7 +226,7 @@ def _receive(
                             f"{label}: the index is not signed: the second member is {name}, "
                             f"not {INDEX_SIGNATURE}"
                         )
-                    index.check_signature(raw_index, _read_small(tar, member), label)
+                    index.check_signature(raw_index, _read_small(tar, member, label), label)
                     received.index_signed = True
                     received.exporter_trusted = index.node.key_hint in {
                         s.hint for s in trusted_signers(ctx) if s.ca is None
@@ -238,7 +243,7 @@ def _receive(
                         f"the index says {expected[name]}"
                     )
                 if not name.startswith("blobs/"):
-                    data = _read_small(tar, member)
+                    data = _read_small(tar, member, label)
                     if hashlib.sha256(data).hexdigest() != digests[name]:
                         raise HashMismatch(
                             f"{label}: {name} does not match its sha256 in the index"
@@ -250,8 +255,7 @@ def _receive(
                 sha256 = name.removeprefix("blobs/")
                 if ctx.store.has_blob(sha256, member.size):
                     continue  # ours already: its bytes are skipped unread
-                blob = tar.extractfile(member)
-                assert blob is not None
+                blob = _open_member(tar, member, label)
                 oid = oids.get(sha256, set())
                 staging.receive(blob, sha256, member.size, oid, label, progress)
                 received.staged[sha256] = member.size

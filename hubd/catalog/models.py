@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -72,7 +73,7 @@ def _state_column(states: type[StrEnum]) -> Enum:
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {
+    type_annotation_map: ClassVar[Mapping[Any, Any]] = {
         dict[str, Any]: JSON,
         list[str]: JSON,
         datetime: UTCDateTime,

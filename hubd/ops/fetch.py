@@ -134,20 +134,24 @@ async def _fetch_all(
     semaphore = asyncio.Semaphore(ctx.settings.concurrency)
     alternatives = _Alternatives(remote)
 
+    async def attempt(src: HfSource, item: RemoteFile) -> tuple[RemoteFile, str, int, str]:
+        digest, nbytes = await _fetch(ctx, src, session, remote, item, progress)
+        return item, digest, nbytes, src.endpoint
+
     async def one(item: RemoteFile) -> tuple[RemoteFile, str, int, str]:
         async with semaphore:
-            failure: HubdError | None = None
-            for src in candidates:
-                if src is not source and not await alternatives.offers(src, item):
+            try:
+                return await attempt(source, item)
+            except FILE_FAILURES as exc:
+                failure: HubdError = exc
+            for src in fallbacks:
+                if not await alternatives.offers(src, item):
                     continue
-                if failure is not None:
-                    log.warning("%s: %s; trying %s", item.path, failure, src.endpoint)
+                log.warning("%s: %s; trying %s", item.path, failure, src.endpoint)
                 try:
-                    digest, nbytes = await _fetch(ctx, src, session, remote, item, progress)
-                    return item, digest, nbytes, src.endpoint
+                    return await attempt(src, item)
                 except FILE_FAILURES as exc:
                     failure = exc
-            assert failure is not None
             raise failure
 
     try:

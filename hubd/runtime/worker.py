@@ -148,7 +148,8 @@ class Worker:
     ) -> Completion:
         """Run one completion, streaming text to ``on_text``; the worker exits afterwards."""
         proc = self.proc
-        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        # start() opened all three as PIPE; the types allow None for other ways of starting
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None  # noqa: S101
         proc.stdin.write(json.dumps(asdict(request)).encode() + b"\n")
         await proc.stdin.drain()
         proc.stdin.close()

@@ -1,4 +1,4 @@
-"""Any Hugging Face–compatible endpoint: huggingface.co, a hubd peer, an internal registry.
+"""Any Hugging Face-compatible endpoint: huggingface.co, a hubd peer, an internal registry.
 
 Metadata comes over huggingface_hub's HTTP session (its auth headers and error mapping are the
 Hub's own contract), read raw and bounded, and validated field by field (``modelinfo``). Bytes
@@ -63,7 +63,8 @@ METADATA_DEADLINE_FACTOR = 4
 SEARCH_TIMEOUT = 5.0
 SEARCH_LIMIT = 1024 * 1024
 SUGGESTIONS = 3
-TOKEN_HINT = "pass a token with HF_TOKEN=hf_... (or `hf auth login`) for an account with access"
+# S105: a hint telling the user how to pass a token, not one.
+TOKEN_HINT = "pass a token with HF_TOKEN=hf_... (or `hf auth login`) for an account with access"  # noqa: S105
 
 
 class HfSource:

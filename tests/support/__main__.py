@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 from pathlib import Path
 
@@ -45,6 +44,13 @@ def _repo_files(root: Path) -> dict[str, Path]:
     }
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    """Write-then-rename, so a watcher never reads a half-written URL."""
+    tmp = path.with_name(f"{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 async def _serve(args: argparse.Namespace) -> None:
     hub = FakeHub()
     hub.tokens.update(args.token)
@@ -58,10 +64,7 @@ async def _serve(args: argparse.Namespace) -> None:
     endpoint = await hub.start_async()
     try:
         if args.port_file:
-            # Atomic so a watcher never reads a half-written URL.
-            tmp = Path(f"{args.port_file}.tmp")
-            tmp.write_text(endpoint + "\n")
-            os.replace(tmp, args.port_file)
+            await asyncio.to_thread(_write_atomic, Path(args.port_file), endpoint + "\n")
         print(endpoint, flush=True)
         await stopping.wait()
     finally:

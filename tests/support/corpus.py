@@ -101,7 +101,7 @@ def cases() -> list[Case]:
             "open-content",
             "CDLA-Permissive-2.0",
             "data license",
-        ),  # fmt: skip
+        ),
         Case(
             "meta/llama3-base",
             repo_files({"license": "llama3"}, extra={"LICENSE": LLAMA3_TEXT.encode()}),
@@ -115,28 +115,28 @@ def cases() -> list[Case]:
             "open-weight-restricted",
             "LicenseRef-BigScience-OpenRAIL-M",
             "RAIL family",
-        ),  # fmt: skip
+        ),
         Case(
             "acme/gemma-ft",
             repo_files({"license": "gemma"}),
             "open-weight-restricted",
             "LicenseRef-Gemma",
             "Gemma terms",
-        ),  # fmt: skip
+        ),
         Case(
             "acme/nc",
             repo_files({"license": "cc-by-nc-4.0"}),
             "non-commercial",
             "CC-BY-NC-4.0",
             "non-commercial",
-        ),  # fmt: skip
+        ),
         Case(
             "acme/nd",
             repo_files({"license": "cc-by-nd-4.0"}),
             "non-commercial",
             "CC-BY-ND-4.0",
             "no derivatives",
-        ),  # fmt: skip
+        ),
         Case("acme/no-license", repo_files({"tags": ["x"]}), "unknown", "NOASSERTION", "missing"),
         Case(
             "acme/other-bare",
@@ -144,7 +144,7 @@ def cases() -> list[Case]:
             "unknown",
             "NOASSERTION",
             "license: other without license_name",
-        ),  # fmt: skip
+        ),
         Case(
             "acme/other-llama31",
             repo_files(
@@ -171,7 +171,7 @@ def cases() -> list[Case]:
             "osi-open-source",
             "MIT",
             "no card license, a LICENSE file",
-        ),  # fmt: skip
+        ),
         Case(
             "acme/gguf-says-llama",
             {

@@ -334,7 +334,7 @@ class FakeHub:
         found = self._lookup(repo_id, rev)
         if isinstance(found, web.Response):
             return found
-        repo, commit = found
+        _, commit = found
         if base not in commit.dirs:
             return _error(404, "EntryNotFound", f"{base} does not exist on {rev!r}")
         recursive = request.query.get("recursive", "").lower() == "true"
