@@ -25,9 +25,10 @@ lint: $(STAMP)
 
 # Lint and tests run side by side: a lint nit does not hide the test results; both must pass.
 # tests/pg.sh: a throwaway PostgreSQL for the catalog tests (HUBD_TEST_PG=skip to go without).
+# tests/olah.sh: Olah 0.5.4 in .venv-olah and git-lfs, for tests/test_olah.py.
 test: $(STAMP)
 	lint=0; $(MAKE) --no-print-directory lint || lint=$$?; \
-	tests=0; bash tests/pg.sh $(BIN)/pytest || tests=$$?; \
+	tests=0; bash tests/olah.sh && bash tests/pg.sh $(BIN)/pytest || tests=$$?; \
 	echo "make test: lint exit $$lint, tests exit $$tests"; \
 	test $$lint = 0 && test $$tests = 0
 
@@ -53,4 +54,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/bundle.py
 
 clean:
-	rm -rf $(VENV) .demo .bench .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-olah .demo .bench .mypy_cache .ruff_cache .pytest_cache
