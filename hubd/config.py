@@ -266,7 +266,7 @@ class Settings(BaseModel):
 def derived_node_url(settings: Settings, port: int | None = None) -> str:
     """node.url's default: server.host (a wildcard: the host name) and ``port`` or server.port."""
     host = settings.host
-    if host in ("", "0.0.0.0", "::"):
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 - recognising a wildcard, not binding one
         host = socket.gethostname()
     elif ":" in host:
         host = f"[{host}]"
@@ -291,7 +291,8 @@ class SettingDoc:
 
 def _doc(name: str, info: FieldInfo) -> SettingDoc:
     extra = info.json_schema_extra
-    assert isinstance(extra, dict), name  # every Settings field is made by _setting
+    if not isinstance(extra, dict):
+        raise TypeError(f"Settings.{name} was not made by _setting")
     return SettingDoc(
         name, str(extra["key"]), str(extra["env"]), str(info.description), info.default
     )

@@ -91,12 +91,12 @@ class Envelope(Open):
     """A DSSE envelope: one signature over the PAE of ``payloadType`` and ``payload``."""
 
     payload: Base64
-    payloadType: StrictStr  # noqa: N815 - DSSE's field name
+    payloadType: StrictStr
     signatures: tuple[DsseSignature] = Field(description="exactly one")
 
 
 class InTotoEnvelope(Envelope):
-    payloadType: Literal["application/vnd.in-toto+json"]  # noqa: N815 - DSSE's field name
+    payloadType: Literal["application/vnd.in-toto+json"]
 
 
 class PublicKeyIdentifier(Open):
@@ -106,9 +106,7 @@ class PublicKeyIdentifier(Open):
 
 
 class X509Certificate(Open):
-    rawBytes: Base64 = Field(  # noqa: N815 - Sigstore's field name
-        description="base64 of the DER certificate"
-    )
+    rawBytes: Base64 = Field(description="base64 of the DER certificate")
 
 
 class X509CertificateChain(Open):
@@ -122,9 +120,9 @@ class X509CertificateChain(Open):
 class VerificationMaterial(Open):
     """A public key hint (key signing) or a certificate chain (certificate signing), not both."""
 
-    publicKey: PublicKeyIdentifier | None = None  # noqa: N815 - Sigstore's field name
-    x509CertificateChain: X509CertificateChain | None = None  # noqa: N815
-    tlogEntries: list[dict[str, Any]] = Field(  # noqa: N815 - Sigstore's field name
+    publicKey: PublicKeyIdentifier | None = None
+    x509CertificateChain: X509CertificateChain | None = None
+    tlogEntries: list[dict[str, Any]] = Field(
         default_factory=list, description="hubd writes none and checks none"
     )
 
@@ -147,9 +145,9 @@ class OmsBundle(Open):
         title="OpenSSF Model Signing v1.0 signature (Sigstore bundle, key or certificate)"
     )
 
-    mediaType: Literal["application/vnd.dev.sigstore.bundle.v0.3+json"]  # noqa: N815
-    verificationMaterial: VerificationMaterial  # noqa: N815 - Sigstore's field name
-    dsseEnvelope: InTotoEnvelope  # noqa: N815 - Sigstore's field name
+    mediaType: Literal["application/vnd.dev.sigstore.bundle.v0.3+json"]
+    verificationMaterial: VerificationMaterial
+    dsseEnvelope: InTotoEnvelope
 
     @classmethod
     def parse(cls, data: bytes, label: str) -> OmsBundle:
@@ -194,7 +192,7 @@ class OmsStatement(Open):
 
     type_: Literal["https://in-toto.io/Statement/v1"] = Field(alias="_type")
     subject: tuple[OmsSubject]
-    predicateType: Literal["https://model_signing/signature/v1.0"]  # noqa: N815
+    predicateType: Literal["https://model_signing/signature/v1.0"]
     predicate: OmsPredicate
 
 

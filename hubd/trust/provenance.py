@@ -94,11 +94,11 @@ class UpstreamSignature(Closed):
 
 class InternalParameters(Closed):
     node: StrictStr
-    upstreamSignature: UpstreamSignature | None = None  # noqa: N815 - the statement's casing
+    upstreamSignature: UpstreamSignature | None = None
 
 
 class CommitDigest(Open):
-    gitCommit: Commit  # noqa: N815 - in-toto's digest name
+    gitCommit: Commit
 
 
 class Dependency(Open):
@@ -107,10 +107,10 @@ class Dependency(Open):
 
 
 class BuildDefinition(Open):
-    buildType: Literal["https://hubd.dev/provenance/mirror/v1"]  # noqa: N815
-    externalParameters: ExternalParameters  # noqa: N815 - SLSA's field name
-    internalParameters: InternalParameters  # noqa: N815 - SLSA's field name
-    resolvedDependencies: tuple[Dependency]  # noqa: N815 - SLSA's field name
+    buildType: Literal["https://hubd.dev/provenance/mirror/v1"]
+    externalParameters: ExternalParameters
+    internalParameters: InternalParameters
+    resolvedDependencies: tuple[Dependency]
 
 
 class Builder(Open):
@@ -119,9 +119,9 @@ class Builder(Open):
 
 
 class BuildMetadata(Open):
-    invocationId: StrictStr  # noqa: N815 - SLSA's field name
-    startedOn: Time  # noqa: N815 - SLSA's field name
-    finishedOn: Time  # noqa: N815 - SLSA's field name
+    invocationId: StrictStr
+    startedOn: Time
+    finishedOn: Time
 
 
 class RunDetails(Open):
@@ -130,8 +130,8 @@ class RunDetails(Open):
 
 
 class Provenance(Open):
-    buildDefinition: BuildDefinition  # noqa: N815 - SLSA's field name
-    runDetails: RunDetails  # noqa: N815 - SLSA's field name
+    buildDefinition: BuildDefinition
+    runDetails: RunDetails
 
 
 class Statement(Open):
@@ -151,7 +151,7 @@ class Statement(Open):
         description="First the repo with the OMS root digest (sha256 over the sorted files' "
         "sha256, what model.sig signs), then every file with its sha256.",
     )
-    predicateType: Literal["https://slsa.dev/provenance/v1"]  # noqa: N815
+    predicateType: Literal["https://slsa.dev/provenance/v1"]
     predicate: Provenance
 
 
