@@ -30,17 +30,19 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from conftest import MODEL, Result
-from huggingface_hub import get_hf_file_metadata, hf_hub_url, snapshot_download
+from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, snapshot_download
+from huggingface_hub.errors import RepositoryNotFoundError
 from support.fakehub import FakeHub
 from support.modelgen import tiny_model_files
 from test_server import serving
 
+from hubd.cluster.tokens import create_token
 from hubd.context import Context
 from hubd.ops.mirror import mirror
 from hubd.refs import RepoRef
@@ -156,7 +158,7 @@ def git_lfs_repo(repo: Path, files: dict[str, bytes], tag: str) -> str:
 
 def test_hubd_mirrors_from_olah(tmp_path: Path, hubd: Hubd) -> None:
     """Olah serves a git+LFS repository offline; hubd mirrors it by default, branch and tag."""
-    files = tiny_model_files(seed=5)
+    files = {**tiny_model_files(seed=5), "docs/usage.md": b"# usage\n"}  # a tree below the root
     mirrors = tmp_path / "mirrors"
     head = git_lfs_repo(mirrors / "models" / "acme" / "x", files, tag="v1")
     # Offline: Olah never asks this upstream (nothing listens on port 9).
@@ -196,3 +198,34 @@ def test_olah_uses_hubd_as_upstream(tmp_path: Path, ctx: Context, hub: FakeHub) 
         meta = get_hf_file_metadata(hf_hub_url(MODEL, weights, endpoint=server.url), timeout=10)
         assert meta.etag == hashlib.sha256(files[weights]).hexdigest()
         assert meta.commit_hash == ctx.store.get_ref(MODEL, "main")
+
+
+def test_olah_passes_tokens_to_an_auth_required_hubd(
+    tmp_path: Path, ctx: Context, hub: FakeHub
+) -> None:
+    """hubd with auth.required behind Olah: the client's token goes through to hubd; without one
+    the repo is not found, also after a tokened client filled Olah's cache."""
+    asyncio.run(mirror(ctx, RepoRef.parse(MODEL)))
+    guarded = replace(ctx, settings=ctx.settings.model_copy(update={"auth_required": True}))
+    _, secret = create_token(guarded, "read", "olah client")
+    files = tiny_model_files(seed=0)
+    with serving(guarded) as upstream, olah(tmp_path / "olah", upstream) as server:
+        path = snapshot_download(
+            MODEL, endpoint=server.url, token=secret, cache_dir=tmp_path / "hf", etag_timeout=10
+        )
+        for name, data in files.items():
+            assert (Path(path) / name).read_bytes() == data, name
+        commit = Path(path).name
+        with pytest.raises(RepositoryNotFoundError):
+            snapshot_download(
+                MODEL, endpoint=server.url, cache_dir=tmp_path / "anon", etag_timeout=10
+            )
+        with pytest.raises(RepositoryNotFoundError):
+            hf_hub_download(
+                MODEL,
+                "config.json",
+                revision=commit,
+                endpoint=server.url,
+                cache_dir=tmp_path / "anon",
+                etag_timeout=10,
+            )
