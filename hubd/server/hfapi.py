@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import os
+import posixpath
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, BinaryIO, get_args
@@ -51,6 +52,7 @@ from ..errors import (
     RevisionNotFound,
 )
 from ..hashes import lfs_pointer
+from ..model import safetensors
 from ..refs import RepoRef, check_revision, is_sha256, safe_relpath
 from ..validation import Closed, problem
 
@@ -350,7 +352,7 @@ def tree_size(revision: Revision, base: str) -> dict[str, Any]:
 
 async def api_models(request: web.Request) -> web.Response:
     """/api/models/{org}/{name}[/revision/{rev} | /tree/{rev}[/{path}] | /refs |
-    /commits/{rev} | /treesize/{rev}[/{path}]]"""
+    /commits/{rev} | /treesize/{rev}[/{path}] | /safetensors-metadata/{path}]"""
     ctx = request.app[CONTEXT]
     parts = _segments(request, 2)
     if len(parts) < 2:
@@ -387,7 +389,37 @@ async def api_models(request: web.Request) -> web.Response:
         if _truthy(request.query.get("expand")):  # for this page only
             page = await asyncio.to_thread(_with_last_commits, ctx, revision, page)
         return _paged(page, link)
+    if tail[0] == "safetensors-metadata" and len(tail) >= 2:
+        path = safe_relpath("/".join(tail[1:]))
+        return web.json_response(await asyncio.to_thread(safetensors_metadata, ctx, repo_id, path))
     raise EntryNotFound("no such API route")
+
+
+def safetensors_metadata(ctx: Context, repo_id: str, path: str) -> dict[str, Any]:
+    """GET .../safetensors-metadata/{index}: the index (without its weight_map) and every shard's
+    header, from main, in one answer (huggingface_hub's get_sharded_safetensors_metadata).
+
+    Blocking. Read from this node's verified store; a blob only another node holds is missing.
+    """
+    revision, _ = revision_of(ctx, repo_id, None)
+    files = {f.path: f for f in revision.files}
+
+    def listed(name: str) -> File:
+        if name not in files:
+            raise EntryNotFound(f"{name} not found in {repo_id}@{revision.commit}")
+        return files[name]
+
+    index_file = listed(path)
+    with open_blob(ctx, index_file.sha256, index_file.size) as blob:
+        index = safetensors.read_index(blob, index_file.size, path)
+    base = posixpath.dirname(path)
+    headers = {}
+    for shard in sorted(set(index.weight_map.values())):
+        stored = listed(safe_relpath(posixpath.join(base, shard)))
+        with open_blob(ctx, stored.sha256, stored.size) as blob:
+            headers[shard] = safetensors.read_header(blob, stored.size, shard)
+    body = index.model_dump(mode="json", exclude={"weight_map"}, exclude_none=True)
+    return {"index": body, "headers": headers}
 
 
 class PathsInfoBody(Closed):

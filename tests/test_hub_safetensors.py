@@ -1,0 +1,93 @@
+"""GET /api/models/{repo}/safetensors-metadata/{index}: a sharded model's headers in one answer,
+as huggingface_hub's get_sharded_safetensors_metadata reads them, and what a hostile index or
+shard gets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+from collections.abc import Iterator
+
+import pytest
+from conftest import MODEL
+from huggingface_hub import HfApi
+from support.fakehub import FakeHub
+from support.modelgen import tiny_model_files
+from test_hub_repo_api import request
+from test_server import serving
+
+from hubd.context import Context
+from hubd.ops.mirror import mirror
+from hubd.refs import RepoRef
+
+INDEX = "model.safetensors.index.json"
+
+
+def header(data: bytes) -> dict[str, object]:
+    (length,) = struct.unpack("<Q", data[:8])
+    parsed: dict[str, object] = json.loads(data[8 : 8 + length])
+    return parsed
+
+
+@pytest.fixture
+def served(ctx: Context, hub: FakeHub) -> Iterator[str]:
+    hub.add_repo(
+        "acme/bad-index",
+        {"README.md": b"# bad\n", INDEX: b'{"weight_map": {"w": 7}}'},
+    )
+    hub.add_repo(
+        "acme/bad-shard",
+        {
+            "README.md": b"# bad\n",
+            INDEX: json.dumps({"weight_map": {"w": "w.safetensors"}}).encode(),
+            "w.safetensors": struct.pack("<Q", 1 << 40) + b"{}",
+        },
+    )
+    hub.add_repo(
+        "acme/lost-shard",
+        {"README.md": b"# lost\n", INDEX: json.dumps({"weight_map": {"w": "gone"}}).encode()},
+    )
+    for repo in (MODEL, "acme/bad-index", "acme/bad-shard", "acme/lost-shard"):
+        asyncio.run(mirror(ctx, RepoRef.parse(repo)))
+    with serving(ctx) as url:
+        yield url
+
+
+def test_sharded_metadata_in_one_request(served: str) -> None:
+    files = tiny_model_files(seed=0)
+    shards = sorted(set(json.loads(files[INDEX])["weight_map"].values()))
+    assert len(shards) == 2
+    api = HfApi(endpoint=served)
+    metadata = api.get_sharded_safetensors_metadata(MODEL)
+    assert metadata.sharded and sorted(metadata.files_metadata) == shards
+    for shard in shards:
+        expected = header(files[shard])
+        got = metadata.files_metadata[shard]
+        assert sorted(got.tensors) == sorted(k for k in expected if k != "__metadata__")
+    assert metadata.weight_map == json.loads(files[INDEX])["weight_map"]
+    # The same answer huggingface_hub assembles from ranged reads of each shard.
+    assert api.get_safetensors_metadata(MODEL).weight_map == metadata.weight_map
+
+
+@pytest.mark.parametrize(
+    ("repo", "status", "code"),
+    [
+        ("acme/bad-index", 422, "InvalidModelFile"),
+        ("acme/bad-shard", 422, "InvalidModelFile"),
+        ("acme/lost-shard", 404, "EntryNotFound"),
+        ("acme/nothing-here", 404, "RepoNotFound"),
+    ],
+)
+def test_hostile_indexes_and_shards_are_typed_errors(
+    served: str, repo: str, status: int, code: str
+) -> None:
+    got, headers, body = request(served, "GET", f"/api/models/{repo}/safetensors-metadata/{INDEX}")
+    assert got == status, body
+    assert headers["X-Error-Code"] == code and headers["X-Error-Message"]
+    assert "error" in json.loads(body)
+
+
+def test_a_path_that_escapes_is_refused(served: str) -> None:
+    got, headers, _ = request(served, "GET", f"/api/models/{MODEL}/safetensors-metadata/../x")
+    assert got in (400, 404) and headers["X-Error-Code"]
