@@ -52,9 +52,12 @@ def request(
 ) -> tuple[int, http.client.HTTPMessage, bytes]:
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
-    conn.request(method, path, body=body, headers=headers or {})
-    response = conn.getresponse()
-    return response.status, response.headers, response.read()
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        conn.close()  # an open keep-alive connection would hold up the server's shutdown
 
 
 def test_list_repo_refs(two_commits: tuple[str, str, str]) -> None:

@@ -91,3 +91,23 @@ def test_hostile_indexes_and_shards_are_typed_errors(
 def test_a_path_that_escapes_is_refused(served: str) -> None:
     got, headers, _ = request(served, "GET", f"/api/models/{MODEL}/safetensors-metadata/../x")
     assert got in (400, 404) and headers["X-Error-Code"]
+
+
+def test_model_info_expands_safetensors_parameter_counts(served: str) -> None:
+    files = tiny_model_files(seed=0)
+    expected: dict[str, int] = {}
+    for name, data in files.items():
+        if name.endswith(".safetensors"):
+            for key, tensor in header(data).items():
+                if key != "__metadata__":
+                    assert isinstance(tensor, dict)
+                    count = 1
+                    for dim in tensor["shape"]:
+                        count *= dim
+                    expected[tensor["dtype"]] = expected.get(tensor["dtype"], 0) + count
+    info = HfApi(endpoint=served).model_info(MODEL, expand=["safetensors"])
+    assert info.safetensors is not None
+    assert info.safetensors.parameters == expected
+    assert info.safetensors.total == sum(expected.values()) > 0
+    got, _, body = request(served, "GET", "/api/models/acme/bad-shard?expand=safetensors")
+    assert got == 422 and "header length" in json.loads(body)["error"]

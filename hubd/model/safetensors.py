@@ -9,6 +9,7 @@ overlapping or gapped tensors and files the tensors do not exactly cover, and re
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -67,3 +68,19 @@ def header_problem(path: Path) -> str | None:
     except OSError as exc:
         return f"cannot read: {exc.strerror or exc}"
     return None
+
+
+def parameters(header: dict[str, Any], name: str) -> dict[str, int]:
+    """Parameters per dtype in one file's header (the product of each tensor's shape)."""
+    counts: dict[str, int] = {}
+    for tensor_name, tensor in header.items():
+        if tensor_name == "__metadata__":
+            continue
+        dtype = tensor.get("dtype") if isinstance(tensor, dict) else None
+        shape = tensor.get("shape") if isinstance(tensor, dict) else None
+        if not isinstance(dtype, str) or not isinstance(shape, list):
+            raise InvalidModelFile(f"{name}: tensor {tensor_name[:80]!r} has no dtype or shape")
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+            raise InvalidModelFile(f"{name}: tensor {tensor_name[:80]!r} has a bad shape")
+        counts[dtype] = counts.get(dtype, 0) + math.prod(shape)
+    return counts

@@ -142,8 +142,8 @@ def base_models(revision: Revision) -> dict[str, Any] | None:
 
 
 # The Hub's expand properties, as the client library names them; hubd fills those below and
-# lacks the rest (downloads, likes: it does not know them; gguf, safetensors: it would have to
-# open every weight file), as the Hub omits what a repo does not have.
+# safetensors (parameter counts from the headers) and lacks the rest (downloads, likes: it does
+# not know them; gguf), as the Hub omits what a repo does not have.
 HUB_EXPAND = frozenset(get_args(ExpandModelProperty_T))
 
 
@@ -199,7 +199,25 @@ def _info_of(ctx: Context, repo_id: str, rev: str | None, expand: frozenset[str]
     with ctx.catalog() as session:
         created = first_mirrored(session, revision.repo_pk)
         children = children_count(session, repo_id) if "childrenModelCount" in expand else 0
-    return model_info(revision, repo_id, created, children, expand)
+    info = model_info(revision, repo_id, created, children, expand)
+    if "safetensors" in expand:
+        counted = parameter_counts(ctx, revision)
+        if counted is not None:
+            info["safetensors"] = counted
+    return info
+
+
+def parameter_counts(ctx: Context, revision: Revision) -> dict[str, Any] | None:
+    """The Hub's ``safetensors`` expand: parameters per dtype over every .safetensors file,
+    from their headers in the verified store (blocking); None for a repo without any."""
+    per_dtype: dict[str, int] = {}
+    shards = [f for f in revision.files if f.path.endswith(".safetensors")]
+    for f in shards:
+        with open_blob(ctx, f.sha256, f.size) as blob:
+            header = safetensors.read_header(blob, f.size, f.path)
+        for dtype, count in safetensors.parameters(header, f.path).items():
+            per_dtype[dtype] = per_dtype.get(dtype, 0) + count
+    return {"parameters": per_dtype, "total": sum(per_dtype.values())} if shards else None
 
 
 def last_commits(ctx: Context, revision: Revision, paths: set[str]) -> dict[str, dict[str, str]]:
