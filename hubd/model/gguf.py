@@ -8,6 +8,7 @@ of entries. The checks matter: llama-cpp-python 0.3.36 segfaults the whole proce
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,11 @@ class GgufInfo:
     adapter_type: str | None
     license: str | None
     tensors: dict[str, tuple[int, ...]]  # name -> shape, ggml order (ne0 = row length)
+    context_length: int | None = None  # {architecture}.context_length
+
+    @property
+    def parameters(self) -> int:
+        return sum(math.prod(shape) for shape in self.tensors.values())
 
 
 def _string(reader: Any, key: str) -> str | None:
@@ -39,6 +45,16 @@ def _string(reader: Any, key: str) -> str | None:
     if field is None or not field.types or field.types[0] != GGUFValueType.STRING:
         return None
     return bytes(field.parts[field.data[0]]).decode("utf-8", "replace")
+
+
+def _integer(reader: Any, key: str) -> int | None:
+    from gguf import GGUFValueType
+
+    field = reader.get_field(key)
+    integers = {GGUFValueType.UINT32, GGUFValueType.UINT64, GGUFValueType.INT32}
+    if field is None or len(field.types) != 1 or field.types[0] not in integers:
+        return None
+    return int(field.parts[field.data[0]][0])
 
 
 def _reader(path: Path) -> Any:
@@ -76,14 +92,16 @@ def inspect(path: Path, label: str | None = None) -> GgufInfo:
             )
         tensors[tensor.name] = tuple(int(d) for d in tensor.shape)
     kind = _string(reader, "general.type") or "model"
+    architecture = _string(reader, "general.architecture")
     return GgufInfo(
         path=path,
         version=version,
-        architecture=_string(reader, "general.architecture"),
+        architecture=architecture,
         kind="adapter" if kind == "adapter" else "model",
         adapter_type=_string(reader, "adapter.type"),
         license=_string(reader, "general.license"),
         tensors=tensors,
+        context_length=_integer(reader, f"{architecture}.context_length") if architecture else None,
     )
 
 

@@ -18,6 +18,7 @@ import os
 import posixpath
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, BinaryIO, get_args
 from urllib.parse import parse_qsl, unquote, urlencode
 
@@ -52,7 +53,7 @@ from ..errors import (
     RevisionNotFound,
 )
 from ..hashes import lfs_pointer
-from ..model import safetensors
+from ..model import gguf, safetensors
 from ..refs import RepoRef, check_revision, is_sha256, safe_relpath
 from ..validation import Closed, problem
 
@@ -204,7 +205,33 @@ def _info_of(ctx: Context, repo_id: str, rev: str | None, expand: frozenset[str]
         counted = parameter_counts(ctx, revision)
         if counted is not None:
             info["safetensors"] = counted
+    if "gguf" in expand:
+        described = gguf_summary(ctx, revision)
+        if described is not None:
+            info["gguf"] = described
     return info
+
+
+def gguf_summary(ctx: Context, revision: Revision) -> dict[str, Any] | None:
+    """The Hub's ``gguf`` expand from the first GGUF model file by name (a repo's quantizations
+    share one architecture; of a split file, the first part's tensors): parameters,
+    architecture, context length; None for a repo without one. Blocking.
+
+    Read through the descriptor :func:`open_blob` checked (``/proc/self/fd``), so what the
+    GGUF reader maps is the verified blob, not whatever a path leads to by then.
+    """
+    parts = sorted((f for f in revision.files if f.path.endswith(".gguf")), key=lambda f: f.path)
+    for f in parts:
+        with open_blob(ctx, f.sha256, f.size) as blob:
+            info = gguf.inspect(Path(f"/proc/self/fd/{blob.fileno()}"), f.path)
+        if info.kind == "model":
+            described: dict[str, Any] = {"total": info.parameters}
+            if info.architecture:
+                described["architecture"] = info.architecture
+            if info.context_length is not None:
+                described["context_length"] = info.context_length
+            return described
+    return None
 
 
 def parameter_counts(ctx: Context, revision: Revision) -> dict[str, Any] | None:

@@ -1,19 +1,23 @@
-"""GET /api/models/{repo}/safetensors-metadata/{index}: a sharded model's headers in one answer,
-as huggingface_hub's get_sharded_safetensors_metadata reads them, and what a hostile index or
-shard gets."""
+"""What the Hub tells of a repo's weights: GET /api/models/{repo}/safetensors-metadata/{index}
+(a sharded model's headers in one answer, as get_sharded_safetensors_metadata reads them) and
+model info's ``safetensors`` and ``gguf`` expands; and what a hostile index, shard or header
+gets."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import struct
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import MODEL
 from huggingface_hub import HfApi
 from support.fakehub import FakeHub
-from support.modelgen import tiny_model_files
+from support.modelgen import tiny_gguf_files, tiny_model_files
 from test_hub_repo_api import request
 from test_server import serving
 
@@ -32,6 +36,8 @@ def header(data: bytes) -> dict[str, object]:
 
 @pytest.fixture
 def served(ctx: Context, hub: FakeHub) -> Iterator[str]:
+    hub.add_repo("acme/tiny-gguf", tiny_gguf_files())
+    hub.add_repo("acme/bad-gguf", {"README.md": b"# bad\n", "x.gguf": b"GGUF" + b"\xff" * 40})
     hub.add_repo(
         "acme/bad-index",
         {"README.md": b"# bad\n", INDEX: b'{"weight_map": {"w": 7}}'},
@@ -48,7 +54,8 @@ def served(ctx: Context, hub: FakeHub) -> Iterator[str]:
         "acme/lost-shard",
         {"README.md": b"# lost\n", INDEX: json.dumps({"weight_map": {"w": "gone"}}).encode()},
     )
-    for repo in (MODEL, "acme/bad-index", "acme/bad-shard", "acme/lost-shard"):
+    repos = ("acme/tiny-gguf", "acme/bad-gguf", "acme/bad-index", "acme/bad-shard")
+    for repo in (MODEL, "acme/lost-shard", *repos):
         asyncio.run(mirror(ctx, RepoRef.parse(repo)))
     with serving(ctx) as url:
         yield url
@@ -111,3 +118,20 @@ def test_model_info_expands_safetensors_parameter_counts(served: str) -> None:
     assert info.safetensors.total == sum(expected.values()) > 0
     got, _, body = request(served, "GET", "/api/models/acme/bad-shard?expand=safetensors")
     assert got == 422 and "header length" in json.loads(body)["error"]
+
+
+def test_model_info_expands_gguf_from_the_stored_file(served: str) -> None:
+    from gguf import GGUFReader
+
+    api = HfApi(endpoint=served)
+    info = api.model_info("acme/tiny-gguf", expand=["gguf"])
+    assert info.gguf is not None
+    assert info.gguf["architecture"] == "llama" and info.gguf["context_length"] == 512
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.gguf"
+        path.write_bytes(tiny_gguf_files()["tiny-llama-Q4_K_M.gguf"])
+        expected = sum(int(np.prod(t.shape)) for t in GGUFReader(path).tensors)
+    assert info.gguf["total"] == expected > 0
+    assert api.model_info(MODEL, expand=["gguf"]).gguf is None  # no GGUF file: no field
+    got, _, body = request(served, "GET", "/api/models/acme/bad-gguf?expand=gguf")
+    assert got == 422 and "x.gguf" in json.loads(body)["error"]
