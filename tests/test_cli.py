@@ -90,6 +90,9 @@ def test_rm_and_gc(hubd: Hubd, endpoint: str, home: Path) -> None:
         (["mirror", f"{MODEL}@nope"], 3, "revision 'nope' not found"),
         (["mirror", GATED], 4, "gated"),
         (["mirror", MODEL, "--include", "*.gguf"], 3, "no file matches"),
+        # The flags are a MirrorRequest, checked as the HTTP API checks a job's body.
+        (["mirror", MODEL, "--include", ""], 2, "include[0]: String should have at least 1"),
+        (["jobs", "add", MODEL, "--from", ""], 2, "from: String should have at least 1"),
         (["show", "nobody/nothing"], 3, "not in the catalog"),
         (["mirror"], 2, "Missing argument"),
         (["frobnicate"], 2, "No such command"),
