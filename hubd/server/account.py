@@ -21,14 +21,15 @@ from .hfapi import CONTEXT
 INVALID = "Invalid credentials in Authorization header"  # the Hub's words
 
 
-def _bearer(request: web.Request) -> str | None:
+def bearer(request: web.BaseRequest) -> str | None:
+    """The token of ``Authorization: Bearer <token>``, or None."""
     scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
     return (secret.strip() or None) if scheme.lower() == "bearer" else None
 
 
 async def whoami(request: web.Request) -> web.Response:
     """GET /api/whoami-v2: the token's name and role; 401 without a valid token."""
-    secret = _bearer(request)
+    secret = bearer(request)
     if secret is None:
         raise AccessDenied(INVALID, hint="pass a hubd token: `hubd tokens create`")
     token = await asyncio.to_thread(find_token, request.app[CONTEXT], secret)

@@ -165,12 +165,12 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
     if not ctx.settings.auth_required or request.path == "/healthz":
         return await handler(request)
-    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
+    secret = account.bearer(request)
+    if secret is None:
         raise AccessDenied(
             "this hubd requires a bearer token", hint="create one with `hubd tokens create`"
         )
-    scope = await asyncio.to_thread(token_scope, ctx, secret.strip())
+    scope = await asyncio.to_thread(token_scope, ctx, secret)
     if scope is None:
         raise AccessDenied("invalid or revoked token")
     request[SCOPE] = scope
