@@ -30,7 +30,7 @@ from hubd.context import Context
 from hubd.ops.mirror import mirror
 from hubd.refs import RepoRef
 
-RECORDINGS = Path(__file__).parent / "recordings" / "hub-contract"
+RECORDINGS = Path(__file__).parent / "recordings"
 HUB_REPO = "wzshiming/gpt2"
 HUB_LFS_FILE = "64-8bits.tflite"
 LFS_FILE = "model-00001-of-00002.safetensors"
@@ -86,7 +86,27 @@ CLIENT_HEADERS = {
     "x-repo-commit",
     "x-total-count",
 }
-NAMES = sorted(p.stem for p in RECORDINGS.glob("models.*.json"))
+# Every per-repo model endpoint recorded (the listing and the Xet token are tested elsewhere or
+# not served: docs/hub-api.md).
+NAMES = [
+    "models.commits",
+    "models.commits.limit",
+    "models.info",
+    "models.notfound",
+    "models.paths-info",
+    "models.refs",
+    "models.resolve.config",
+    "models.resolve.config.head",
+    "models.resolve.lfs",
+    "models.resolve.lfs.head",
+    "models.resolve.notfound",
+    "models.revision",
+    "models.revision.notfound",
+    "models.tree",
+    "models.tree.notfound",
+    "models.tree.recursive",
+    "models.treesize",
+]
 
 
 @pytest.fixture
