@@ -16,8 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from ..catalog.models import Provenance, Revision, RevisionState
+from ..catalog.models import Revision, RevisionState
 from ..catalog.revisions import require_revision
+from ..catalog.views import custody_hop
 from ..context import Context
 from ..errors import HashMismatch, RevisionNotFound, SizeMismatch, StoreError
 from ..hashes import CHUNK
@@ -70,17 +71,6 @@ class _Plan:
     skipped_blobs: int
 
 
-def _hop(hop: Provenance) -> Hop:
-    return Hop(
-        hop=hop.hop,
-        source=hop.source_url,
-        commit=hop.commit,
-        node=hop.node,
-        fetched_at=hop.fetched_at,
-        client=hop.client,
-    )
-
-
 def _signature_files(
     ctx: Context, ref: RepoRef, commit: str, manifest: dict[str, str]
 ) -> dict[str, bytes]:
@@ -123,7 +113,7 @@ def _collect(ctx: Context, ref: RepoRef) -> tuple[IndexRevision, dict[str, bytes
         described = IndexCard(
             data=dict(card.data) if card else {}, gated=card.gated if card else None
         )
-        hops = tuple(_hop(p) for p in revision.provenance)
+        hops = tuple(Hop.model_validate(dict(custody_hop(p))) for p in revision.provenance)
     node_signature(ctx, ref, commit)
     contents = _signature_files(ctx, ref, commit, {f.path: f.sha256 for f in files})
     rev = IndexRevision(

@@ -134,7 +134,8 @@ def _file(f: File) -> FileEntry:
     return FileEntry(path=f.path, size=f.size, sha256=f.sha256, git_oid=f.git_oid, lfs=f.lfs)
 
 
-def _hop(hop: Provenance) -> ProvenanceHop:
+def custody_hop(hop: Provenance) -> ProvenanceHop:
+    """A catalog provenance row as one hop of the chain of custody (views, bundle indexes)."""
     return ProvenanceHop(
         hop=hop.hop,
         source=hop.source_url,
@@ -147,7 +148,7 @@ def _hop(hop: Provenance) -> ProvenanceHop:
 
 def provenance_hop(hop: Provenance) -> dict[str, Any]:
     """A custody hop as JSON: the provenance and attestations endpoints, bundle indexes."""
-    return _hop(hop).model_dump(mode="json")
+    return custody_hop(hop).model_dump(mode="json")
 
 
 def repo_summary(repo: Repo) -> RepoSummary:
@@ -177,7 +178,7 @@ def revision_detail(revision: Revision, refs: list[str]) -> RevisionDetail:
         size=sum(f.size for f in revision.files),
         files=[_file(f) for f in revision.files],
         card=None if card is None else CardView.model_validate(card, from_attributes=True),
-        provenance=[_hop(p) for p in revision.provenance],
+        provenance=[custody_hop(p) for p in revision.provenance],
     )
 
 
