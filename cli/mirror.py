@@ -10,7 +10,7 @@ import click
 from hubd.cluster.client import DaemonClient
 from hubd.config import Settings, load_settings
 from hubd.errors import InvalidRequest
-from hubd.ops.mirror import MirrorResult, mirror
+from hubd.ops.mirror import MirrorResult, mirror_requested
 from hubd.ops.requests import MirrorRequest
 
 from .common import context_for, json_option, mirror_request
@@ -53,17 +53,7 @@ def mirror_cmd(
         result = asyncio.run(_via_daemon(daemon_url, settings, request, quiet or as_json))
     else:
         progress = BarProgress() if progress_wanted(quiet, as_json) else None
-        result = asyncio.run(
-            mirror(
-                context_for(settings),
-                request.ref,
-                include=request.include,
-                exclude=request.exclude,
-                with_base=request.with_base,
-                progress=progress,
-                from_=request.from_,
-            )
-        )
+        result = asyncio.run(mirror_requested(context_for(settings), request, progress))
     if as_json:
         emit_json(result.model_dump(mode="json"))
     elif not quiet:

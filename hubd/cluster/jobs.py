@@ -20,7 +20,7 @@ from ..catalog.models import Job, JobState, utcnow
 from ..catalog.nodes import sibling_nodes
 from ..context import Context
 from ..errors import Forbidden, HubdError, NotFound
-from ..ops.mirror import mirror
+from ..ops.mirror import mirror_requested
 from ..ops.requests import MirrorRequest
 from ..sources.registry import check_url, list_peers
 
@@ -207,15 +207,7 @@ async def run_job(ctx: Context, job: JobInfo) -> None:
     try:
         # Checked again: a job queued before requests were typed may hold anything.
         request = MirrorRequest.parse({**job.options, "repo": job.repo})
-        result = await mirror(
-            ctx,
-            request.ref,
-            include=request.include,
-            exclude=request.exclude,
-            with_base=request.with_base,
-            progress=progress,
-            from_=request.from_,
-        )
+        result = await mirror_requested(ctx, request, progress)
     except HubdError as exc:
         log.warning("job %d (%s) failed: %s", job.id, job.repo, exc)
         _finish(ctx, job.id, JobState.FAILED, error=str(exc), bytes_done=progress.done)

@@ -28,6 +28,7 @@ from ..trust.provenance import UpstreamSignature
 from ..validation import Commit, Size
 from .fetch import fetch, resolve_first
 from .record import record_snapshot
+from .requests import MirrorRequest
 
 # Always mirrored whatever --include says: the card (license, lineage), the adapter config and
 # the repo's own OMS signature (checked before the revision becomes visible).
@@ -116,6 +117,21 @@ def _offline_answer(ctx: Context, ref: RepoRef, started: float) -> MirrorResult:
             review=None,
             upstream_signature=None,
         )
+
+
+async def mirror_requested(
+    ctx: Context, request: MirrorRequest, progress: Progress | None = None
+) -> MirrorResult:
+    """:func:`mirror` as a :class:`MirrorRequest` asks (the CLI's flags, a job)."""
+    return await mirror(
+        ctx,
+        request.ref,
+        include=request.include,
+        exclude=request.exclude,
+        with_base=request.with_base,
+        progress=progress,
+        from_=request.from_,
+    )
 
 
 async def mirror(
