@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/audit.py
 	bash tests/pg.sh $(BIN)/python bench/catalog.py
+	bash tests/pg.sh $(BIN)/python bench/hub_listing.py
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/bundle.py
 

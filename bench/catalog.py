@@ -62,6 +62,7 @@ def rows(revisions: int, per_repo: int, files: int) -> Iterator[dict[str, list[d
             name: [] for name in ("repos", "revisions", "model_cards", "blobs", "files", "refs")
         }
         batch["provenance"] = []
+        batch["revision_tags"] = []
         for pk in range(first + 1, min(first + CHUNK, revisions) + 1):
             r, k = divmod(pk - 1, per_repo)
             repo_id = f"org-{r % 500}/model-{r}"
@@ -94,14 +95,20 @@ def rows(revisions: int, per_repo: int, files: int) -> Iterator[dict[str, list[d
                     "base_model": [base] if base else [],
                     "base_model_relation": "adapter" if r % 7 == 3 else None,
                     "datasets": ["org/data"],
-                    "tags": ["text-generation", "safetensors"],
+                    "tags": ["text-generation", "safetensors", f"topic-{r % 50}"],
                     "pipeline_tag": "text-generation",
+                    "library_name": "transformers",
                     "language": ["en"],
                     "gated": None,
                     "data": {"license": LICENSES[r % len(LICENSES)], "tags": ["safetensors"]},
                     "text": CARD_TEXT.format(repo=repo_id),
                 }
             )
+            card = ModelCard(**batch["model_cards"][-1])
+            batch["revision_tags"] += [
+                {"tag": t, "revision_pk": pk, "position": i}
+                for i, t in enumerate(card.tags_for_hub())
+            ]
             batch["provenance"].append(
                 {
                     "id": pk,
@@ -145,7 +152,16 @@ def rows(revisions: int, per_repo: int, files: int) -> Iterator[dict[str, list[d
         yield batch
 
 
-ORDER = ["repos", "revisions", "model_cards", "provenance", "blobs", "files", "refs"]
+ORDER = [
+    "repos",
+    "revisions",
+    "model_cards",
+    "revision_tags",
+    "provenance",
+    "blobs",
+    "files",
+    "refs",
+]
 
 
 def fill_core(engine: Engine, batches: Iterator[dict[str, list[dict[str, Any]]]]) -> None:
@@ -175,7 +191,7 @@ def fill_copy(engine: Engine, batches: Iterator[dict[str, list[dict[str, Any]]]]
                     for row in batch[name]:
                         copy.write_row([_copy_value(row[c]) for c in columns])
         for name in ORDER:  # the ids were given: move the sequences past them
-            if name not in ("model_cards", "blobs"):
+            if name not in ("model_cards", "revision_tags", "blobs"):
                 cursor.execute(  # S608: name is one of ORDER, our own table names
                     f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "  # noqa: S608
                     f"(SELECT coalesce(max(id), 1) FROM {name}))"

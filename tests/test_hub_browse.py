@@ -11,18 +11,26 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from alembic import command
+from alembic.config import Config
 from conftest import LORA, MODEL
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 from huggingface_hub.utils import paginate
+from sqlalchemy import insert
 from support.fakehub import FakeHub
 from test_server import serving
 
+from hubd.catalog.db import MIGRATIONS, create_catalog_engine, open_catalog
+from hubd.catalog.listing import hub_models
+from hubd.catalog.models import Base
+from hubd.catalog.revisions import CardRecord, FileRecord, RevisionRecord, record_revision
 from hubd.cluster.tokens import create_token
 from hubd.context import Context
 from hubd.ops.mirror import mirror
@@ -223,3 +231,102 @@ def test_auth_check(catalog: Context) -> None:
         with pytest.raises(HfHubHTTPError) as refused:
             HfApi(endpoint=url, token="hubd_wrong").auth_check(MODEL)
         assert refused.value.response.status_code == 401
+
+
+def test_migration_fills_the_tags_of_cards_already_recorded(tmp_path: Path) -> None:
+    """A catalog of 0007 lists its repos by tag after the upgrade, as if recorded today."""
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    engine = create_catalog_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    now = datetime.now(UTC)
+    card = {"license": "mit", "library_name": "peft", "tags": ["demo"], "language": ["en"]}
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0007")
+        for table, values in {
+            "repos": {"id": 1, "repo_id": "acme/old", "kind": "model", "created_at": now},
+            "revisions": {
+                "id": 1,
+                "repo_pk": 1,
+                "commit": "1" * 40,
+                "state": "verified",
+                "mirrored_at": now,
+                "source_endpoint": "http://peer",
+                "is_adapter": False,
+            },
+            "model_cards": {
+                "revision_pk": 1,
+                "license": "mit",
+                "base_model": ["acme/base"],
+                "datasets": [],
+                "tags": ["demo"],
+                "pipeline_tag": "text-generation",
+                "language": ["en"],
+                "data": card,
+            },
+        }.items():
+            connection.execute(insert(Base.metadata.tables[table]).values(values))
+    engine.dispose()
+    factory = open_catalog(url)  # migrates to the head
+    with factory() as session:
+        page = hub_models(session, limit=10, tags=["peft", "license:mit"])
+        assert [(m.repo_id, m.library_name) for m in page.models] == [("acme/old", "peft")]
+        assert page.models[0].tags == [
+            "demo", "peft", "text-generation", "en", "base_model:acme/base", "license:mit"
+        ]  # fmt: skip
+        assert hub_models(session, limit=10, tags=["other"]).models == []
+    factory.kw["bind"].dispose()
+
+
+def _tagged_catalog(url: str) -> None:
+    """60 repos: "common" on 40 latest revisions, "rare" on 4, and on an older revision of a
+    repo whose latest lost it (never listed); "license:mit" on every third."""
+    factory = open_catalog(url)
+    with factory.begin() as session:
+        for i in range(60):
+            tags = ["common"] * (i % 3 != 0) + ["rare"] * (i % 15 == 1)
+            for n, revision_tags in enumerate([["rare"], tags] if i == 7 else [tags]):
+                record = RevisionRecord(
+                    repo_id=f"org-{i % 4}/m-{i:02d}",
+                    commit=f"{i * 10 + n:040x}",
+                    source_endpoint="http://hub",
+                    refs=["main"],
+                    files=[FileRecord("a.bin", 1, f"{i * 10 + n:064x}", None, True)],
+                    card=CardRecord(license="mit" if i % 3 == 0 else None, tags=revision_tags),
+                    is_adapter=False,
+                    base_model=None,
+                    node="n1",
+                    client="hubd/test",
+                    fetched_at=datetime.now(UTC),
+                )
+                record_revision(session, record)
+    factory.kw["bind"].dispose()
+
+
+@pytest.mark.parametrize("tags", [["common"], ["rare"], ["common", "rare"], ["license:mit"]])
+@pytest.mark.parametrize("by_time", [False, True])
+def test_tag_filters_page_exactly_whichever_tag_drives(
+    tmp_path: Path, tags: list[str], by_time: bool
+) -> None:
+    """With 60 repos and pages of 5, a tag on more than sqrt(5 x 60) revisions is checked along
+    the order and a rarer one is sought: both give every repo whose latest revision carries
+    all the tags, once, in order."""
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    _tagged_catalog(url)
+    factory = open_catalog(url)
+    with factory() as session:
+        everything = hub_models(session, limit=1000, by_time=by_time)
+        expected = [m.repo_id for m in everything.models if set(tags) <= set(m.tags)]
+        got, after = [], None
+        while True:
+            page = hub_models(session, limit=5, after=after, tags=tags, by_time=by_time)
+            got += [m.repo_id for m in page.models]
+            if page.next is None:
+                break
+            after = page.next
+    factory.kw["bind"].dispose()
+    assert got == expected
+    assert ("org-3/m-07" in got) == (tags == ["common"])  # its older revision had "rare"
+    sizes = {("common",): 40, ("rare",): 4, ("common", "rare"): 4, ("license:mit",): 20}
+    assert len(expected) == sizes[tuple(tags)]

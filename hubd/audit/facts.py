@@ -55,20 +55,7 @@ class RevisionRow:
         return [b for b in dict.fromkeys(found) if b and b != self.repo_id]
 
 
-_CARD_COLUMNS = [
-    ModelCard.license,
-    ModelCard.license_name,
-    ModelCard.license_link,
-    ModelCard.base_model,
-    ModelCard.base_model_relation,
-    ModelCard.datasets,
-    ModelCard.tags,
-    ModelCard.pipeline_tag,
-    ModelCard.language,
-    ModelCard.gated,
-    ModelCard.data,
-    ModelCard.text,
-]
+_CARD_COLUMNS = [getattr(ModelCard, name) for name in CardRecord.__dataclass_fields__]
 
 
 def load_catalog(session: Session, repo_id: str | None = None) -> list[RevisionRow]:

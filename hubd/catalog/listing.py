@@ -1,20 +1,20 @@
-"""Listing the catalog by page: `hubd ls` and a peer's sync cursor, each bounded in SQL.
+"""Listing the catalog by page: `hubd ls`, a peer's sync cursor, `GET /api/models`; bounded in SQL.
 
 Plain functions over a catalog Session; callers own the transaction.
 """
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, and_, cast, func, or_, select
-from sqlalchemy.orm import Session, aliased, defer, selectinload
+from sqlalchemy import String, and_, cast, func, or_, select
+from sqlalchemy.orm import Session, aliased, selectinload
 
-from .models import File, ModelCard, Ref, Repo, Revision, RevisionState
+from .models import File, ModelCard, Ref, Repo, Revision, RevisionState, RevisionTag
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,10 @@ class HubModel:
     revision_pk: int
     commit: str
     mirrored_at: datetime
-    card: ModelCard | None
+    tags: list[str]  # ModelCard.tags_for_hub, as revision_tags keeps them
+    pipeline_tag: str | None
+    library_name: str | None
+    card_data: dict[str, Any] | None  # only when asked for (with_card_data)
     files: list[tuple[str, int]]
 
     def key(self, by_time: bool) -> tuple[str, str]:
@@ -153,21 +156,6 @@ class HubModel:
         return (
             (self.mirrored_at.isoformat(), str(self.revision_pk)) if by_time else ("", self.repo_id)
         )
-
-    @property
-    def tags(self) -> list[str]:
-        """The Hub's tags from the card: its tags, library, task, languages, then key:value."""
-        card = self.card
-        if card is None:
-            return []
-        library = card.data.get("library_name")
-        plain = [*card.tags, *([library] if isinstance(library, str) else [])]
-        plain += [card.pipeline_tag] if card.pipeline_tag else []
-        plain += card.language
-        keyed = [f"base_model:{b}" for b in card.base_model]
-        keyed += [f"dataset:{d}" for d in card.datasets]
-        keyed += [f"license:{card.license}"] if card.license else []
-        return list(dict.fromkeys(t for t in plain + keyed if isinstance(t, str) and t))
 
 
 @dataclass(frozen=True)
@@ -189,6 +177,7 @@ def hub_models(
     by_time: bool = False,
     descending: bool = False,
     with_files: bool = False,
+    with_card_data: bool = False,
 ) -> HubModelPage:
     """Repos with a verified revision, keyset-paged by repo id or by (mirrored_at, revision pk).
 
@@ -197,37 +186,48 @@ def hub_models(
     By time, verified revisions are walked newest (or oldest) first, keeping those no later
     verified revision of their repo follows: without an index on (state, mirrored_at) that
     reads every revision. ``search`` is a case-insensitive substring of the repo id,
-    ``author`` the exact owner, ``tags`` all of the Hub's tags (HubModel.tags). SQL narrows by
-    tag over the card's JSON text, portable but loose (SQLite's LIKE ignores case); the exact
-    test is HubModel.tags, reading on in batches, so a page is short only when it is the last.
+    ``author`` the exact owner, ``tags`` all of the Hub's tags (revision_tags, exact). With tags,
+    the rarest one drives the query when walking the order would read more rows than it has:
+    matches^2 <= limit * repos (a rare tag is sought, its rows sorted; a common one is checked
+    row by row along the order), so either way a page reads about sqrt(limit * repos) rows at most.
     """
-    latest = (
-        select(Revision.id)
-        .where(Revision.repo_pk == Repo.id, Revision.state == RevisionState.VERIFIED)
-        .order_by(Revision.mirrored_at.desc(), Revision.id.desc())  # the later one mirrored wins
-        .limit(1)
-        .correlate(Repo)
-        .scalar_subquery()
-    )
+    wanted = list(dict.fromkeys(tags))
+    driving: str | None = None
+    if wanted:
+        repos = session.scalar(select(func.count()).select_from(Repo)) or 0
+        enough = math.isqrt(limit * repos) + 1  # more matches than this: walk the order
+        counts = {tag: _tag_count(session, tag, enough) for tag in wanted}
+        rarest = min(wanted, key=counts.__getitem__)
+        if counts[rarest] == 0:
+            return HubModelPage([], None)
+        if counts[rarest] < enough:
+            driving = rarest
+            wanted.remove(rarest)
     candidates = select(Repo.repo_id, Revision.id, Revision.commit, Revision.mirrored_at)
-    if by_time:
-        later = aliased(Revision)
-        superseded = (
-            select(later.id)
-            .where(
-                later.repo_pk == Revision.repo_pk,
-                later.state == RevisionState.VERIFIED,
-                or_(
-                    later.mirrored_at > Revision.mirrored_at,
-                    and_(later.mirrored_at == Revision.mirrored_at, later.id > Revision.id),
-                ),
-            )
-            .exists()
-        )
+    if by_time or driving is not None:
+        # From the revisions (in time order, or the driving tag's), keeping each repo's latest.
         candidates = candidates.select_from(Revision).join(Repo, Repo.id == Revision.repo_pk)
-        candidates = candidates.where(Revision.state == RevisionState.VERIFIED, ~superseded)
+        candidates = candidates.where(~_superseded())
+        if driving is None:
+            candidates = candidates.where(Revision.state == RevisionState.VERIFIED)
+        else:
+            tagged = select(RevisionTag.revision_pk).where(RevisionTag.tag == driving)
+            # The state as an expression, not a column: without statistics SQLite would walk
+            # ix_revisions_state_time (every verified revision) rather than the tag's rows.
+            verified = cast(Revision.state, String) == RevisionState.VERIFIED.value
+            candidates = candidates.where(Revision.id.in_(tagged), verified)
     else:
+        # Along the repo ids, each with its latest verified revision.
+        latest = (
+            select(Revision.id)
+            .where(Revision.repo_pk == Repo.id, Revision.state == RevisionState.VERIFIED)
+            .order_by(Revision.mirrored_at.desc(), Revision.id.desc())  # the later one wins
+            .limit(1)
+            .correlate(Repo)
+            .scalar_subquery()
+        )
         candidates = candidates.join(Revision, Revision.id == latest)
+    candidates = candidates.where(*(_tagged(tag) for tag in wanted))
     if search:
         candidates = candidates.where(
             func.lower(Repo.repo_id).contains(search.lower(), autoescape=True)
@@ -235,47 +235,43 @@ def hub_models(
     if author:
         prefix = f"{author}/"  # exact: LIKE ignores case in SQLite, not in PostgreSQL
         candidates = candidates.where(func.substr(Repo.repo_id, 1, len(prefix)) == prefix)
-    wanted = set(tags)
-    if wanted:
-        candidates = candidates.join(ModelCard, ModelCard.revision_pk == Revision.id)
-        candidates = candidates.where(*(_may_have(tag) for tag in wanted))
     order = [Revision.mirrored_at, Revision.id] if by_time else [Repo.repo_id]
     candidates = candidates.order_by(*(c.desc() if descending else c for c in order))
-    kept: list[HubModel] = []
-    key = after
-    batch = limit + 1 if not wanted else max(2 * limit, 100)
-    while True:
-        stmt = candidates if key is None else candidates.where(_after(key, by_time, descending))
-        rows = session.execute(stmt.limit(batch)).all()
-        for model in _hub_models(session, rows, with_files):
-            key = model.key(by_time)
-            if wanted <= set(model.tags):
-                kept.append(model)
-                if len(kept) > limit:
-                    return HubModelPage(kept[:limit], kept[limit - 1].key(by_time))
-        if len(rows) < batch:
-            return HubModelPage(kept, None)
+    if after is not None:
+        candidates = candidates.where(_after(after, by_time, descending))
+    found = session.execute(candidates.limit(limit + 1)).all()
+    models = _hub_models(session, found, with_files, with_card_data)
+    if len(models) > limit:
+        return HubModelPage(models[:limit], models[limit - 1].key(by_time))
+    return HubModelPage(models, None)
 
 
-def _may_have(tag: str) -> Any:
-    """A card that could carry ``tag`` (a superset of HubModel.tags having it)."""
-    kind, _, value = tag.partition(":")
-    if kind == "license" and value:
-        return ModelCard.license == value
-    if kind in ("base_model", "dataset") and value:
-        column = ModelCard.base_model if kind == "base_model" else ModelCard.datasets
-        return _json_text(column, value)
-    return or_(
-        ModelCard.pipeline_tag == tag,
-        _json_text(ModelCard.tags, tag),
-        _json_text(ModelCard.language, tag),
-        _json_text(ModelCard.data, tag),  # library_name
+def _superseded() -> Any:
+    """A later verified revision of the same repo exists (later mirrored, or same time and pk)."""
+    later = aliased(Revision)
+    return (
+        select(later.id)
+        .where(
+            later.repo_pk == Revision.repo_pk,
+            later.state == RevisionState.VERIFIED,
+            or_(
+                later.mirrored_at > Revision.mirrored_at,
+                and_(later.mirrored_at == Revision.mirrored_at, later.id > Revision.id),
+            ),
+        )
+        .exists()
     )
 
 
-def _json_text(column: Any, value: str) -> Any:
-    """The column's JSON text holds ``value`` as a string (as SQLAlchemy serialises it)."""
-    return cast(column, Text).contains(json.dumps(value), autoescape=True)
+def _tag_count(session: Session, tag: str, most: int) -> int:
+    """Revisions carrying ``tag``, counted up to ``most`` (an index range, read no further)."""
+    carrying = select(RevisionTag.revision_pk).where(RevisionTag.tag == tag).limit(most)
+    return session.scalar(select(func.count()).select_from(carrying.subquery())) or 0
+
+
+def _tagged(tag: str) -> Any:
+    other = aliased(RevisionTag)  # the driving tag's table may be in the outer query
+    return select(other.tag).where(other.revision_pk == Revision.id, other.tag == tag).exists()
 
 
 def _after(key: tuple[str, str], by_time: bool, descending: bool) -> Any:
@@ -288,26 +284,49 @@ def _after(key: tuple[str, str], by_time: bool, descending: bool) -> Any:
     return or_(at > moment, and_(at == moment, Revision.id > pk))
 
 
-def _hub_models(session: Session, rows: Sequence[Any], with_files: bool) -> list[HubModel]:
-    """Cards (and with ``with_files`` file lists) for rows of (repo id, revision pk, commit, at)."""
+def _hub_models(
+    session: Session, rows: Sequence[Any], with_files: bool, with_card_data: bool
+) -> list[HubModel]:
+    """The listed fields for rows of (repo id, revision pk, commit, at), read without decoding
+    the cards' JSON (a page of 1,000 would spend most of its time there) unless cardData is
+    asked for: tags from revision_tags."""
     if not rows:
         return []
     rev_pks = [rev_pk for _, rev_pk, _, _ in rows]
-    cards = {
-        c.revision_pk: c
-        for c in session.scalars(
-            select(ModelCard)
-            .where(ModelCard.revision_pk.in_(rev_pks))
-            .options(defer(ModelCard.text))
+    cards = select(ModelCard.revision_pk, ModelCard.pipeline_tag, ModelCard.library_name)
+    named: dict[int, tuple[str | None, str | None]] = {
+        pk: (pipeline, library)
+        for pk, pipeline, library in session.execute(
+            cards.where(ModelCard.revision_pk.in_(rev_pks))
         )
     }
+    card_data: dict[int, dict[str, Any]] = {}
+    if with_card_data:
+        data = select(ModelCard.revision_pk, ModelCard.data)
+        found = session.execute(data.where(ModelCard.revision_pk.in_(rev_pks)))
+        card_data = {pk: value for pk, value in found}
+    tags: dict[int, list[str]] = {}
+    tagged = select(RevisionTag.revision_pk, RevisionTag.tag).where(
+        RevisionTag.revision_pk.in_(rev_pks)
+    )
+    for rev_pk, tag in session.execute(tagged.order_by(RevisionTag.position)):
+        tags.setdefault(rev_pk, []).append(tag)
     files: dict[int, list[tuple[str, int]]] = {}
     if with_files:
         listed = select(File.revision_pk, File.path, File.size).where(File.revision_pk.in_(rev_pks))
         for rev_pk, path, size in session.execute(listed.order_by(File.path)):
             files.setdefault(rev_pk, []).append((path, size))
     return [
-        HubModel(repo_id, rev_pk, commit, at, cards.get(rev_pk), files.get(rev_pk, []))
+        HubModel(
+            repo_id,
+            rev_pk,
+            commit,
+            at,
+            tags.get(rev_pk, []),
+            *named.get(rev_pk, (None, None)),
+            card_data.get(rev_pk),
+            files.get(rev_pk, []),
+        )
         for repo_id, rev_pk, commit, at in rows
     ]
 

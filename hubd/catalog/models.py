@@ -51,6 +51,13 @@ class RevisionState(StrEnum):
     FAILED = "failed"
 
 
+class RefKind(StrEnum):
+    """A ref is a branch (moves with commits) or a tag (names one commit)."""
+
+    BRANCH = "branch"
+    TAG = "tag"
+
+
 class JobState(StrEnum):
     """Where a queued mirror is: waiting, claimed by a worker, or finished either way."""
 
@@ -60,13 +67,13 @@ class JobState(StrEnum):
     FAILED = "failed"
 
 
-def _state_column(states: type[StrEnum]) -> Enum:
-    """The value in a VARCHAR(20), as the migrations create it: no native type, no CHECK."""
+def _state_column(states: type[StrEnum], length: int = 20) -> Enum:
+    """The value in a VARCHAR(length), as the migrations create it: no native type, no CHECK."""
     return Enum(
         states,
         native_enum=False,
         create_constraint=False,
-        length=20,
+        length=length,
         values_callable=lambda members: [m.value for m in members],
         validate_strings=True,
     )
@@ -79,6 +86,7 @@ class Base(DeclarativeBase):
         datetime: UTCDateTime,
         RevisionState: _state_column(RevisionState),
         JobState: _state_column(JobState),
+        RefKind: _state_column(RefKind, length=10),
     }
 
 
@@ -129,6 +137,7 @@ class Revision(Base):
     provenance: Mapped[list[Provenance]] = relationship(
         back_populates="revision", cascade="all, delete-orphan", order_by="Provenance.hop"
     )
+    hub_tags: Mapped[list[RevisionTag]] = relationship(cascade="all, delete-orphan")
 
 
 class Ref(Base):
@@ -142,6 +151,8 @@ class Ref(Base):
     name: Mapped[str] = mapped_column(String(200))
     commit: Mapped[str] = mapped_column(String(40))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # RefKind as the source's refs API said at mirror time; None where it was not asked.
+    kind: Mapped[RefKind | None] = mapped_column(default=None)
 
     repo: Mapped[Repo] = relationship(back_populates="refs")
 
@@ -193,12 +204,43 @@ class ModelCard(Base):
     datasets: Mapped[list[str]] = mapped_column(default=list)
     tags: Mapped[list[str]] = mapped_column(default=list)
     pipeline_tag: Mapped[str | None] = mapped_column(Text)
+    library_name: Mapped[str | None] = mapped_column(Text)
     language: Mapped[list[str]] = mapped_column(default=list)
     gated: Mapped[str | None] = mapped_column(String(20))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     text: Mapped[str | None] = mapped_column(Text)
 
     revision: Mapped[Revision] = relationship(back_populates="card")
+
+    def tags_for_hub(self) -> list[str]:
+        """The Hub's tags from the card: its tags, library, task, languages, then key:value.
+
+        Tags longer than TAG_MAX are left out (the Hub has none; revision_tags indexes them).
+        """
+        plain = [*self.tags, *([self.library_name] if self.library_name else [])]
+        plain += [self.pipeline_tag] if self.pipeline_tag else []
+        plain += self.language
+        keyed = [f"base_model:{b}" for b in self.base_model]
+        keyed += [f"dataset:{d}" for d in self.datasets]
+        keyed += [f"license:{self.license}"] if self.license else []
+        wanted = (t for t in plain + keyed if isinstance(t, str) and 0 < len(t) <= TAG_MAX)
+        return list(dict.fromkeys(wanted))
+
+
+TAG_MAX = 200
+
+
+class RevisionTag(Base):
+    """One of a revision's Hub tags (ModelCard.tags_for_hub): `GET /api/models?filter=` seeks
+    them by (tag, revision) instead of reading every card, and lists them without its JSON."""
+
+    __tablename__ = "revision_tags"
+
+    tag: Mapped[str] = mapped_column(String(TAG_MAX), primary_key=True)
+    revision_pk: Mapped[int] = mapped_column(
+        ForeignKey("revisions.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)  # the Hub's order of the tags
 
 
 class Provenance(Base):

@@ -20,9 +20,11 @@ from .models import (
     ModelCard,
     Provenance,
     Ref,
+    RefKind,
     Repo,
     Revision,
     RevisionState,
+    RevisionTag,
     utcnow,
 )
 from .nodes import record_locations
@@ -50,6 +52,7 @@ class CardRecord:
     datasets: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     pipeline_tag: str | None = None
+    library_name: str | None = None
     language: list[str] = field(default_factory=list)
     gated: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
@@ -70,6 +73,7 @@ class RevisionRecord:
     client: str
     fetched_at: datetime
     upstream: Sequence[dict[str, str]] = ()  # hops recorded by the hubd node we mirrored from
+    ref_kind: RefKind | None = None  # of ``refs``, where the source said (else kept as it was)
     source_url: str | None = None  # default: {source_endpoint}/{repo_id}
 
 
@@ -134,14 +138,18 @@ def record_revision(session: Session, rec: RevisionRecord) -> Revision:
             )
 
     revision.card = _update_card(revision.card or ModelCard(), rec.card)
+    tags = revision.card.tags_for_hub()
+    if [t.tag for t in sorted(revision.hub_tags, key=lambda t: t.position)] != tags:
+        revision.hub_tags = [RevisionTag(tag=tag, position=i) for i, tag in enumerate(tags)]
 
     for name in rec.refs:
         ref = session.scalar(select(Ref).where(Ref.repo_pk == repo.id, Ref.name == name))
         if ref is None:
-            session.add(Ref(repo=repo, name=name, commit=rec.commit))
+            session.add(Ref(repo=repo, name=name, commit=rec.commit, kind=rec.ref_kind))
         else:
             ref.commit = rec.commit
             ref.updated_at = utcnow()
+            ref.kind = rec.ref_kind or ref.kind
 
     if not revision.provenance:
         for hop in rec.upstream:

@@ -46,6 +46,7 @@ def card_record(text: str | None, fallback: dict[str, Any], gated: str | None) -
         datasets=_as_list(data.get("datasets")),
         tags=_as_list(data.get("tags")),
         pipeline_tag=_as_str(data.get("pipeline_tag")),
+        library_name=_as_str(data.get("library_name")),
         language=_as_list(data.get("language")),
         gated=gated,
         data=data,

@@ -55,16 +55,15 @@ def _time(model: HubModel) -> str:
 
 def summary(model: HubModel, fields: set[str]) -> dict[str, Any]:
     """One entry of the list: ``_id``, ``id`` and ``modelId`` always, else what was asked."""
-    card = model.card
     values: dict[str, Any] = {
         "author": model.repo_id.split("/", 1)[0],
-        "cardData": card.data if card else None,
+        "cardData": model.card_data,
         "createdAt": _time(model),
         "disabled": False,
         "gated": False,
         "lastModified": _time(model),
-        "library_name": card.data.get("library_name") if card else None,
-        "pipeline_tag": card.pipeline_tag if card else None,
+        "library_name": model.library_name,
+        "pipeline_tag": model.pipeline_tag,
         "private": False,
         "sha": model.commit,
         "siblings": [{"rfilename": path} for path, _ in model.files],
@@ -141,6 +140,7 @@ async def list_models(request: web.Request) -> web.Response:
                 descending=direction == "-1",
                 tags=tags,
                 with_files="siblings" in fields,
+                with_card_data="cardData" in fields,
             )
 
     found = await asyncio.to_thread(page)
