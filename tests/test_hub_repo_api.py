@@ -25,9 +25,11 @@ from test_server import serving
 
 from hubd.cluster.tokens import create_token
 from hubd.context import Context
+from hubd.errors import UpstreamError
 from hubd.ops.mirror import mirror
 from hubd.refs import RepoRef
 from hubd.server import hfapi
+from hubd.sources.modelinfo import parse_refs
 
 
 @pytest.fixture
@@ -256,3 +258,29 @@ def test_errors_carry_the_hub_headers_on_head_too(
         assert HfApi(endpoint=locked).repo_exists("acme/none", token=secret) is False
         status, headers, _ = request(locked, "GET", "/api/hubd/jobs")
         assert status == 401 and headers["X-Error-Code"] == "AccessDenied"  # not a repo route
+
+
+def test_refs_are_listed_as_their_source_said(ctx: Context, hub: FakeHub) -> None:
+    """A version-like branch and a plain-named tag: a guess by name gets both wrong."""
+    branch_commit = hub.add_repo("acme/kinds", {"a.txt": b"1"}, branch="v2.0")
+    tag_commit = hub.add_repo("acme/kinds", {"a.txt": b"2"}, tags=["stable"])
+    for name in ("v2.0", "stable", "main"):
+        asyncio.run(mirror(ctx, RepoRef.parse(f"acme/kinds@{name}")))
+    with serving(ctx) as url:
+        refs = HfApi(endpoint=url).list_repo_refs("acme/kinds")
+    assert sorted((b.name, b.ref, b.target_commit) for b in refs.branches) == [
+        ("main", "refs/heads/main", tag_commit),
+        ("v2.0", "refs/heads/v2.0", branch_commit),
+    ]
+    assert [(t.name, t.ref, t.target_commit) for t in refs.tags] == [
+        ("stable", "refs/tags/stable", tag_commit)
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[]", b'{"branches": [{"name": "x", "targetCommit": "nope"}], "tags": []}', b"{"],
+)
+def test_a_malformed_refs_answer_is_named(body: bytes) -> None:
+    with pytest.raises(UpstreamError, match=r"hub\.example answered acme/x's refs with"):
+        parse_refs(body, "hub.example", "acme/x")

@@ -97,6 +97,7 @@ def record_snapshot(
         fetched_at=datetime.now(UTC),
         upstream=carried.hops if carried else (),
         source_url=source_url,
+        ref_kind=remote.ref_kind,
     )
     shipped = digests.get(SIGNATURE_FILE)
     key = node_key(ctx)

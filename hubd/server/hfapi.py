@@ -28,7 +28,7 @@ from huggingface_hub.hf_api import ExpandModelProperty_T
 from pydantic import Field, StrictBool, StrictStr, ValidationError
 from sqlalchemy import select
 
-from ..catalog.models import File, Revision, RevisionState
+from ..catalog.models import File, RefKind, Revision, RevisionState
 from ..catalog.revisions import (
     children_count,
     commit_for,
@@ -65,8 +65,8 @@ COMMITS_PAGE = 50  # the Hub's page of commits
 MAX_QUERY = 2048
 MAX_PATHS = 1000  # paths one paths-info request may ask about
 MAX_BODY = 256 * 1024  # bytes of a paths-info body
-# hubd records ref names, not whether the source had them as branch or tag: version-like
-# names (v1.0, 2.1.0-rc1) are listed as tags, the rest as branches.
+# Refs recorded before hubd asked sources for their kind (or from sources without a refs API)
+# are listed by name: version-like names (v1.0, 2.1.0-rc1) as tags, the rest as branches.
 TAG_NAME = re.compile(r"v?[0-9]+(?:\.[0-9]+)+(?:[-+._A-Za-z0-9]*)")
 # Hub repo routes, where a 401 says RepoNotFound as the Hub's does (clients map it so).
 REPO_ROUTE = re.compile(r"/api/models/[^/]+/[^/]+(?:/.*)?|/[^/]+/[^/]+/resolve/.*")
@@ -359,15 +359,16 @@ def _paged(page: list[Any], link: str | None) -> web.Response:
 
 
 def refs_of(ctx: Context, repo_id: str) -> dict[str, list[dict[str, str]]]:
-    """The Hub's refs answer: the refs hubd recorded, split into branches and tags by name
-    (:data:`TAG_NAME`); hubd converts nothing."""
+    """The Hub's refs answer: the refs hubd recorded, as branches and tags as their source
+    said (by name, :data:`TAG_NAME`, where it did not); hubd converts nothing."""
     with ctx.catalog() as session:
         refs = repo_refs(session, repo_id)
         if not refs and not repo_exists(session, repo_id):
             raise RepoNotFound(f"Repository {repo_id} not found")
     answer: dict[str, list[dict[str, str]]] = {"branches": [], "tags": [], "converts": []}
     for ref in refs:
-        kind = "tags" if TAG_NAME.fullmatch(ref.name) else "branches"
+        tag = ref.kind == RefKind.TAG if ref.kind else bool(TAG_NAME.fullmatch(ref.name))
+        kind = "tags" if tag else "branches"
         full = f"refs/{'tags' if kind == 'tags' else 'heads'}/{ref.name}"
         answer[kind].append({"name": ref.name, "ref": full, "targetCommit": ref.commit})
     return answer

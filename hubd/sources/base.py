@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..catalog.models import RefKind
+
 
 @dataclass(frozen=True)
 class RemoteFile:
@@ -28,6 +30,7 @@ class RemoteRevision:
     files: tuple[RemoteFile, ...]
     gated: str | None = None
     card_data: dict[str, Any] = field(default_factory=dict)
+    ref_kind: RefKind | None = None  # of the ref resolved, where the source's refs API said
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import json
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
 from .. import __version__
+from ..catalog.models import RefKind
 from ..errors import (
     AccessDenied,
     EntryNotFound,
@@ -38,7 +40,7 @@ from ..errors import (
     SizeMismatch,
     UpstreamError,
 )
-from ..refs import RepoRef, is_repo_id
+from ..refs import RepoRef, is_commit, is_repo_id
 from ..store import BlobWriter
 from .base import Attestations, RemoteFile, RemoteRevision
 from .modelinfo import (
@@ -48,6 +50,7 @@ from .modelinfo import (
     declared_files,
     incomplete,
     parse_model_info,
+    parse_refs,
     parse_tree_page,
 )
 
@@ -63,6 +66,8 @@ METADATA_DEADLINE_FACTOR = 4
 SEARCH_TIMEOUT = 5.0
 SEARCH_LIMIT = 1024 * 1024
 SUGGESTIONS = 3
+REFS_LIMIT = 4 * 1024 * 1024  # a repo's branches and tags (the Hub lists each in ~150 bytes)
+log = logging.getLogger("hubd.sources")
 # S105: a hint telling the user how to pass a token, not one.
 TOKEN_HINT = "pass a token with HF_TOKEN=hf_... (or `hf auth login`) for an account with access"  # noqa: S105
 
@@ -155,7 +160,31 @@ class HfSource:
             files=files,
             gated=gated,
             card_data=info.cardData,
+            ref_kind=self._ref_kind(ref.repo_id, ref.revision or "main", info.sha),
         )
+
+    def _ref_kind(self, repo_id: str, name: str, commit: str) -> RefKind | None:
+        """Whether ``name`` is a branch or a tag, as the refs API lists it at ``commit``.
+
+        ``main`` is the Hub's default branch and is not asked about; a commit is no ref. None
+        where the source has no refs API (Olah), answers otherwise than it resolved, or fails:
+        the kind is a listing detail, never a reason to fail a mirror.
+        """
+        if name == "main":
+            return RefKind.BRANCH
+        if is_commit(name):
+            return None
+        url = f"{self.endpoint}/api/models/{repo_id}/refs"
+        try:
+            data, _ = self._get_bounded(url, None, limit=REFS_LIMIT, timeout=SEARCH_TIMEOUT)
+            refs = parse_refs(data, self.host, repo_id)
+        except (HubdError, HfHubHTTPError, httpx2.HTTPError, OSError) as exc:
+            log.info("%s: no ref kind for %s@%s: %s", self.host, repo_id, name, exc)
+            return None
+        for kind, listed in ((RefKind.BRANCH, refs.branches), (RefKind.TAG, refs.tags)):
+            if any(r.name == name and r.targetCommit == commit for r in listed):
+                return kind
+        return None
 
     def _files(self, repo_id: str, info: DeclaredModelInfo) -> tuple[RemoteFile, ...]:
         """The declared files; a model info that leaves some incomplete is completed by the tree.

@@ -28,7 +28,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from ..errors import UpstreamError
 from ..refs import check_file_set, safe_relpath
-from ..validation import Commit, GitOid, Sha256, Size, location
+from ..validation import Commit, GitOid, Sha256, Size, location, problem
 from .base import RemoteFile
 
 # A real model info is kilobytes; a repo of 100,000 files is some 20 MiB of it.
@@ -124,6 +124,27 @@ def parse_model_info(data: bytes, host: str, repo_id: str) -> DeclaredModelInfo:
         raise UpstreamError(
             f"{where} a malformed {_field(dict(error), raw)}: {error['msg']}"
         ) from None
+
+
+class DeclaredRef(_Model):
+    name: StrictStr
+    targetCommit: Commit  # the Hub's field name
+
+
+class DeclaredRefs(_Model):
+    """``GET /api/models/{repo}/refs``: which names are branches and which are tags."""
+
+    branches: Annotated[list[DeclaredRef], Field(max_length=MAX_FILES)]
+    tags: Annotated[list[DeclaredRef], Field(max_length=MAX_FILES)]
+
+
+def parse_refs(data: bytes, host: str, repo_id: str) -> DeclaredRefs:
+    """Validate a refs body as strictly as the model info."""
+    where = f"{host} answered {repo_id}'s refs with"
+    try:
+        return DeclaredRefs.model_validate(_load(data, where))
+    except PydanticValidationError as exc:
+        raise UpstreamError(f"{where} a malformed answer: {problem(exc)}") from None
 
 
 class DeclaredTreeLfs(_Model):

@@ -85,6 +85,7 @@ class _Commit:
 class _Repo:
     commits: dict[str, _Commit] = field(default_factory=dict)
     refs: dict[str, str] = field(default_factory=dict)  # branch or tag -> commit sha
+    tags: set[str] = field(default_factory=set)  # which refs are tags
     gated: bool = False
     extra_info: dict[str, Any] = field(default_factory=dict)
     created: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -158,6 +159,7 @@ class FakeHub:
         repo.commits[commit.sha] = commit
         for ref in (branch, *tags):
             repo.refs[ref] = commit.sha
+        repo.tags.update(tags)
         repo.gated = gated
         repo.extra_info = dict(extra_info or {})
         self._repos[repo_id] = repo
@@ -263,6 +265,8 @@ class FakeHub:
                 return self._model_info(request, repo_id, "main")
             if rest[0] == "revision" and len(rest) >= 2:
                 return self._model_info(request, repo_id, unquote("/".join(rest[1:])))
+            if rest == ["refs"]:
+                return self._refs(repo_id)
             if rest[0] == "tree" and len(rest) >= 2:
                 path = unquote("/".join(rest[2:])).strip("/")
                 return self._tree(request, repo_id, unquote(rest[1]), path)
@@ -282,6 +286,18 @@ class FakeHub:
         if commit is None:
             return _error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
         return repo, commit
+
+    def _refs(self, repo_id: str) -> web.Response:
+        """``list_repo_refs``: branches and tags as the Hub lists them."""
+        repo = self._repos.get(repo_id)
+        if repo is None:
+            return _error(404, "RepoNotFound", "Repository not found")
+        answer: dict[str, list[dict[str, str]]] = {"branches": [], "tags": [], "converts": []}
+        for name, sha in sorted(repo.refs.items()):
+            kind = "tags" if name in repo.tags else "branches"
+            full = f"refs/{'tags' if name in repo.tags else 'heads'}/{name}"
+            answer[kind].append({"name": name, "ref": full, "targetCommit": sha})
+        return web.json_response(answer)
 
     def _model_info(self, request: web.Request, repo_id: str, rev: str) -> web.Response:
         """Model metadata; public even for gated repos, like on the Hub."""
