@@ -48,8 +48,7 @@ NOT_SENT = {
     "downloads": "a Hub popularity counter hubd cannot know",
     "spaces": "Hub Spaces using the model: hubd hosts no Spaces",
     "usedStorage": "the Hub's storage accounting across all revisions and LFS history",
-    # Derived from the weights' or config's contents: hubd would have to open every file.
-    "config": "parsed from config.json by the Hub; clients read the file itself",
+    # Derived from the weights' or card's contents (safetensors: asked with expand).
     "model-index": "parsed eval results from the card",
     "safetensors": "parameter counts from every safetensors header",
     # hubd records no git commits, only the revisions it mirrored: no authors ([] is sent).
@@ -65,7 +64,7 @@ EXTRA = {
     "library_name": "sent where the card has it (this copy of gpt2's card has none)",
 }
 # Objects whose keys are the repo's own (card metadata, model config), not the API's.
-OPAQUE = ("cardData",)
+OPAQUE = ("cardData", "config.tokenizer_config")
 # Answers hubd gives differently, and why: recording name -> (status, X-Error-Code).
 DIFFERENT = {
     # The Hub answers an unauthenticated caller 401 (no code) for a missing repo, hiding

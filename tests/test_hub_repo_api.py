@@ -221,6 +221,24 @@ def test_model_info_fields_and_expand(two_commits: tuple[str, str, str]) -> None
     assert status == 400 and "nonsense" in headers["X-Error-Message"]
 
 
+def test_model_info_config_from_the_repos_own_files(two_commits: tuple[str, str, str]) -> None:
+    """``config`` as the Hub derives it: config.json, tokenizer_config.json, adapter_config.json."""
+    api = HfApi(endpoint=two_commits[0])
+    tokens = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+    assert api.model_info(MODEL, revision="v1.0").config == {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "tokenizer_config": tokens,
+    }
+    # main's config.json is {"model_type": "llama", "v": 2}: only what the Hub lifts from it
+    assert api.model_info(MODEL).config == {"model_type": "llama", "tokenizer_config": tokens}
+    assert api.model_info(LORA, expand=["config"]).config == {
+        "tokenizer_config": {},
+        "peft": {"base_model_name_or_path": MODEL, "task_type": "CAUSAL_LM"},
+    }
+    assert api.model_info(MODEL, expand=["author"]).config is None  # only what was asked for
+
+
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 def test_resolve_etag_is_the_content_etag(
     two_commits: tuple[str, str, str], ctx: Context, method: str

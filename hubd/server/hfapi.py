@@ -65,6 +65,8 @@ COMMITS_PAGE = 50  # the Hub's page of commits
 MAX_QUERY = 2048
 MAX_PATHS = 1000  # paths one paths-info request may ask about
 MAX_BODY = 256 * 1024  # bytes of a paths-info body
+CONFIG_LIMIT = 1024 * 1024  # bytes of a config.json (or tokenizer's) model info reads
+TOKENIZER_KEYS = ("bos_token", "eos_token", "pad_token", "unk_token", "chat_template")
 # Refs recorded before hubd asked sources for their kind (or from sources without a refs API)
 # are listed by name: version-like names (v1.0, 2.1.0-rc1) as tags, the rest as branches.
 TAG_NAME = re.compile(r"v?[0-9]+(?:\.[0-9]+)+(?:[-+._A-Za-z0-9]*)")
@@ -171,7 +173,7 @@ def model_info(
         "private": False,
         "disabled": False,
         "gated": False,
-        "tags": card.tags if card else [],
+        "tags": card.tags_for_hub() if card else [],
         "cardData": data,
         "siblings": [_sibling(f) for f in revision.files],
     }
@@ -201,6 +203,10 @@ def _info_of(ctx: Context, repo_id: str, rev: str | None, expand: frozenset[str]
         created = first_mirrored(session, revision.repo_pk)
         children = children_count(session, repo_id) if "childrenModelCount" in expand else 0
     info = model_info(revision, repo_id, created, children, expand)
+    if not expand or "config" in expand:
+        config = config_summary(ctx, revision)
+        if config is not None:
+            info["config"] = config
     if "safetensors" in expand:
         counted = parameter_counts(ctx, revision)
         if counted is not None:
@@ -210,6 +216,51 @@ def _info_of(ctx: Context, repo_id: str, rev: str | None, expand: frozenset[str]
         if described is not None:
             info["gguf"] = described
     return info
+
+
+def config_summary(ctx: Context, revision: Revision) -> dict[str, Any] | None:
+    """The Hub's ``config``: from config.json the architectures, model type and quantization,
+    the special tokens and chat template of tokenizer_config.json, an adapter's base and task
+    from adapter_config.json (as ``peft``); None for a repo with none of them. Blocking."""
+    config = _small_json(ctx, revision, "config.json")
+    tokenizer = _small_json(ctx, revision, "tokenizer_config.json")
+    adapter = _small_json(ctx, revision, "adapter_config.json")
+    if config is None and adapter is None:
+        return None
+    summary: dict[str, Any] = {}
+    if config is not None:
+        architectures = config.get("architectures")
+        if isinstance(architectures, list) and all(isinstance(a, str) for a in architectures):
+            summary["architectures"] = architectures
+        for key, kind in (("model_type", str), ("quantization_config", dict)):
+            if isinstance(config.get(key), kind):
+                summary[key] = config[key]
+    summary["tokenizer_config"] = {
+        key: value
+        for key, value in (tokenizer or {}).items()
+        if key in TOKENIZER_KEYS and isinstance(value, str | dict)
+    }
+    if adapter is not None:
+        summary["peft"] = {
+            key: adapter[key]
+            for key in ("base_model_name_or_path", "task_type")
+            if isinstance(adapter.get(key), str)
+        }
+    return summary
+
+
+def _small_json(ctx: Context, revision: Revision, path: str) -> dict[str, Any] | None:
+    """A JSON object file of the revision of at most CONFIG_LIMIT bytes from this node's store;
+    None when it is missing, larger, held by another node only, or no JSON object."""
+    found = next((f for f in revision.files if f.path == path), None)
+    if found is None or found.size > CONFIG_LIMIT:
+        return None
+    try:
+        with open_blob(ctx, found.sha256, found.size) as blob:
+            value = json.loads(blob.read())
+    except (EntryNotFound, ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def gguf_summary(ctx: Context, revision: Revision) -> dict[str, Any] | None:
