@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 from conftest import LORA, MODEL, Result
+from sqlalchemy import select
 from support.fakehub import FakeHub
 from test_schemas import validate
 from test_signing import write_key
 
 from hubd.audit import facts as facts_module
-from hubd.audit.facts import load_catalog, signature_check
+from hubd.audit.facts import SignatureCheck, load_catalog
+from hubd.catalog.models import SignatureVerdict
 from hubd.config import load_settings
 from hubd.context import Context
 
@@ -46,7 +48,7 @@ def signed_now(repo: str) -> bool:
     try:
         with ctx.catalog() as session:
             (row,) = load_catalog(session, repo)
-        return signature_check(ctx)(row)
+        return SignatureCheck(ctx)(row)
     finally:
         ctx.close()
 
@@ -145,3 +147,51 @@ def test_signatures_are_read_only_when_they_decide(
     assert code == 1 and decided[LORA]["action"] == "deny" and read == [LORA]
     policy('[[rules]]\nclass = "non-commercial"\nsigned = false\naction = "deny"\n')
     assert decisions(hubd)[0] == 0 and read == [LORA]  # no class matched: nothing to check
+
+
+def test_verdicts_spare_checks_and_count_only_while_their_key_is_trusted(
+    hubd: Hubd,
+    mirrored: None,
+    home: Path,
+    tmp_path: Path,
+    policy: Callable[[str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An audit records the signatures it verified; the next one takes them from the catalog
+    by the bundle's digest, and only for keys trusted now: a key taken out of the trust store,
+    or a bundle whose bytes changed, is checked again."""
+    policy(DENY_UNSIGNED)
+    for sig in signatures_of(home, LORA):
+        sig.unlink()
+    other = write_key(tmp_path / "other.key")
+    assert hubd("sign", LORA, "--key", str(other)).code == 0
+    assert hubd("trust", "add", "team", str(other.with_suffix(".pub"))).code == 0
+    code, decided = decisions(hubd)
+    assert code == 0 and {d["action"] for d in decided.values()} == {"allow"}
+    ctx = Context.open(load_settings())
+    with ctx.catalog() as session:
+        held = session.scalars(select(SignatureVerdict.node)).all()
+    ctx.close()
+    assert held == [ctx.settings.node_name] * 2  # MODEL's by the node key, LORA's by team's
+
+    checked: list[str] = []
+    check = facts_module.check_bundle
+
+    def counted(data: bytes, *args: Any) -> Any:
+        checked.append(args[2])
+        return check(data, *args)
+
+    monkeypatch.setattr(facts_module, "check_bundle", counted)
+    code, decided = decisions(hubd)
+    assert code == 0 and checked == []  # both from the verdicts
+
+    (home / "trust" / "team.pem").unlink()  # LORA's verdict was team's key's
+    code, decided = decisions(hubd)
+    assert code == 1 and decided[LORA]["action"] == "deny" and decided[MODEL]["action"] == "allow"
+    assert [label.split("@")[0] for label in checked] == [LORA]
+
+    (model_sig,) = signatures_of(home, MODEL)  # bytes that verify, but over LORA's files
+    model_sig.write_bytes(next(iter(signatures_of(home, LORA))).read_bytes())
+    checked.clear()
+    code, decided = decisions(hubd)
+    assert decided[MODEL]["action"] == "deny" and checked  # a new digest: checked, and refused

@@ -13,7 +13,7 @@ from ..catalog.revisions import require_revision
 from ..context import Context
 from ..errors import NotFound
 from .declared import DeclarationReader
-from .facts import RevisionRow, head_finder, load_catalog, signature_check
+from .facts import RevisionRow, SignatureCheck, head_finder, load_catalog
 from .inheritance import Lineage, policy_facts
 from .openness import assess
 from .policy import Policy, decide, load_policy
@@ -46,12 +46,14 @@ def audit(
     scanner = Scanner(ctx.store)
     declared = DeclarationReader(scanner)
     lineage = Lineage(head_finder(ctx.catalog, rows, complete=repo_id is None), declared)
-    signed = signature_check(ctx)
+    signed = SignatureCheck(ctx)
+    judged = tuple(_judge(row, lineage, declared, scanner, policy, signed) for row in targets)
+    signed.save()
     return AuditReport(
         generated_at=datetime.now(UTC),
         version=__version__,
         policy=policy.source if policy else None,
-        revisions=tuple(_judge(row, lineage, declared, scanner, policy, signed) for row in targets),
+        revisions=judged,
     )
 
 

@@ -7,10 +7,11 @@ base), and loading 10,000 revisions must stay a small part of the 5 s budget.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
+from functools import cached_property
 from pathlib import Path
 
 from sqlalchemy import select
@@ -22,6 +23,7 @@ from ..context import Context
 from ..errors import IntegrityError
 from ..trust.keys import Signer, signature_dir, stored_signatures, trusted_signers
 from ..trust.policy import check_bundle
+from ..trust.verdicts import Verdicts, files_digest
 
 
 @dataclass(frozen=True)
@@ -136,36 +138,53 @@ def head_finder(
     return find
 
 
-def signature_check(ctx: Context) -> Callable[[RevisionRow], bool]:
+class SignatureCheck:
     """Tells whether a revision is signed: a stored signature verifies with a trusted key over
     the digests the catalog records (a bundle that is broken, untrusted or stale does not count).
 
     About 0.15 ms per revision, mostly one ECDSA verify, so audits ask only when the answer
-    decides (hubd.audit.policy.decide). Bundles are named by their key's hint: the trusted
-    signers' own are tried first, by name, before listing the others (certificate bundles).
+    decides (hubd.audit.policy.decide), and a signature this node verified before is taken
+    from its verdicts (hubd.trust.verdicts) by the bundle's digest: :meth:`save` records the
+    new ones. Bundles are named by their key's hint: the trusted signers' own are tried first,
+    by name, before listing the others (certificate bundles).
     """
 
-    @cache
-    def signers() -> tuple[list[Signer], tuple[str, ...]]:
-        trusted = trusted_signers(ctx)
-        return trusted, tuple(f"{s.hint}.sig" for s in trusted)
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._verdicts = Verdicts(ctx.catalog, ctx.settings.node_name)
 
-    def bundles(row: RevisionRow, names: tuple[str, ...]) -> Iterator[Path]:
-        directory = signature_dir(ctx, row.repo_id, row.commit)
+    @cached_property
+    def _signers(self) -> tuple[list[Signer], tuple[str, ...], tuple[str, ...]]:
+        trusted = trusted_signers(self._ctx)
+        keys = tuple(s.hint for s in trusted if s.ca is None)
+        return trusted, tuple(f"{s.hint}.sig" for s in trusted), keys
+
+    def _bundles(self, row: RevisionRow, names: tuple[str, ...]) -> Iterator[Path]:
+        directory = signature_dir(self._ctx, row.repo_id, row.commit)
         yield from (directory / name for name in names)
-        listed = stored_signatures(ctx, row.repo_id, row.commit)  # only if none of those held
+        listed = stored_signatures(self._ctx, row.repo_id, row.commit)  # if none of those held
         yield from (path for path in listed if path.name not in names)
 
-    def signed(row: RevisionRow) -> bool:
-        trusted, names = signers()
+    def __call__(self, row: RevisionRow) -> bool:
+        trusted, names, keys = self._signers
         files = {f.path: f.sha256 for f in row.files}
-        for path in bundles(row, names):
+        listing = files_digest(files)
+        for path in self._bundles(row, names):
             label = f"{row.repo_id}@{row.commit[:12]}: signature {path.stem[:12]}"
             try:
-                if check_bundle(path.read_bytes(), files, trusted, label, False) is not None:
+                data = path.read_bytes()
+                bundle = hashlib.sha256(data).hexdigest()
+                if self._verdicts.valid(bundle, keys, listing):
                     return True
+                signer = check_bundle(data, files, trusted, label, False)
             except (IntegrityError, OSError):  # missing, unreadable, broken or stale
                 continue
+            if signer is not None:
+                if signer.ca is None:
+                    self._verdicts.add(bundle, signer.hint, listing)
+                return True
         return False
 
-    return signed
+    def save(self) -> int:
+        """Record the signatures verified since this check was made; how many."""
+        return self._verdicts.save()

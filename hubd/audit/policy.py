@@ -15,7 +15,7 @@ deploy/policy.example.toml is a commented example. What it validates to is evalu
 ``class`` takes license classes; ``license`` (card ids or SPDX ids), ``org`` and ``repo`` take
 globs; each may be one value or a list (any may match). ``signed = false`` matches revisions
 without a verified signature (one stored signature that verifies with a trusted key over the
-catalog's digests; hubd.audit.facts.signature_check), so a rule can require signatures for an org.
+catalog's digests; hubd.audit.facts.SignatureCheck), so a rule can require signatures for an org.
 The mirror gate judges a revision as signed: the mirror signs it with the node key once every byte
 is verified (hubd.audit.gate).
 """

@@ -350,3 +350,21 @@ class Watch(Base):
     every_seconds: Mapped[int] = mapped_column(Integer)
     next_run_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_job_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class SignatureVerdict(Base):
+    """A signature ``node`` verified: the bundle (sha256 of its bytes) by the key with OMS hint
+    ``key_hint`` over a revision's files (sha256 of their path/digest list).
+
+    Audits with a signature rule would otherwise verify every bundle again (hubd.audit.facts).
+    Each node reads and writes only its own rows; a row counts only while its key is trusted,
+    so taking a key out of the trust store (or replacing it) is what invalidates its verdicts.
+    """
+
+    __tablename__ = "signature_verdicts"
+
+    node: Mapped[str] = mapped_column(String(200), primary_key=True)
+    bundle_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_hint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    files_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
