@@ -45,7 +45,9 @@ schemas: $(STAMP)
 demo: $(STAMP)
 	bash demo/demo.sh
 
+# Each benchmark adds its figures to bench/results.json; the table of them is printed last.
 bench: $(STAMP)
+	$(BIN)/python bench/report.py --reset
 	$(BIN)/python bench/mirror.py
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/audit.py
@@ -53,6 +55,7 @@ bench: $(STAMP)
 	bash tests/pg.sh $(BIN)/python bench/hub_listing.py
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/bundle.py
+	$(BIN)/python bench/report.py --table
 
 clean:
 	rm -rf $(VENV) .venv-olah .demo .bench .mypy_cache .ruff_cache .pytest_cache

@@ -39,7 +39,11 @@ from hubd.trust.keys import node_key
 from tests.support.corpus import cases, put_blob, weights
 from tests.support.modelgen import tiny_llama_gguf
 
+sys.path.insert(0, str(ROOT / "bench"))
+from report import record
+
 TARGET = 5.0
+SIGNED_TARGET = 2.5  # issue 18: 10,000 signed revisions, every signature deciding
 
 
 def blob_pool(ctx: Context, size: int) -> dict[str, list[tuple[str, int, str]]]:
@@ -172,6 +176,8 @@ def main() -> None:
             f"({out.stat().st_size / 2**20:.0f} MiB of JSON); ratio to the {TARGET:.0f} s target: "
             f"{seconds / TARGET:.2f}x (target <= 1.0x)"
         )
+        record("audit", f"hubd audit, {args.revisions} revisions", seconds, "s", "target",
+               TARGET, "<= 1.0")  # fmt: skip
 
         # The worst case for the `signed` condition: every revision signed, and a rule that
         # makes every signature decide, so each one is read and verified.
@@ -184,15 +190,20 @@ def main() -> None:
         )
         policy = home / "policy.toml"
         policy.write_text('[[rules]]\nsigned = false\naction = "review"\n')
-        started = time.perf_counter()
-        code = hubd(["audit", "--format", "json", "-o", str(out), "--policy", str(policy)])
-        seconds = time.perf_counter() - started
-        if code not in (0, 1):
-            sys.exit(f"hubd audit --policy failed with exit code {code}")
-        print(
-            f"hubd audit with `signed = false` deciding every revision: {seconds:.2f} s; ratio "
-            f"to the {TARGET:.0f} s target: {seconds / TARGET:.2f}x (target <= 1.0x)"
-        )
+        # First every signature is verified (and its verdict kept), then the verdicts are read.
+        for run in ("first, verifying", "again, from the verdicts"):
+            started = time.perf_counter()
+            code = hubd(["audit", "--format", "json", "-o", str(out), "--policy", str(policy)])
+            seconds = time.perf_counter() - started
+            if code not in (0, 1):
+                sys.exit(f"hubd audit --policy failed with exit code {code}")
+            print(
+                f"hubd audit with `signed = false` deciding every revision, {run}: "
+                f"{seconds:.2f} s; ratio to the {SIGNED_TARGET} s target: "
+                f"{seconds / SIGNED_TARGET:.2f}x (target <= 1.0x)"
+            )
+            record("audit", f"hubd audit, every signature deciding, {run}", seconds, "s",
+                   "target", SIGNED_TARGET, "<= 1.0")  # fmt: skip
 
 
 def sign_all(ctx: Context) -> int:

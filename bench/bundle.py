@@ -20,6 +20,7 @@ import sys
 
 from loopback import start_hub
 from mirror import BIN, REPO, ROOT, Run, generate, timed
+from report import record
 
 
 def main() -> None:
@@ -100,6 +101,10 @@ def main() -> None:
         f"{medians['hubd import'] / medians['tar -xf + sha256sum']:.2f}x time "
         "(hubd also checks signatures and policy and records the catalog)"
     )
+    record("bundle", "hubd export -o", medians["hubd export -o"], "s", "tar -cf",
+           medians["tar -cf"], "<= 2.0")  # fmt: skip
+    record("bundle", "hubd import", medians["hubd import"], "s", "tar -xf + sha256sum",
+           medians["tar -xf + sha256sum"], "<= 2.0")  # fmt: skip
 
 
 if __name__ == "__main__":

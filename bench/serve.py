@@ -39,6 +39,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from loopback import start_hub
+from report import record
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.support: the fakes and generators, outside the wheel
@@ -305,6 +306,8 @@ def main() -> None:
         print(f"{name:<20} {seconds:8.3f} {rate[name]:8.0f} {first:14.1f} {cpu:13.2f}")
     ratio = rate["hubd daemon"] / rate["nginx"]
     print(f"ratio hubd/nginx: {ratio:.2f}x throughput (target >= 0.8)")
+    record("serve", "hubd daemon, one client", rate["hubd daemon"], "MB/s", "nginx sendfile",
+           rate["nginx"], ">= 0.8")  # fmt: skip
     print()
     print(
         f"mirror: {total / 2**20:.0f} MiB repo into a fresh home, {args.mirror_rounds} rounds, "
@@ -320,6 +323,8 @@ def main() -> None:
         f"ratio peer/loopback hub: {ratio:.2f}x time "
         f"({1 / ratio:.2f}x throughput; the loopback hub is the reference)"
     )
+    record("serve", "hubd mirror from a hubd peer", med["from hubd daemon"], "s",
+           "from the loopback hub", med["from loopback hub"], "<= 1.1")  # fmt: skip
 
 
 if __name__ == "__main__":
