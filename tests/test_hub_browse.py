@@ -307,21 +307,23 @@ def _tagged_catalog(url: str) -> None:
 @pytest.mark.parametrize("tags", [["common"], ["rare"], ["common", "rare"], ["license:mit"]])
 @pytest.mark.parametrize("by_time", [False, True])
 def test_tag_filters_page_exactly_whichever_tag_drives(
-    tmp_path: Path, tags: list[str], by_time: bool
+    catalog_url: str, tags: list[str], by_time: bool
 ) -> None:
     """With 60 repos and pages of 5, a tag on more than sqrt(5 x 60) revisions is checked along
     the order and a rarer one is sought: both give every repo whose latest revision carries
     all the tags, once, in order."""
-    url = f"sqlite:///{tmp_path / 'catalog.db'}"
-    _tagged_catalog(url)
-    factory = open_catalog(url)
+    _tagged_catalog(catalog_url)
+    factory = open_catalog(catalog_url)
     with factory() as session:
-        everything = hub_models(session, limit=1000, by_time=by_time)
+        everything = hub_models(session, limit=1000, by_time=by_time, with_files=True)
         expected = [m.repo_id for m in everything.models if set(tags) <= set(m.tags)]
         got, after = [], None
         while True:
-            page = hub_models(session, limit=5, after=after, tags=tags, by_time=by_time)
+            page = hub_models(
+                session, limit=5, after=after, tags=tags, by_time=by_time, with_files=True
+            )
             got += [m.repo_id for m in page.models]
+            assert all(m.files == [("a.bin", 1)] and m.pipeline_tag is None for m in page.models)
             if page.next is None:
                 break
             after = page.next
