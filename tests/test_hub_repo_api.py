@@ -92,6 +92,22 @@ def test_list_repo_commits_newest_first_and_paginated(
         api.list_repo_commits(MODEL, revision="nope")
 
 
+def test_list_repo_commits_follows_the_ref(
+    two_commits: tuple[str, str, str], ctx: Context, hub: FakeHub
+) -> None:
+    """A branch mirrored between two mirrors of main is in its own history, not in main's."""
+    url, first, second = two_commits
+    dev = hub.add_repo(MODEL, {**tiny_model_files(seed=0), "dev.txt": b"dev"}, branch="dev")
+    asyncio.run(mirror(ctx, RepoRef.parse(f"{MODEL}@dev")))
+    third = hub.add_repo(MODEL, {**tiny_model_files(seed=0), "third.txt": b"3"})
+    asyncio.run(mirror(ctx, RepoRef.parse(MODEL)))
+    api = HfApi(endpoint=url)
+    assert [c.commit_id for c in api.list_repo_commits(MODEL)] == [third, second, first]
+    assert [c.commit_id for c in api.list_repo_commits(MODEL, revision="dev")] == [dev]
+    everything = [c.commit_id for c in api.list_repo_commits(MODEL, revision=third)]
+    assert everything == [third, dev, second, first]  # a commit asked for: no ref to follow
+
+
 def test_get_paths_info_form_and_json(two_commits: tuple[str, str, str]) -> None:
     url, first, second = two_commits
     api = HfApi(endpoint=url)

@@ -157,6 +157,20 @@ class Ref(Base):
     repo: Mapped[Repo] = relationship(back_populates="refs")
 
 
+class RefLog(Base):
+    """A ref pointing at a commit, once per move, as hubd recorded it: a ref's history for
+    ``commits/{ref}`` (a mirror keeps no git parents)."""
+
+    __tablename__ = "ref_log"
+    __table_args__ = (Index("ix_ref_log_repo_name", "repo_pk", "name", "commit"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo_pk: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    commit: Mapped[str] = mapped_column(String(40))
+    logged_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Blob(Base):
     """Content in the store, by sha256; shared across repos and revisions."""
 

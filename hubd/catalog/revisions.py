@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from ..errors import NotFound, ReplayedRevision, RevisionNotFound
@@ -21,6 +21,7 @@ from .models import (
     Provenance,
     Ref,
     RefKind,
+    RefLog,
     Repo,
     Revision,
     RevisionState,
@@ -144,6 +145,8 @@ def record_revision(session: Session, rec: RevisionRecord) -> Revision:
 
     for name in rec.refs:
         ref = session.scalar(select(Ref).where(Ref.repo_pk == repo.id, Ref.name == name))
+        if ref is None or ref.commit != rec.commit:
+            session.add(RefLog(repo_pk=repo.id, name=name, commit=rec.commit))
         if ref is None:
             session.add(Ref(repo=repo, name=name, commit=rec.commit, kind=rec.ref_kind))
         else:
@@ -336,22 +339,27 @@ def repo_refs(session: Session, repo_id: str) -> list[Ref]:
     )
 
 
-def history(session: Session, revision: Revision) -> list[Revision]:
-    """The repo's verified revisions mirrored no later than ``revision``, newest first.
+def history(session: Session, revision: Revision, ref: str | None = None) -> list[Revision]:
+    """The repo's verified revisions mirrored no later than ``revision``, newest first: those
+    ``ref`` pointed at (ref_log), or with no ref (a commit asked for) all of them.
 
     hubd keeps no git parents: this is the stand-in for a ref's history.
     """
-    return list(
-        session.scalars(
-            select(Revision)
-            .where(
-                Revision.repo_pk == revision.repo_pk,
-                Revision.state == RevisionState.VERIFIED,
-                Revision.mirrored_at <= revision.mirrored_at,
-            )
-            .order_by(Revision.mirrored_at.desc(), Revision.id.desc())
+    held = (
+        select(Revision)
+        .where(
+            Revision.repo_pk == revision.repo_pk,
+            Revision.state == RevisionState.VERIFIED,
+            Revision.mirrored_at <= revision.mirrored_at,
         )
+        .order_by(Revision.mirrored_at.desc(), Revision.id.desc())
     )
+    if ref is not None:
+        pointed = select(RefLog.commit).where(
+            RefLog.repo_pk == revision.repo_pk, RefLog.name == ref
+        )
+        held = held.where(or_(Revision.commit.in_(pointed), Revision.id == revision.id))
+    return list(session.scalars(held))
 
 
 def file_digests(

@@ -54,7 +54,7 @@ from ..errors import (
 )
 from ..hashes import lfs_pointer
 from ..model import gguf, safetensors
-from ..refs import RepoRef, check_revision, is_sha256, safe_relpath
+from ..refs import RepoRef, check_revision, is_commit, is_sha256, safe_relpath
 from ..validation import Closed, problem
 
 CONTEXT = web.AppKey("ctx", Context)
@@ -426,13 +426,13 @@ def refs_of(ctx: Context, repo_id: str) -> dict[str, list[dict[str, str]]]:
 
 
 def commits_of(ctx: Context, repo_id: str, rev: str) -> list[dict[str, Any]]:
-    """The Hub's commit list of ``rev``: the revisions hubd holds of the repo mirrored no later
-    than the one ``rev`` names, newest first (hubd keeps no git parents, so this is what it
-    recorded of the ref's history, possibly with other branches' revisions among it). Titles
-    say where each was mirrored from, dates when; hubd keeps no messages or authors."""
+    """The Hub's commit list of ``rev``, newest first: of a ref, the revisions hubd holds that
+    it recorded the ref at (hubd keeps no git parents: this is what it saw of the ref's
+    history); of a commit, the repo's revisions mirrored no later. Titles say where each was
+    mirrored from, dates when; hubd keeps no messages or authors."""
     revision, _ = revision_of(ctx, repo_id, rev)
     with ctx.catalog() as session:
-        revisions = history(session, revision)
+        revisions = history(session, revision, None if is_commit(rev) else rev)
     return [{**_last_commit(r), "message": "", "authors": []} for r in revisions]
 
 
