@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from hubd.audit import AuditReport, audit
+from hubd.audit import AuditReport, audit, collector_paused
 from hubd.audit.bom import cyclonedx, spdx
 from hubd.audit.report import HEADERS, html, markdown, notes, table_rows, to_json_text, verdict_line
 from hubd.errors import NotCompliant, StoreError
@@ -79,7 +79,8 @@ def audit_cmd(
     ref = RepoRef.parse(repo) if repo else None
     context = open_context(obj, policy=policy)
     report = audit(context, ref.repo_id if ref else None, ref.revision if ref else None)
-    text = render(report, "json" if as_json else fmt)
+    with collector_paused():
+        text = render(report, "json" if as_json else fmt)
     if output is not None:
         write_atomic(output, text)
         click.echo(f"wrote {output}: {verdict_line(report)}", err=True)

@@ -4,7 +4,9 @@ whether a policy allows it. Answers come from the catalog and the verified store
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
 
@@ -20,7 +22,25 @@ from .policy import Policy, decide, load_policy
 from .results import AuditReport, RevisionAudit
 from .scan import Scanner
 
-__all__ = ["AuditReport", "RevisionAudit", "audit"]
+__all__ = ["AuditReport", "RevisionAudit", "audit", "collector_paused"]
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a report is built or rendered.
+
+    An audit of 10,000 revisions makes about a million objects and frees almost none before
+    it ends, so each collection walks them all again for nothing: a third to half of the
+    audit's time (bench/audit.py). Reference counting still frees what is dropped; cycles
+    made meanwhile are collected once the collector is back on.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def audit(
@@ -35,6 +55,13 @@ def audit(
     """
     if policy is None and ctx.settings.policy is not None:
         policy = load_policy(ctx.settings.policy)
+    with collector_paused():
+        return _audit(ctx, repo_id, revision, policy)
+
+
+def _audit(
+    ctx: Context, repo_id: str | None, revision: str | None, policy: Policy | None
+) -> AuditReport:
     with ctx.catalog() as session:
         rows = load_catalog(session, repo_id)
         commit = None
