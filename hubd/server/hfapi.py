@@ -54,12 +54,14 @@ from ..errors import (
 )
 from ..hashes import lfs_pointer
 from ..model import gguf, safetensors
+from ..proxy.pull import PullThrough
 from ..refs import RepoRef, check_revision, is_sha256, safe_relpath
 from ..validation import Closed, problem
 
 CONTEXT = web.AppKey("ctx", Context)
 SERVED = web.AppKey("served", dict[str, int])
 FETCHES = web.AppKey("fetches", BlobFetches)
+PROXY = web.AppKey("proxy", PullThrough)  # set with [proxy] enabled (and not offline)
 PAGE = 1000
 COMMITS_PAGE = 50  # the Hub's page of commits
 MAX_QUERY = 2048
@@ -100,6 +102,17 @@ def revision_of(ctx: Context, repo_id: str, rev: str | None) -> tuple[Revision, 
                 raise RepoNotFound(f"Repository {repo_id} not found")
             raise RevisionNotFound(f"Revision {rev!r} not found in {repo_id}")
         return revision, ref_names(session, revision)
+
+
+async def _revision(
+    request: web.Request, repo_id: str, rev: str | None
+) -> tuple[Revision, list[str]]:
+    """:func:`revision_of`; with the pull-through on, what the catalog lacks comes from
+    upstream (hubd.proxy), vetted, as a revision not yet verified."""
+    proxy = request.app.get(PROXY)
+    if proxy is None:
+        return await asyncio.to_thread(revision_of, request.app[CONTEXT], repo_id, rev)
+    return await proxy.revision(repo_id, None if rev is None else check_revision(rev))
 
 
 def _file_of(ctx: Context, repo_id: str, rev: str, path: str) -> tuple[str, File]:
@@ -195,12 +208,15 @@ def _expand_fields(request: web.Request) -> frozenset[str]:
     return asked
 
 
-def _info_of(ctx: Context, repo_id: str, rev: str | None, expand: frozenset[str]) -> dict[str, Any]:
-    revision, _ = revision_of(ctx, repo_id, rev)
+def _info_of(
+    ctx: Context, revision: Revision, repo_id: str, expand: frozenset[str]
+) -> dict[str, Any]:
     with ctx.catalog() as session:
-        created = first_mirrored(session, revision.repo_pk)
+        created = first_mirrored(session, revision.repo_pk) if revision.repo_pk else None
         children = children_count(session, repo_id) if "childrenModelCount" in expand else 0
     info = model_info(revision, repo_id, created, children, expand)
+    if revision.state != RevisionState.VERIFIED:  # a pull-through's: its blobs may be upstream
+        return info
     if "safetensors" in expand:
         counted = parameter_counts(ctx, revision)
         if counted is not None:
@@ -262,7 +278,7 @@ def last_commits(ctx: Context, revision: Revision, paths: set[str]) -> dict[str,
 
     files = [f for f in revision.files if wanted(f.path)]
     with ctx.catalog() as session:
-        revisions = history(session, revision)
+        revisions = history(session, revision) or [revision]  # a pull-through's: only itself
         by_pk = file_digests(session, [r.id for r in revisions], [f.path for f in files])
     digests = [by_pk[r.id] for r in revisions]
     found: dict[str, int] = {}
@@ -406,8 +422,8 @@ async def api_models(request: web.Request) -> web.Response:
     tail = parts[2:]
     if not tail or (tail[0] == "revision" and len(tail) == 2):
         expand = _expand_fields(request)
-        rev = tail[1] if tail else None
-        return web.json_response(await asyncio.to_thread(_info_of, ctx, repo_id, rev, expand))
+        revision, _ = await _revision(request, repo_id, tail[1] if tail else None)
+        return web.json_response(await asyncio.to_thread(_info_of, ctx, revision, repo_id, expand))
     if tail == ["refs"]:
         refs: dict[str, Any] = await asyncio.to_thread(refs_of, ctx, repo_id)
         if _truthy(request.query.get("include_prs")):
@@ -426,7 +442,7 @@ async def api_models(request: web.Request) -> web.Response:
         base = "/".join(tail[2:])
         if base:
             safe_relpath(base)
-        revision, _ = await asyncio.to_thread(revision_of, ctx, repo_id, tail[1])
+        revision, _ = await _revision(request, repo_id, tail[1])
         if tail[0] == "treesize":
             return web.json_response(tree_size(revision, base))
         entries = _tree(revision, base, _truthy(request.query.get("recursive")))
@@ -515,7 +531,7 @@ async def paths_info(request: web.Request) -> web.Response:
         raise EntryNotFound("no such API route")
     repo_id = _repo(parts[0], parts[1])
     body = await _paths_body(request)
-    revision, _ = await asyncio.to_thread(revision_of, ctx, repo_id, check_revision(parts[3]))
+    revision, _ = await _revision(request, repo_id, parts[3])
     files = {f.path: f for f in revision.files}
     directories = {"/".join(p.split("/")[:d]) for p in files for d in range(1, p.count("/") + 1)}
     entries = []
@@ -548,11 +564,26 @@ async def resolve(request: web.Request) -> web.StreamResponse:
         raise EntryNotFound("no such route")
     repo_id = _repo(parts[0], parts[1])
     path = safe_relpath("/".join(parts[4:]))
-    commit, match = await asyncio.to_thread(_file_of, ctx, repo_id, check_revision(parts[3]), path)
+    rev, proxy = check_revision(parts[3]), request.app.get(PROXY)
+    pulled = None if proxy is None else await proxy.file(repo_id, rev, path)
+    if pulled is not None:
+        commit, match = pulled.commit, pulled.file
+    else:
+        commit, match = await asyncio.to_thread(_file_of, ctx, repo_id, rev, path)
+    if pulled is not None and not pulled.stored and proxy is not None:
+        headers = _file_headers(commit, match, path)
+        span = byte_range(request.headers.get("Range"), match.size)
+        return await proxy.respond(request, pulled, span, headers, request.app[SERVED])
     if not ctx.store.has_blob(match.sha256, match.size):  # another node of the catalog has it
         await request.app[FETCHES].ensure(match.sha256, match.size, f"{repo_id}/{path}")
+    headers = _file_headers(commit, match, path)
+    return await _send_blob(request, match.sha256, match.size, headers)
+
+
+def _file_headers(commit: str, match: File, path: str) -> dict[str, str]:
+    """The Hub's headers of a download."""
     etag = f'"{match.sha256 if match.lfs else match.git_oid or match.sha256}"'
-    headers = {
+    return {
         "ETag": etag,  # the content's, as the Hub's, never one of the file's mtime
         "X-Repo-Commit": commit,
         "X-Linked-Etag": etag,
@@ -560,7 +591,6 @@ async def resolve(request: web.Request) -> web.StreamResponse:
         "Accept-Ranges": "bytes",
         "Content-Disposition": f'inline; filename="{path.rsplit("/", 1)[-1]}"',
     }
-    return await _send_blob(request, match.sha256, match.size, headers)
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
