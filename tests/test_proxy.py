@@ -114,6 +114,23 @@ def test_snapshot_download_through_a_proxy_that_holds_nothing(
     assert info.sha == commit
 
 
+def test_metadata_of_a_repo_the_proxy_lacks(
+    proxy: Callable[..., tuple[Context, str]], hub: FakeHub
+) -> None:
+    ctx, url = proxy()
+    api = HfApi(endpoint=url)
+    commit = hub_commit(hub)
+    assert api.model_info(MODEL).sha == commit
+    assert set(api.list_repo_files(MODEL)) == set(tiny_model_files(seed=0))
+    refs = api.list_repo_refs(MODEL)
+    assert [(b.name, b.target_commit) for b in refs.branches] == [("main", commit)]
+    (entry,) = api.get_paths_info(MODEL, ["config.json"], revision=commit)
+    assert entry.size == len(tiny_model_files(seed=0)["config.json"])
+    assert api.model_info(MODEL, revision="v1.0").sha == commit  # a tag, resolved upstream
+    assert file_gets(hub, MODEL) == [] and blobs(ctx) == []  # metadata moved no file bytes
+    assert state(ctx, MODEL) is None  # nothing recorded before a file is fetched
+
+
 @pytest.mark.parametrize(
     ("settings", "repo", "rule"),
     [

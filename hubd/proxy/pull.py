@@ -21,7 +21,13 @@ from typing import Any
 from aiohttp import web
 
 from ..catalog.models import File, ModelCard, Revision, RevisionState
-from ..catalog.revisions import FileRecord, find_revision, record_pending_file, ref_names
+from ..catalog.revisions import (
+    FileRecord,
+    find_revision,
+    record_pending_file,
+    ref_names,
+    repo_refs,
+)
 from ..context import Context
 from ..errors import AccessDenied, EntryNotFound, HubdError, NotFound, UpstreamError
 from ..model.card import card_record
@@ -81,6 +87,21 @@ class PullThrough:
         await self.resolver.vet(resolved)
         name = rev or "main"
         return transient(resolved), [] if is_commit(name) else [name], resolved
+
+    async def refs(self, repo_id: str) -> list[tuple[str, str]] | None:
+        """None when the catalog holds refs of the repo (it answers); else the (name, commit)
+        pairs resolved upstream within their TTL, main first resolved (and vetted) now."""
+        if await asyncio.to_thread(self._has_refs, repo_id):
+            return None
+        resolved = await self.resolver.resolve(repo_id, None)
+        await self.resolver.vet(resolved)
+        refs = dict(self.resolver.fresh_refs(repo_id))
+        refs.setdefault("main", resolved.remote.commit)  # with proxy.ref_ttl 0 none stay fresh
+        return sorted(refs.items())
+
+    def _has_refs(self, repo_id: str) -> bool:
+        with self.ctx.catalog() as session:
+            return bool(repo_refs(session, repo_id))
 
     def _verified(self, repo_id: str, rev: str | None) -> tuple[Revision, list[str]] | None:
         with self.ctx.catalog() as session:
@@ -151,6 +172,7 @@ class PullThrough:
                 digests = await asyncio.to_thread(self._note, resolved, item, digest)
                 if digests is not None:
                     await self._record(resolved, digests)
+                    self._settling.pop((remote.repo_id, remote.commit), None)
             except HubdError as exc:
                 log.error("pull-through: %s@%s: %s", remote.repo_id, remote.commit, exc.message)
 

@@ -97,6 +97,15 @@ class Resolver:
             self._commits.move_to_end((repo_id, name))
         return found
 
+    def fresh_refs(self, repo_id: str) -> list[tuple[str, str]]:
+        """(name, commit) of the repo's refs resolved upstream and still within their TTL."""
+        now = self.clock()
+        return sorted(
+            (name, commit)
+            for (repo, name), (until, commit) in self._refs.items()
+            if repo == repo_id and until > now
+        )
+
     def ref_name(self, repo_id: str, commit: str) -> str | None:
         """A branch or tag that currently (within its TTL) names ``commit``, if any."""
         now = self.clock()

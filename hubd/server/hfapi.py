@@ -374,18 +374,22 @@ def _paged(page: list[Any], link: str | None) -> web.Response:
     return response
 
 
-def refs_of(ctx: Context, repo_id: str) -> dict[str, list[dict[str, str]]]:
-    """The Hub's refs answer: the refs hubd recorded, split into branches and tags by name
-    (:data:`TAG_NAME`); hubd converts nothing."""
-    with ctx.catalog() as session:
-        refs = repo_refs(session, repo_id)
-        if not refs and not repo_exists(session, repo_id):
-            raise RepoNotFound(f"Repository {repo_id} not found")
+def refs_of(
+    ctx: Context, repo_id: str, pulled: list[tuple[str, str]] | None = None
+) -> dict[str, list[dict[str, str]]]:
+    """The Hub's refs answer: the refs hubd recorded (or the (name, commit) pairs the
+    pull-through resolved upstream for a repo the catalog lacks: ``pulled``), split into
+    branches and tags by name (:data:`TAG_NAME`); hubd converts nothing."""
+    if pulled is None:
+        with ctx.catalog() as session:
+            pulled = [(ref.name, ref.commit) for ref in repo_refs(session, repo_id)]
+            if not pulled and not repo_exists(session, repo_id):
+                raise RepoNotFound(f"Repository {repo_id} not found")
     answer: dict[str, list[dict[str, str]]] = {"branches": [], "tags": [], "converts": []}
-    for ref in refs:
-        kind = "tags" if TAG_NAME.fullmatch(ref.name) else "branches"
-        full = f"refs/{'tags' if kind == 'tags' else 'heads'}/{ref.name}"
-        answer[kind].append({"name": ref.name, "ref": full, "targetCommit": ref.commit})
+    for name, commit in pulled:
+        kind = "tags" if TAG_NAME.fullmatch(name) else "branches"
+        full = f"refs/{'tags' if kind == 'tags' else 'heads'}/{name}"
+        answer[kind].append({"name": name, "ref": full, "targetCommit": commit})
     return answer
 
 
@@ -425,7 +429,9 @@ async def api_models(request: web.Request) -> web.Response:
         revision, _ = await _revision(request, repo_id, tail[1] if tail else None)
         return web.json_response(await asyncio.to_thread(_info_of, ctx, revision, repo_id, expand))
     if tail == ["refs"]:
-        refs: dict[str, Any] = await asyncio.to_thread(refs_of, ctx, repo_id)
+        proxy = request.app.get(PROXY)
+        pulled = None if proxy is None else await proxy.refs(repo_id)
+        refs: dict[str, Any] = await asyncio.to_thread(refs_of, ctx, repo_id, pulled)
         if _truthy(request.query.get("include_prs")):
             refs["pullRequests"] = []  # hubd mirrors no pull requests
         return web.json_response(refs)
