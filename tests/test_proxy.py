@@ -4,6 +4,7 @@ vetted before any byte and recorded, to unmodified clients (the `hf` CLI, huggin
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from conftest import MODEL, Result, hubd_process
@@ -291,33 +293,69 @@ def hub_commit(hub: FakeHub, repo: str = MODEL) -> str:
     return str(info["sha"])
 
 
-def test_hf_download_through_a_proxy_daemon(
-    home: Path, hub: FakeHub, tmp_path: Path, hubd: Hubd
-) -> None:
-    """A real `hubd daemon` configured as the issue shows, an unmodified `hf download`."""
+@pytest.fixture
+def daemon(home: Path, hub: FakeHub) -> Iterator[Callable[[], tuple[subprocess.Popen[str], str]]]:
+    """Start `hubd daemon` processes configured as the issue shows; all stopped at the end."""
     home.mkdir(parents=True, exist_ok=True)
     (home / "hubd.toml").write_text(
         f'endpoint = "{hub.endpoint}"\n\n[proxy]\nenabled = true\nupstreams = ["peers", "hub"]\n'
         'allow = ["*"]\ndeny = []\nref_ttl = "10m"\n'
     )
-    url_file = home / "url"
-    proc = hubd_process("daemon", "--port", "0", "--url-file", str(url_file))
-    try:
+    procs: list[subprocess.Popen[str]] = []
+
+    def start() -> tuple[subprocess.Popen[str], str]:
+        url_file = home / f"url-{len(procs)}"
+        proc = hubd_process("daemon", "--port", "0", "--url-file", str(url_file))
+        procs.append(proc)
         wait_for(lambda: url_file.exists() or proc.poll() is not None)
         assert proc.poll() is None, proc.communicate()
-        env = {**os.environ, "HF_ENDPOINT": url_file.read_text(), "HF_HOME": str(tmp_path / "hf")}
-        done = subprocess.run(
-            [str(HF), "download", MODEL, "--local-dir", str(tmp_path / "out")],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        for name, data in tiny_model_files(seed=0).items():
-            assert (tmp_path / "out" / name).read_bytes() == data
-        wait_for(lambda: [r["repo"] for r in hubd("ls", "--json").json()["repos"]] == [MODEL])
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=20)
+        return proc, url_file.read_text()
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.communicate(timeout=20)
+
+
+def test_hf_download_through_a_proxy_daemon(
+    daemon: Callable[[], tuple[subprocess.Popen[str], str]], tmp_path: Path, hubd: Hubd
+) -> None:
+    """A real `hubd daemon` with hubd.toml's [proxy], an unmodified `hf download`."""
+    _, url = daemon()
+    env = {**os.environ, "HF_ENDPOINT": url, "HF_HOME": str(tmp_path / "hf")}
+    done = subprocess.run(
+        [str(HF), "download", MODEL, "--local-dir", str(tmp_path / "out")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    for name, data in tiny_model_files(seed=0).items():
+        assert (tmp_path / "out" / name).read_bytes() == data
+    wait_for(lambda: [r["repo"] for r in hubd("ls", "--json").json()["repos"]] == [MODEL])
+
+
+def test_kill_9_mid_transfer_then_the_retry_completes(
+    daemon: Callable[[], tuple[subprocess.Popen[str], str]], hub: FakeHub, tmp_path: Path
+) -> None:
+    data = big_bytes(6 * 1024 * 1024)
+    hub.add_repo(BIG, {BIG_FILE: data})
+    hub.throttle = 2 * 1024 * 1024
+    proc, url = daemon()
+    address = urlsplit(url)
+    conn = http.client.HTTPConnection(address.hostname or "", address.port, timeout=20)
+    conn.request("GET", f"/{BIG}/resolve/main/{BIG_FILE}")
+    response = conn.getresponse()
+    assert response.status == 200 and response.read(1024 * 1024) == data[: 1024 * 1024]
+    proc.kill()
+    proc.wait(timeout=20)
+    conn.close()
+    hub.throttle = None
+    _, url = daemon()
+    got = hf_hub_download(BIG, BIG_FILE, endpoint=url, cache_dir=tmp_path / "c")
+    assert Path(got).read_bytes() == data
+    resumed = [r.range for r in hub.requests if r.path.startswith("/cdn/") and r.range]
+    assert any(not r.startswith("bytes=0-") for r in resumed), resumed  # from the partial
