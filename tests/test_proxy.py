@@ -139,6 +139,7 @@ def test_metadata_of_a_repo_the_proxy_lacks(
         ({}, "acme/nc", 'denied by policy rule #1 (class = "non-commercial")'),
         ({"proxy_deny": ("*/*-uncensored*",)}, "acme/x-uncensored", "proxy.deny"),
         ({"proxy_allow": ("acme/tiny-*",)}, "other/model", "proxy.allow"),
+        ({}, "acme/signed-model", "trust policy: acme/signed-model needs a signature by audit"),
     ],
 )
 def test_a_refused_repo_is_a_403_naming_the_rule(
@@ -146,11 +147,16 @@ def test_a_refused_repo_is_a_403_naming_the_rule(
     hub: FakeHub,
     tmp_path: Path,
     policy: Callable[[str], Path],
+    home: Path,
     settings: dict[str, Any],
     repo: str,
     rule: str,
 ) -> None:
     policy('[[rules]]\nclass = "non-commercial"\naction = "deny"\n')
+    (home / "trust").mkdir(parents=True)
+    (home / "trust" / "policy.toml").write_text(
+        '[[rules]]\nrepo = "*/signed-*"\nsigners = ["audit"]\n'
+    )
     hub.add_repo(
         repo, tiny_model_files(seed=3, license="cc-by-nc-4.0" if repo == "acme/nc" else "mit")
     )
@@ -166,7 +172,7 @@ def test_a_refused_repo_is_a_403_naming_the_rule(
         hf_hub_download(repo, "config.json", endpoint=url, cache_dir=tmp_path / "c")
     assert rule in str(one_file.value.__cause__)
     assert file_gets(hub, repo) == [] and blobs(ctx) == []
-    kind = {"proxy.deny": "deny", "proxy.allow": "allow"}.get(rule, "audit")
+    kind = next((k for k in ("deny", "allow", "trust") if k in rule), "audit")
     _, metrics = raw(url, "/metrics")
     assert f'hubd_proxy_refusals_total{{rule="{kind}"}} 1'.encode() in metrics
     assert hf_hub_download(MODEL, "config.json", endpoint=url, cache_dir=tmp_path / "c")
