@@ -308,6 +308,13 @@ class Settings(BaseModel):
         "How long the pull-through reuses an upstream branch or tag -> commit answer "
         '("30s", "10m", "1h"; 0: ask every time); a commit is immutable and never asked again.',
     )
+    proxy_max_file_size: NonNegative = _setting(
+        0,
+        "proxy.max_file_size",
+        "HUBD_PROXY_MAX_FILE_SIZE",
+        "Bytes of the largest file the pull-through fetches (0: no limit); a larger one is "
+        "refused with a 403 naming the limit.",
+    )
 
     def resolved(self) -> Settings:
         """Fill derived defaults; idempotent."""
@@ -462,6 +469,7 @@ class ProxyTable(_Table):
     allow: list[RepoGlob] | None = _key("proxy.allow")
     deny: list[RepoGlob] | None = _key("proxy.deny")
     ref_ttl: DurationText | None = _key("proxy.ref_ttl")
+    max_file_size: NonNegative | None = _key("proxy.max_file_size")
 
 
 class ConfigFile(_Table):

@@ -210,6 +210,17 @@ def test_a_range_is_answered_from_the_flight(
     assert status == 206 and body == data[1000:2000]
 
 
+def test_a_file_over_max_file_size_is_refused(
+    proxy: Callable[..., tuple[Context, str]], hub: FakeHub
+) -> None:
+    hub.add_repo(BIG, {BIG_FILE: big_bytes(2 * 1024 * 1024), "config.json": b"{}"})
+    _, url = proxy(proxy_max_file_size=1024 * 1024)
+    status, body = raw(url, f"/{BIG}/resolve/main/{BIG_FILE}")
+    assert status == 403 and b"proxy.max_file_size" in body
+    assert raw(url, f"/{BIG}/resolve/main/config.json") == (200, b"{}")
+    assert file_gets(hub, BIG) == [f"/{BIG}/resolve/{hub_commit(hub, BIG)}/config.json"]
+
+
 def test_wrong_bytes_upstream_fail_every_client_and_leave_nothing(
     proxy: Callable[..., tuple[Context, str]], hub: FakeHub, tmp_path: Path
 ) -> None:

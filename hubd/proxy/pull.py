@@ -29,7 +29,14 @@ from ..catalog.revisions import (
     repo_refs,
 )
 from ..context import Context
-from ..errors import AccessDenied, EntryNotFound, HubdError, NotFound, UpstreamError
+from ..errors import (
+    AccessDenied,
+    EntryNotFound,
+    HubdError,
+    NotFound,
+    PolicyViolation,
+    UpstreamError,
+)
 from ..model.card import card_record
 from ..ops.record import record_snapshot
 from ..ops.space import check_mirror_space
@@ -120,6 +127,14 @@ class PullThrough:
             return Pulled(revision.commit, match, True, None)
         digest = match.sha256 or self.ctx.store.known_git_blob(match.git_oid)
         stored = digest is not None and self.ctx.store.has_blob(digest, match.size)
+        limit = self.ctx.settings.proxy_max_file_size
+        if not stored and limit and match.size > limit:
+            self.resolver.refusals["size"] += 1
+            raise PolicyViolation(
+                f"proxy.max_file_size: {repo_id}/{path} is {match.size} bytes, over the "
+                f"pull-through's limit of {limit}",
+                hint="`hubd mirror` it, or raise proxy.max_file_size",
+            )
         if stored and digest is not None:
             match.sha256 = digest
             self._spawn(self._settle(resolved, _remote_file(resolved, path), digest))

@@ -36,7 +36,7 @@ SCOPE = web.RequestKey("scope", str)
 EPOCH, END_OF_TIME = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
 
 log = logging.getLogger("hubd.server")
-RULES = ("deny", "allow", "audit", "trust")  # what a pull-through refusal is counted under
+RULES = ("deny", "allow", "audit", "trust", "size")  # what a pull-through refusal is counted under
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
