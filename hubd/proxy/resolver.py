@@ -130,12 +130,13 @@ class Resolver:
         resolved = Resolved(source, fallbacks, remote)
         self._commits[(repo_id, remote.commit)] = resolved
         while len(self._commits) > KEPT_COMMITS:
-            self._commits.popitem(last=False)
+            dropped, _ = self._commits.popitem(last=False)
+            self._verdicts.pop(dropped, None)
         if not is_commit(name):
-            self._refs[(repo_id, name)] = (
-                self.clock() + self.ctx.settings.proxy_ref_ttl,
-                remote.commit,
-            )
+            now = self.clock()
+            if len(self._refs) >= KEPT_COMMITS:  # forget what expired before adding
+                self._refs = {k: v for k, v in self._refs.items() if v[0] > now}
+            self._refs[(repo_id, name)] = (now + self.ctx.settings.proxy_ref_ttl, remote.commit)
         return resolved
 
     def _candidates(self) -> list[HfSource]:
