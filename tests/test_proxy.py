@@ -250,6 +250,19 @@ def test_wrong_bytes_upstream_fail_every_client_and_leave_nothing(
     assert Path(got).read_bytes() == data
 
 
+def test_upstream_429_and_5xx_are_retried_then_passed_on(
+    proxy: Callable[..., tuple[Context, str]], hub: FakeHub
+) -> None:
+    _, url = proxy()
+    hub.api_errors = [429, 503]  # the first two asks fail; the third (after backoff) answers
+    status, body = raw(url, f"/api/models/{MODEL}")
+    assert status == 200 and json.loads(body)["sha"] == hub_commit(hub)
+    hub.api_errors = [429] * 3  # busy all along: passed on as a 429, as the Hub would
+    hub.add_repo("acme/other", tiny_model_files(seed=5))
+    status, body = raw(url, "/api/models/acme/other")
+    assert status == 429 and json.loads(body)["code"] == "UpstreamBusy"
+
+
 def test_offline_daemon_answers_from_the_catalog_only(
     proxy: Callable[..., tuple[Context, str]], hub: FakeHub, tmp_path: Path, home: Path
 ) -> None:

@@ -23,7 +23,7 @@ from functools import partial
 from typing import Generic, TypeVar
 
 from ..context import Context
-from ..errors import PolicyViolation
+from ..errors import PolicyViolation, UpstreamError
 from ..ops.fetch import resolve_first
 from ..refs import RepoRef, is_commit
 from ..sources.base import RemoteRevision
@@ -34,6 +34,7 @@ from ..trust.oms import SIGNATURE_FILE
 from ..trust.policy import load_rules, required_signers
 
 KEPT_COMMITS = 1024
+BACKOFF = (0.25, 1.0)  # seconds before asking a failing upstream again
 K = TypeVar("K")
 V = TypeVar("V")
 log = logging.getLogger("hubd.proxy")
@@ -123,10 +124,19 @@ class Resolver:
         return await self._asking.run((repo_id, name), partial(self._ask, repo_id, name))
 
     async def _ask(self, repo_id: str, name: str) -> Resolved:
+        """Resolve upstream; a 429, a 5xx or an unreachable upstream is asked again after each
+        of :data:`BACKOFF`, then its error is passed on (a 429 as a 429, as the Hub would)."""
         candidates = await asyncio.to_thread(self._candidates)  # reads the catalog
-        source, remote, fallbacks = await resolve_first(
-            candidates, RepoRef.parse(f"{repo_id}@{name}")
-        )
+        ref = RepoRef.parse(f"{repo_id}@{name}")
+        for delay in (*BACKOFF, None):
+            try:
+                source, remote, fallbacks = await resolve_first(candidates, ref)
+                break
+            except UpstreamError as exc:
+                if delay is None:
+                    raise
+                log.info("%s: %s; asking again in %.2f s", ref, exc.message, delay)
+                await asyncio.sleep(delay)
         resolved = Resolved(source, fallbacks, remote)
         self._commits[(repo_id, remote.commit)] = resolved
         while len(self._commits) > KEPT_COMMITS:
