@@ -27,7 +27,6 @@ from ..sources.huggingface import HfSource
 from ..store import BlobWriter, Expected, Store
 from ..threads import enter_in_thread
 
-CHUNK = 1024 * 1024
 log = logging.getLogger("hubd.proxy")
 
 
@@ -122,7 +121,8 @@ class Flight:
         headers: dict[str, str],
         served: dict[str, int],
     ) -> web.StreamResponse:
-        """A GET of the file (or one Range of it) answered from the flight.
+        """A GET of the file (or one Range of it) answered from the flight, by sendfile from
+        the partial (the page cache) as far as it is sendable.
 
         Headers go out with the first sendable bytes, so a transfer that fails before any
         arrive is still a plain error response; after that, a failure aborts the connection.
@@ -134,21 +134,23 @@ class Flight:
             response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{self.size}"
         response.content_type = "application/octet-stream"
         response.content_length = count
-        fd = await self._reader()
+        blob = os.fdopen(await self._reader(), "rb")
         try:
             pos = start
-            limit = await self._sendable(pos, end) if count else 0
+            if count:
+                await self._sendable(pos, end)
             await response.prepare(request)
+            loop = asyncio.get_running_loop()
             try:
                 while pos < end:
                     limit = await self._sendable(pos, end)
-                    data = await asyncio.to_thread(os.pread, fd, min(CHUNK, limit - pos), pos)
-                    if not data:  # the source restarted the file: wait for its bytes again
+                    if request.transport is None:
+                        raise ConnectionResetError("connection lost")
+                    sent = await loop.sendfile(request.transport, blob, pos, limit - pos)
+                    if not sent:  # the source restarted the file: wait for its bytes again
                         await self._change()
-                        continue
-                    await response.write(data)
-                    pos += len(data)
-                    served["bytes"] += len(data)
+                    pos += sent
+                    served["bytes"] += sent
                 if not count:
                     await self._verified()
             except HubdError as failure:
@@ -159,7 +161,7 @@ class Flight:
             await response.write_eof()
             return response
         finally:
-            os.close(fd)
+            blob.close()
 
     async def _verified(self) -> None:
         while self.digest is None:
