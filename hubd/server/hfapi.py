@@ -6,7 +6,8 @@ clients and other hubd nodes pull from a hubd node as they would from huggingfac
 (docs/hub-api.md lists what is served and what is not). Paths are parsed from the raw URL (a
 revision may hold an encoded '/'), and every piece is validated before it touches the catalog
 or the disk. A file whose blob only another node of a shared catalog holds is fetched from
-that node first (hubd.cluster.locations).
+that node first (hubd.cluster.locations). With ``[proxy] enabled`` what the catalog lacks is
+asked of the pull-through instead of answered 404 (:data:`PROXY`, hubd.proxy).
 """
 
 from __future__ import annotations
@@ -571,15 +572,15 @@ async def resolve(request: web.Request) -> web.StreamResponse:
     repo_id = _repo(parts[0], parts[1])
     path = safe_relpath("/".join(parts[4:]))
     rev, proxy = check_revision(parts[3]), request.app.get(PROXY)
-    pulled = None if proxy is None else await proxy.file(repo_id, rev, path)
-    if pulled is not None:
-        commit, match = pulled.commit, pulled.file
-    else:
+    if proxy is None:
         commit, match = await asyncio.to_thread(_file_of, ctx, repo_id, rev, path)
-    if pulled is not None and not pulled.stored and proxy is not None:
-        headers = _file_headers(commit, match, path)
-        span = byte_range(request.headers.get("Range"), match.size)
-        return await proxy.respond(request, pulled, span, headers, request.app[SERVED])
+    else:
+        pulled = await proxy.file(repo_id, rev, path)
+        commit, match = pulled.commit, pulled.file
+        if not pulled.stored:  # the bytes are still upstream: streamed as they are verified
+            span = byte_range(request.headers.get("Range"), match.size)
+            headers = _file_headers(commit, match, path)
+            return await proxy.respond(request, pulled, span, headers, request.app[SERVED])
     if not ctx.store.has_blob(match.sha256, match.size):  # another node of the catalog has it
         await request.app[FETCHES].ensure(match.sha256, match.size, f"{repo_id}/{path}")
     headers = _file_headers(commit, match, path)
