@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..catalog.models import File, ModelCard, Revision, RevisionState
 from ..catalog.revisions import (
@@ -188,8 +189,9 @@ class PullThrough:
                 if digests is not None:
                     await self._record(resolved, digests)
                     self._settling.pop((remote.repo_id, remote.commit), None)
-            except HubdError as exc:
-                log.error("pull-through: %s@%s: %s", remote.repo_id, remote.commit, exc.message)
+            except (HubdError, SQLAlchemyError) as exc:  # stays pending; a later request retries
+                reason = exc.message if isinstance(exc, HubdError) else str(exc)
+                log.error("pull-through: %s@%s: %s", remote.repo_id, remote.commit, reason)
 
     def _note(self, resolved: Resolved, item: RemoteFile, digest: str) -> dict[str, str] | None:
         """Add the file to the pending row (blocking); every path's blob if all are stored and
