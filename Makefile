@@ -55,6 +55,7 @@ bench: $(STAMP)
 	bash tests/pg.sh $(BIN)/python bench/hub_listing.py
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/bundle.py
+	$(BIN)/python bench/proxy.py
 	$(BIN)/python bench/report.py --table
 
 clean:

@@ -32,6 +32,11 @@ from .output import emit_json, human_bytes, table
 @click.option("--after", metavar="REPO", help="Start after this repo id (the previous `next`).")
 @click.option("--kind", type=click.Choice(["model", "adapter"]), help="Only models or adapters.")
 @click.option("--org", help="Only the repos of this organisation.")
+@click.option(
+    "--pending",
+    is_flag=True,
+    help="Only the revisions a pull-through holds in part (`hubd mirror` completes one).",
+)
 @json_option
 @click.pass_obj
 def ls_cmd(
@@ -40,12 +45,15 @@ def ls_cmd(
     after: str | None,
     kind: str | None,
     org: str | None,
+    pending: bool,
     as_json: bool,
 ) -> None:
-    """List the repos in the catalog by repo id, a page at a time."""
+    """List the repos in the catalog by repo id, a page at a time (verified revisions)."""
     context = open_context(obj)
     with context.catalog() as session:
-        page = repo_page(session, limit=limit or None, after=after, kind=kind, org=org)
+        page = repo_page(
+            session, limit=limit or None, after=after, kind=kind, org=org, pending=pending
+        )
     rows = page.repos
     if as_json:
         emit_json({"repos": rows, "next": page.next})

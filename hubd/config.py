@@ -19,9 +19,17 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
@@ -40,6 +48,26 @@ Name = Annotated[str, Field(min_length=1)]
 UserPath = Annotated[Path, AfterValidator(Path.expanduser)]
 # Only the file's URLs must be http(s) here: node.url given otherwise is refused when registered.
 HttpUrl = Annotated[str, Field(pattern=r"^https?://", json_schema_extra={"format": "uri"})]
+
+# A pull-through's upstreams: "peers" (the other nodes of the catalog, then the configured
+# peers) and "hub" (the endpoint), in the order given.
+Upstream = Literal["peers", "hub"]
+RepoGlob = Annotated[str, Field(min_length=1, max_length=400)]
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# A duration as hubd.toml writes it: "90s", "10m", "1h", "1d" (or a number of seconds).
+DurationText = Annotated[str, Field(pattern=r"^[0-9]+(?:\.[0-9]+)?[smhd]?$")]
+
+
+def _duration(value: Any) -> Any:
+    """ "10m" as 600.0 seconds; a bare number (or its text, from a variable) as seconds."""
+    if isinstance(value, str) and value[-1:] in DURATION_UNITS:
+        number = value[:-1]
+        if number.replace(".", "", 1).isdigit():
+            return float(number) * DURATION_UNITS[value[-1]]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
 
 
 def _toml_keys(schema: dict[str, Any]) -> None:
@@ -246,6 +274,47 @@ class Settings(BaseModel):
         "Require `Authorization: Bearer <token>` (from `hubd tokens create`) on every call "
         "but /healthz.",
     )
+    proxy_enabled: bool = _setting(
+        False,
+        "proxy.enabled",
+        "HUBD_PROXY",
+        "Pull-through: `hubd daemon` answers for repos the catalog lacks by resolving them "
+        "upstream, vetting them (proxy.allow/deny, audit.policy, the trust policy) and "
+        "streaming each file to its clients while fetching and verifying it.",
+    )
+    proxy_upstreams: tuple[Upstream, ...] = _setting(
+        ("peers", "hub"),
+        "proxy.upstreams",
+        "",
+        'Where the pull-through resolves, in order: "peers" (the other nodes of the catalog, '
+        'then the configured peers) and "hub" (endpoint); hubd.toml only.',
+    )
+    proxy_allow: tuple[RepoGlob, ...] = _setting(
+        ("*",),
+        "proxy.allow",
+        "",
+        "Repo globs (org/name) the pull-through may fetch; hubd.toml only.",
+    )
+    proxy_deny: tuple[RepoGlob, ...] = _setting(
+        (),
+        "proxy.deny",
+        "",
+        "Repo globs the pull-through refuses, whatever proxy.allow says; hubd.toml only.",
+    )
+    proxy_ref_ttl: Duration = _setting(
+        600.0,
+        "proxy.ref_ttl",
+        "HUBD_PROXY_REF_TTL",
+        "How long the pull-through reuses an upstream branch or tag -> commit answer "
+        '("30s", "10m", "1h"; 0: ask every time); a commit is immutable and never asked again.',
+    )
+    proxy_max_file_size: NonNegative = _setting(
+        0,
+        "proxy.max_file_size",
+        "HUBD_PROXY_MAX_FILE_SIZE",
+        "Bytes of the largest file the pull-through fetches (0: no limit); a larger one is "
+        "refused with a 403 naming the limit.",
+    )
 
     def resolved(self) -> Settings:
         """Fill derived defaults; idempotent."""
@@ -390,6 +459,19 @@ class DaemonTable(_Table):
     token_file: str | None = _key("daemon.token_file")
 
 
+class ProxyTable(_Table):
+    """[proxy]: the daemon's pull-through for repos the catalog lacks."""
+
+    enabled: bool | None = _key("proxy.enabled")
+    upstreams: list[Upstream] | None = Field(
+        None, min_length=1, description=_HELP["proxy.upstreams"]
+    )
+    allow: list[RepoGlob] | None = _key("proxy.allow")
+    deny: list[RepoGlob] | None = _key("proxy.deny")
+    ref_ttl: DurationText | None = _key("proxy.ref_ttl")
+    max_file_size: NonNegative | None = _key("proxy.max_file_size")
+
+
 class ConfigFile(_Table):
     """$HUBD_HOME/hubd.toml as JSON; every key optional (README), no `home` or `token` key."""
 
@@ -407,6 +489,7 @@ class ConfigFile(_Table):
     auth: AuthTable | None = None
     jobs: JobsTable | None = None
     daemon: DaemonTable | None = None
+    proxy: ProxyTable | None = None
     llm: list[LlmEntry] | None = _key("llm")
 
     @field_validator("llm")

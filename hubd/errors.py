@@ -24,7 +24,8 @@ against the classes)::
     │   └── GatedRepo                             gated upstream repo, no (valid) token
     ├── UpstreamError              exit 5   502   endpoint unreachable, stalled, 5xx, bad answer
     │   ├── OfflineError                          HF_HUB_OFFLINE=1, the answer needs the network
-    │   └── BlobUnavailable                 503   a listed blob no reachable node holds
+    │   ├── BlobUnavailable                 503   a listed blob no reachable node holds
+    │   └── UpstreamBusy                    429   the upstream rate-limits (its HTTP 429)
     ├── IntegrityError             exit 6   502
     │   ├── HashMismatch                          bytes do not match the declared digest
     │   ├── SizeMismatch                          byte count does not match the declared size
@@ -149,6 +150,13 @@ class BlobUnavailable(UpstreamError):
     """
 
     http_status = 503
+
+
+class UpstreamBusy(UpstreamError):
+    """The upstream answered 429 (rate-limited); the pull-through passes it on as the Hub would,
+    so clients back off rather than take hubd for broken."""
+
+    http_status = 429
 
 
 class IntegrityError(HubdError):

@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("trust", {"hubd.trust"}),
     ("audit", {"hubd.audit"}),
     ("use cases", {"hubd.ops"}),
-    ("wings", {"hubd.bundle", "hubd.cluster"}),
+    ("wings", {"hubd.bundle", "hubd.cluster", "hubd.proxy"}),
     ("server, runtime, daemon", {"hubd.server", "hubd.runtime", "hubd.daemon"}),
     ("cli", {"hubd.cli"}),
 ]

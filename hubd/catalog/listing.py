@@ -32,15 +32,26 @@ def repo_page(
     after: str | None = None,
     kind: str | None = None,
     org: str | None = None,
+    pending: bool = False,
 ) -> RepoPage:
     """`hubd ls`: views.repo_summary of the repos after ``after`` by repo id, computed in SQL.
+
+    Pending revisions (a pull-through's, partly fetched) are left out, and with ``pending``
+    they are all that is counted: the repos holding one.
 
     Keyset paging on the unique repo_id index: a page of repos first (one more than asked, to
     know whether another page follows), then their counts, latest revisions and refs, each
     query bounded by the page. Summarising every repo at once took seconds at 100,000
     revisions (bench/catalog.py) and stays the path of ``limit=None``.
     """
+    state = (
+        Revision.state == RevisionState.PENDING
+        if pending
+        else Revision.state != RevisionState.PENDING
+    )
     page = select(Repo.id, Repo.repo_id, Repo.kind).order_by(Repo.repo_id)
+    if pending:  # few repos have one: page over those, not over every repo
+        page = page.where(select(Revision.id).where(Revision.repo_pk == Repo.id, state).exists())
     if after is not None:
         page = page.where(Repo.repo_id > after)
     if kind is not None:
@@ -56,12 +67,16 @@ def repo_page(
     if not repos:
         return RepoPage([], None)
     pks = [pk for pk, _, _ in repos]
-    whole = limit is None and after is None and kind is None and org is None
-    latest = select(
-        Revision.repo_pk,
-        func.count().label("revisions"),
-        func.max(Revision.mirrored_at).label("mirrored_at"),
-    ).group_by(Revision.repo_pk)
+    whole = limit is None and after is None and kind is None and org is None and not pending
+    latest = (
+        select(
+            Revision.repo_pk,
+            func.count().label("revisions"),
+            func.max(Revision.mirrored_at).label("mirrored_at"),
+        )
+        .where(state)
+        .group_by(Revision.repo_pk)
+    )
     if not whole:
         latest = latest.where(Revision.repo_pk.in_(pks))
     last = latest.subquery()
@@ -76,7 +91,11 @@ def repo_page(
         .select_from(last)  # from the aggregate: SQLite's planner then scans it only once
         .join(
             Revision,
-            and_(Revision.repo_pk == last.c.repo_pk, Revision.mirrored_at == last.c.mirrored_at),
+            and_(
+                Revision.repo_pk == last.c.repo_pk,
+                Revision.mirrored_at == last.c.mirrored_at,
+                state,
+            ),
         )
         .outerjoin(ModelCard, ModelCard.revision_pk == Revision.id)
         .order_by(Revision.id)  # two revisions mirrored at once: the later one wins

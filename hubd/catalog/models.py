@@ -45,10 +45,16 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class RevisionState(StrEnum):
-    """Whether a revision's files were all checked against their digests."""
+    """Whether a revision's files were all checked against their digests.
+
+    ``pending``: a pull-through holds some of its files (each verified) and not yet all; it is
+    never served or listed as verified, and `hubd mirror` (or clients fetching the rest)
+    completes it.
+    """
 
     VERIFIED = "verified"
     FAILED = "failed"
+    PENDING = "pending"
 
 
 class RefKind(StrEnum):

@@ -183,6 +183,44 @@ def record_revision(session: Session, rec: RevisionRecord) -> Revision:
     return revision
 
 
+def record_pending_file(
+    session: Session, repo_id: str, commit: str, endpoint: str, item: FileRecord
+) -> None:
+    """Add one verified file to a revision the pull-through holds in part (state ``pending``).
+
+    The row is created on the first file; a revision already verified is left as it is.
+    """
+    repo = _get_or_create_repo(session, repo_id)
+    revision = session.scalar(
+        select(Revision).where(Revision.repo_pk == repo.id, Revision.commit == commit)
+    )
+    if revision is None:
+        revision = Revision(
+            repo=repo, commit=commit, source_endpoint=endpoint, state=RevisionState.PENDING
+        )
+        session.add(revision)
+        session.flush()
+    elif revision.state == RevisionState.VERIFIED:
+        return
+    if session.get(Blob, item.sha256) is None:
+        session.add(Blob(sha256=item.sha256, size=item.size))
+    held = session.scalar(
+        select(File).where(File.revision_pk == revision.id, File.path == item.path)
+    )
+    if held is None:
+        revision.files.append(
+            File(
+                path=item.path,
+                size=item.size,
+                sha256=item.sha256,
+                git_oid=item.git_oid,
+                lfs=item.lfs,
+                source=item.source,
+            )
+        )
+    session.flush()
+
+
 def _update_card(row: ModelCard, card: CardRecord) -> ModelCard:
     for name in CardRecord.__dataclass_fields__:
         setattr(row, name, getattr(card, name))

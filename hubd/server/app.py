@@ -25,6 +25,7 @@ from ..cluster.tokens import token_scope
 from ..context import Context
 from ..errors import AccessDenied, Forbidden, HubdError, InvalidRequest, RangeNotSatisfiable
 from ..ops.requests import MirrorRequest
+from ..proxy.pull import PullThrough
 from ..refs import RepoRef
 from ..trust.keys import stored_signatures
 from ..trust.provenance import Attestations, chain_path, read_chain
@@ -35,6 +36,7 @@ SCOPE = web.RequestKey("scope", str)
 EPOCH, END_OF_TIME = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
 
 log = logging.getLogger("hubd.server")
+RULES = ("deny", "allow", "audit", "trust", "size")  # what a pull-through refusal is counted under
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -240,6 +242,19 @@ async def metrics(request: web.Request) -> web.Response:
         "# TYPE hubd_verification_failures_total counter",
         f"hubd_verification_failures_total {integrity}",
     ]
+    proxy = request.app.get(hfapi.PROXY)
+    if proxy is not None:
+        refusals = proxy.resolver.refusals
+        lines += [
+            "# TYPE hubd_proxy_refusals_total counter",
+            *(f'hubd_proxy_refusals_total{{rule="{r}"}} {refusals[r]}' for r in RULES),
+            "# TYPE hubd_proxy_transfers_total counter",
+            f"hubd_proxy_transfers_total {proxy.flights.started}",
+            "# TYPE hubd_proxy_integrity_failures_total counter",
+            f"hubd_proxy_integrity_failures_total {proxy.flights.failed}",
+            "# TYPE hubd_proxy_recorded_total counter",
+            f"hubd_proxy_recorded_total {proxy.recorded}",
+        ]
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")
 
 
@@ -248,6 +263,14 @@ def create_app(ctx: Context) -> web.Application:
     app[CONTEXT] = ctx
     app[SERVED] = {"bytes": 0}
     app[hfapi.FETCHES] = BlobFetches(ctx)  # blobs only another node holds, fetched once
+    if ctx.settings.proxy_enabled and not ctx.settings.offline:
+        proxy = PullThrough(ctx)
+        app[hfapi.PROXY] = proxy
+
+        async def stop_proxy(_: web.Application) -> None:
+            await proxy.close()
+
+        app.on_cleanup.append(stop_proxy)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/hubd/jobs", jobs_list)
     app.router.add_post("/api/hubd/jobs", jobs_submit)

@@ -6,7 +6,8 @@ clients and other hubd nodes pull from a hubd node as they would from huggingfac
 (docs/hub-api.md lists what is served and what is not). Paths are parsed from the raw URL (a
 revision may hold an encoded '/'), and every piece is validated before it touches the catalog
 or the disk. A file whose blob only another node of a shared catalog holds is fetched from
-that node first (hubd.cluster.locations).
+that node first (hubd.cluster.locations). With ``[proxy] enabled`` what the catalog lacks is
+asked of the pull-through instead of answered 404 (:data:`PROXY`, hubd.proxy).
 """
 
 from __future__ import annotations
@@ -54,12 +55,14 @@ from ..errors import (
 )
 from ..hashes import lfs_pointer
 from ..model import gguf, safetensors
+from ..proxy.pull import PullThrough
 from ..refs import RepoRef, check_revision, is_commit, is_sha256, safe_relpath
 from ..validation import Closed, problem
 
 CONTEXT = web.AppKey("ctx", Context)
 SERVED = web.AppKey("served", dict[str, int])
 FETCHES = web.AppKey("fetches", BlobFetches)
+PROXY = web.AppKey("proxy", PullThrough)  # set with [proxy] enabled (and not offline)
 PAGE = 1000
 COMMITS_PAGE = 50  # the Hub's page of commits
 MAX_QUERY = 2048
@@ -102,6 +105,17 @@ def revision_of(ctx: Context, repo_id: str, rev: str | None) -> tuple[Revision, 
                 raise RepoNotFound(f"Repository {repo_id} not found")
             raise RevisionNotFound(f"Revision {rev!r} not found in {repo_id}")
         return revision, ref_names(session, revision)
+
+
+async def _revision(
+    request: web.Request, repo_id: str, rev: str | None
+) -> tuple[Revision, list[str]]:
+    """:func:`revision_of`; with the pull-through on, what the catalog lacks comes from
+    upstream (hubd.proxy), vetted, as a revision not yet verified."""
+    proxy = request.app.get(PROXY)
+    if proxy is None:
+        return await asyncio.to_thread(revision_of, request.app[CONTEXT], repo_id, rev)
+    return await proxy.revision(repo_id, None if rev is None else check_revision(rev))
 
 
 def _file_of(ctx: Context, repo_id: str, rev: str, path: str) -> tuple[str, File]:
@@ -197,12 +211,15 @@ def _expand_fields(request: web.Request) -> frozenset[str]:
     return asked
 
 
-def _info_of(ctx: Context, repo_id: str, rev: str | None, expand: frozenset[str]) -> dict[str, Any]:
-    revision, _ = revision_of(ctx, repo_id, rev)
+def _info_of(
+    ctx: Context, revision: Revision, repo_id: str, expand: frozenset[str]
+) -> dict[str, Any]:
     with ctx.catalog() as session:
-        created = first_mirrored(session, revision.repo_pk)
+        created = first_mirrored(session, revision.repo_pk) if revision.repo_pk else None
         children = children_count(session, repo_id) if "childrenModelCount" in expand else 0
     info = model_info(revision, repo_id, created, children, expand)
+    if revision.state != RevisionState.VERIFIED:  # a pull-through's: its blobs may be upstream
+        return info
     if not expand or "config" in expand:
         config = config_summary(ctx, revision)
         if config is not None:
@@ -313,7 +330,7 @@ def last_commits(ctx: Context, revision: Revision, paths: set[str]) -> dict[str,
 
     files = [f for f in revision.files if wanted(f.path)]
     with ctx.catalog() as session:
-        revisions = history(session, revision)
+        revisions = history(session, revision) or [revision]  # a pull-through's: only itself
         by_pk = file_digests(session, [r.id for r in revisions], [f.path for f in files])
     digests = [by_pk[r.id] for r in revisions]
     found: dict[str, int] = {}
@@ -409,19 +426,25 @@ def _paged(page: list[Any], link: str | None) -> web.Response:
     return response
 
 
-def refs_of(ctx: Context, repo_id: str) -> dict[str, list[dict[str, str]]]:
-    """The Hub's refs answer: the refs hubd recorded, as branches and tags as their source
-    said (by name, :data:`TAG_NAME`, where it did not); hubd converts nothing."""
-    with ctx.catalog() as session:
-        refs = repo_refs(session, repo_id)
-        if not refs and not repo_exists(session, repo_id):
-            raise RepoNotFound(f"Repository {repo_id} not found")
+def refs_of(
+    ctx: Context, repo_id: str, pulled: list[tuple[str, str]] | None = None
+) -> dict[str, list[dict[str, str]]]:
+    """The Hub's refs answer: the refs hubd recorded (or the (name, commit) pairs the
+    pull-through resolved upstream for a repo the catalog lacks: ``pulled``), as branches and
+    tags as their source said, by name (:data:`TAG_NAME`) where it did not; hubd converts
+    nothing."""
+    refs: list[tuple[str, str, RefKind | None]] = [(n, c, None) for n, c in pulled or []]
+    if pulled is None:
+        with ctx.catalog() as session:
+            refs = [(ref.name, ref.commit, ref.kind) for ref in repo_refs(session, repo_id)]
+            if not refs and not repo_exists(session, repo_id):
+                raise RepoNotFound(f"Repository {repo_id} not found")
     answer: dict[str, list[dict[str, str]]] = {"branches": [], "tags": [], "converts": []}
-    for ref in refs:
-        tag = ref.kind == RefKind.TAG if ref.kind else bool(TAG_NAME.fullmatch(ref.name))
+    for name, commit, recorded in refs:
+        tag = recorded == RefKind.TAG if recorded else bool(TAG_NAME.fullmatch(name))
         kind = "tags" if tag else "branches"
-        full = f"refs/{'tags' if kind == 'tags' else 'heads'}/{ref.name}"
-        answer[kind].append({"name": ref.name, "ref": full, "targetCommit": ref.commit})
+        full = f"refs/{'tags' if kind == 'tags' else 'heads'}/{name}"
+        answer[kind].append({"name": name, "ref": full, "targetCommit": commit})
     return answer
 
 
@@ -458,10 +481,12 @@ async def api_models(request: web.Request) -> web.Response:
     tail = parts[2:]
     if not tail or (tail[0] == "revision" and len(tail) == 2):
         expand = _expand_fields(request)
-        rev = tail[1] if tail else None
-        return web.json_response(await asyncio.to_thread(_info_of, ctx, repo_id, rev, expand))
+        revision, _ = await _revision(request, repo_id, tail[1] if tail else None)
+        return web.json_response(await asyncio.to_thread(_info_of, ctx, revision, repo_id, expand))
     if tail == ["refs"]:
-        refs: dict[str, Any] = await asyncio.to_thread(refs_of, ctx, repo_id)
+        proxy = request.app.get(PROXY)
+        pulled = None if proxy is None else await proxy.refs(repo_id)
+        refs: dict[str, Any] = await asyncio.to_thread(refs_of, ctx, repo_id, pulled)
         if _truthy(request.query.get("include_prs")):
             refs["pullRequests"] = []  # hubd mirrors no pull requests
         return web.json_response(refs)
@@ -478,7 +503,7 @@ async def api_models(request: web.Request) -> web.Response:
         base = "/".join(tail[2:])
         if base:
             safe_relpath(base)
-        revision, _ = await asyncio.to_thread(revision_of, ctx, repo_id, tail[1])
+        revision, _ = await _revision(request, repo_id, tail[1])
         if tail[0] == "treesize":
             return web.json_response(tree_size(revision, base))
         entries = _tree(revision, base, _truthy(request.query.get("recursive")))
@@ -567,7 +592,7 @@ async def paths_info(request: web.Request) -> web.Response:
         raise EntryNotFound("no such API route")
     repo_id = _repo(parts[0], parts[1])
     body = await _paths_body(request)
-    revision, _ = await asyncio.to_thread(revision_of, ctx, repo_id, check_revision(parts[3]))
+    revision, _ = await _revision(request, repo_id, parts[3])
     files = {f.path: f for f in revision.files}
     directories = {"/".join(p.split("/")[:d]) for p in files for d in range(1, p.count("/") + 1)}
     entries = []
@@ -600,11 +625,26 @@ async def resolve(request: web.Request) -> web.StreamResponse:
         raise EntryNotFound("no such route")
     repo_id = _repo(parts[0], parts[1])
     path = safe_relpath("/".join(parts[4:]))
-    commit, match = await asyncio.to_thread(_file_of, ctx, repo_id, check_revision(parts[3]), path)
+    rev, proxy = check_revision(parts[3]), request.app.get(PROXY)
+    if proxy is None:
+        commit, match = await asyncio.to_thread(_file_of, ctx, repo_id, rev, path)
+    else:
+        pulled = await proxy.file(repo_id, rev, path)
+        commit, match = pulled.commit, pulled.file
+        if not pulled.stored:  # the bytes are still upstream: streamed as they are verified
+            span = byte_range(request.headers.get("Range"), match.size)
+            headers = _file_headers(commit, match, path)
+            return await proxy.respond(request, pulled, span, headers, request.app[SERVED])
     if not ctx.store.has_blob(match.sha256, match.size):  # another node of the catalog has it
         await request.app[FETCHES].ensure(match.sha256, match.size, f"{repo_id}/{path}")
+    headers = _file_headers(commit, match, path)
+    return await _send_blob(request, match.sha256, match.size, headers)
+
+
+def _file_headers(commit: str, match: File, path: str) -> dict[str, str]:
+    """The Hub's headers of a download."""
     etag = f'"{match.sha256 if match.lfs else match.git_oid or match.sha256}"'
-    headers = {
+    return {
         "ETag": etag,  # the content's, as the Hub's, never one of the file's mtime
         "X-Repo-Commit": commit,
         "X-Linked-Etag": etag,
@@ -612,7 +652,6 @@ async def resolve(request: web.Request) -> web.StreamResponse:
         "Accept-Ranges": "bytes",
         "Content-Disposition": f'inline; filename="{path.rsplit("/", 1)[-1]}"',
     }
-    return await _send_blob(request, match.sha256, match.size, headers)
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:

@@ -38,6 +38,7 @@ from ..errors import (
     RepoNotFound,
     RevisionNotFound,
     SizeMismatch,
+    UpstreamBusy,
     UpstreamError,
 )
 from ..refs import RepoRef, is_commit, is_repo_id
@@ -345,6 +346,8 @@ class HfSource:
             return EntryNotFound(f"{what}: not found on {self.host}")
         if status in (401, 403):
             return AccessDenied(f"{what}: access denied by {self.host}", hint=TOKEN_HINT)
+        if status == 429:
+            return UpstreamBusy(f"{what}: {self.host} is rate-limiting (HTTP 429)")
         return UpstreamError(f"{what}: HTTP {status} from {self.host}")
 
     def session(self) -> aiohttp.ClientSession:

@@ -100,7 +100,8 @@ class FakeHub:
     Repos may be added while the server runs. The fault knobs (`corrupt`, `drop_after`,
     `throttle`, `stall`, `declared_size`) are keyed by repo file path and read on every request,
     so tests can flip them at any time. `declared_size` makes the metadata (model info, tree,
-    `X-Linked-Size`) lie about a file's size while the bytes served stay true. Use as a context
+    `X-Linked-Size`) lie about a file's size while the bytes served stay true; `api_errors` answers
+    the next API requests with those statuses, one each. Use as a context
     manager (background thread) or via `start_async`.
     """
 
@@ -114,6 +115,7 @@ class FakeHub:
         self.throttle: float | None = None
         self.stall: set[str] = set()
         self.declared_size: dict[str, int] = {}
+        self.api_errors: list[int] = []  # statuses the next API requests get, one each
         self.endpoint = ""
         self.cdn_endpoint = ""
         self._repos: dict[str, _Repo] = {}
@@ -253,6 +255,9 @@ class FakeHub:
     async def _handle_api(self, request: web.Request) -> web.StreamResponse:
         """Route on the raw path: revisions and tree paths arrive percent-encoded (`%2F`)."""
         self._record(request)
+        if self.api_errors:
+            status = self.api_errors.pop(0)
+            return _error(status, None, "Too Many Requests" if status == 429 else "Hub error")
         parts = request.rel_url.raw_path.strip("/").split("/")
         if parts == ["api", "models"]:  # the search, by substring of the id as on the Hub
             search = request.query.get("search", "").lower()
