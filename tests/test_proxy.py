@@ -31,6 +31,7 @@ from support.modelgen import tiny_model_files
 from test_server import raw, serving
 
 from hubd.catalog.models import RevisionState
+from hubd.catalog.refusals import recent_refusals
 from hubd.catalog.revisions import find_revision
 from hubd.config import load_settings
 from hubd.context import Context
@@ -175,6 +176,10 @@ def test_a_refused_repo_is_a_403_naming_the_rule(
     kind = next((k for k in ("deny", "allow", "trust") if k in rule), "audit")
     _, metrics = raw(url, "/metrics")
     assert f'hubd_proxy_refusals_total{{rule="{kind}"}} 1'.encode() in metrics
+    with ctx.catalog() as session:  # judged once per commit: one refusal recorded
+        (recorded,) = recent_refusals(session)
+    assert (recorded.repo_id, recorded.commit, recorded.rule) == (repo, hub_commit(hub, repo), kind)
+    assert rule in recorded.message and recorded.node == ctx.settings.node_name
     assert hf_hub_download(MODEL, "config.json", endpoint=url, cache_dir=tmp_path / "c")
 
 
@@ -214,9 +219,11 @@ def test_a_file_over_max_file_size_is_refused(
     proxy: Callable[..., tuple[Context, str]], hub: FakeHub
 ) -> None:
     hub.add_repo(BIG, {BIG_FILE: big_bytes(2 * 1024 * 1024), "config.json": b"{}"})
-    _, url = proxy(proxy_max_file_size=1024 * 1024)
+    ctx, url = proxy(proxy_max_file_size=1024 * 1024)
     status, body = raw(url, f"/{BIG}/resolve/main/{BIG_FILE}")
     assert status == 403 and b"proxy.max_file_size" in body
+    with ctx.catalog() as session:
+        assert [r.rule for r in recent_refusals(session)] == ["size"]
     assert raw(url, f"/{BIG}/resolve/main/config.json") == (200, b"{}")
     assert file_gets(hub, BIG) == [f"/{BIG}/resolve/{hub_commit(hub, BIG)}/config.json"]
 

@@ -388,3 +388,18 @@ class SignatureVerdict(Base):
     key_hint: Mapped[str] = mapped_column(String(64), primary_key=True)
     files_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     checked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ProxyRefusal(Base):
+    """A pull-through request the proxy refused before any byte, and the rule that refused it."""
+
+    __tablename__ = "proxy_refusals"
+    __table_args__ = (Index("ix_proxy_refusals_time", "refused_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo_id: Mapped[str] = mapped_column(String(200))
+    commit: Mapped[str | None] = mapped_column(String(40))
+    rule: Mapped[str] = mapped_column(String(20))  # allow, deny, audit, trust, size
+    message: Mapped[str] = mapped_column(Text)
+    node: Mapped[str] = mapped_column(String(200))
+    refused_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

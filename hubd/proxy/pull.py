@@ -130,12 +130,12 @@ class PullThrough:
         stored = digest is not None and self.ctx.store.has_blob(digest, match.size)
         limit = self.ctx.settings.proxy_max_file_size
         if not stored and limit and match.size > limit:
-            self.resolver.refusals["size"] += 1
-            raise PolicyViolation(
+            too_large = PolicyViolation(
                 f"proxy.max_file_size: {repo_id}/{path} is {match.size} bytes, over the "
                 f"pull-through's limit of {limit}",
                 hint="`hubd mirror` it, or raise proxy.max_file_size",
             )
+            raise await self.resolver.refused("size", too_large, repo_id, revision.commit)
         if stored and digest is not None:
             match.sha256 = digest
             self._spawn(self._settle(resolved, _remote_file(resolved, path), digest))

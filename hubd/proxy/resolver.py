@@ -22,6 +22,7 @@ from fnmatch import fnmatchcase
 from functools import partial
 from typing import Generic, TypeVar
 
+from ..catalog.refusals import record_refusal
 from ..context import Context
 from ..errors import PolicyViolation, UpstreamError
 from ..ops.fetch import resolve_first
@@ -166,26 +167,35 @@ class Resolver:
 
     async def _judge(self, resolved: Resolved) -> PolicyViolation | None:
         remote = resolved.remote
+        where = (remote.repo_id, remote.commit)
         try:
             await asyncio.to_thread(self._globs, remote.repo_id)
         except PolicyViolation as refusal:
-            return self._refused("deny" if "proxy.deny" in refusal.message else "allow", refusal)
+            rule = "deny" if "proxy.deny" in refusal.message else "allow"
+            return await self.refused(rule, refusal, *where)
         if self.ctx.settings.policy is not None:  # the audit stack only when there is a policy
             from ..audit.gate import check_mirror
 
             try:
                 await asyncio.to_thread(check_mirror, self.ctx, resolved.source, remote)
             except PolicyViolation as refusal:
-                return self._refused("audit", refusal)
+                return await self.refused("audit", refusal, *where)
         try:
             await self._signers(resolved)
         except PolicyViolation as refusal:
-            return self._refused("trust", refusal)
+            return await self.refused("trust", refusal, *where)
         return None
 
-    def _refused(self, rule: str, refusal: PolicyViolation) -> PolicyViolation:
+    async def refused(
+        self, rule: str, refusal: PolicyViolation, repo_id: str, commit: str | None
+    ) -> PolicyViolation:
+        """Count, log and record a refusal in the catalog (proxy_refusals); return it."""
         self.refusals[rule] += 1
         log.warning("pull-through refused: %s", refusal.message)
+        node = self.ctx.settings.node_name
+        await asyncio.to_thread(
+            record_refusal, self.ctx.catalog, node, repo_id, commit, rule, refusal.message
+        )
         return refusal
 
     def _globs(self, repo_id: str) -> None:
