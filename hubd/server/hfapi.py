@@ -55,7 +55,9 @@ from ..errors import (
 from ..hashes import lfs_pointer
 from ..model import gguf, safetensors
 from ..refs import RepoRef, check_revision, is_sha256, safe_relpath
+from ..store.s3 import S3Store
 from ..validation import Closed, problem
+from .objects import object_response
 
 CONTEXT = web.AppKey("ctx", Context)
 SERVED = web.AppKey("served", dict[str, int])
@@ -549,7 +551,7 @@ async def resolve(request: web.Request) -> web.StreamResponse:
     repo_id = _repo(parts[0], parts[1])
     path = safe_relpath("/".join(parts[4:]))
     commit, match = await asyncio.to_thread(_file_of, ctx, repo_id, check_revision(parts[3]), path)
-    if not ctx.store.has_blob(match.sha256, match.size):  # another node of the catalog has it
+    if ctx.store.local_blobs and not ctx.store.has_blob(match.sha256, match.size):  # a sibling's
         await request.app[FETCHES].ensure(match.sha256, match.size, f"{repo_id}/{path}")
     etag = f'"{match.sha256 if match.lfs else match.git_oid or match.sha256}"'
     headers = {
@@ -653,6 +655,11 @@ async def _send_blob(
 ) -> web.StreamResponse:
     """A stored blob (Range included) after the Range and the file itself are checked."""
     span = byte_range(request.headers.get("Range"), size)
+    store = request.app[CONTEXT].store
+    if isinstance(store, S3Store):
+        return await object_response(
+            request, store, sha256, size, span, headers, request.app[SERVED]
+        )
     blob = await asyncio.to_thread(open_blob, request.app[CONTEXT], sha256, size)
     return BlobResponse(blob, size, span, headers, request.app[SERVED])
 
