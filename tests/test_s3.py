@@ -14,6 +14,8 @@ import hashlib
 import http.client
 import json
 import os
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import MODEL, Result, hubd_process
+from conftest import LORA, MODEL, Result, hubd_process
 from huggingface_hub import hf_hub_download, snapshot_download
 from support.fakehub import FakeHub
 from support.modelgen import tiny_model_files
@@ -30,9 +32,10 @@ from test_server import serving
 
 from hubd.bundle.export import export_bundle
 from hubd.bundle.importer import import_bundle
+from hubd.catalog.revisions import get_repo
 from hubd.config import Settings
 from hubd.context import Context
-from hubd.errors import HashMismatch
+from hubd.errors import HashMismatch, NotFound, StoreUnavailable
 from hubd.ops import gc
 from hubd.ops.mirror import mirror
 from hubd.ops.repair import repair
@@ -276,9 +279,9 @@ def test_gc_deletes_unreferenced_objects_and_stale_uploads(
         writer.write(b"\0" * 16 * 1024 * 1024)  # one staged part, then a crash
     store.client.create_multipart_upload(Bucket=store.bucket, Key=store.blob_key("cd" * 32))
     referenced = keys(s3ctx, "blobs/")
-    gc.collect(s3ctx)  # within the grace period: the transfers may still be resumed
+    gc.collect(s3ctx)  # within the grace period: another node may be about to record them
     assert len(keys(s3ctx, "tmp/")) == 1 and store.stale_uploads(float("inf"))
-    assert store.blob_key(digest) not in keys(s3ctx, "blobs/")
+    assert store.blob_key(digest) in keys(s3ctx, "blobs/")
     monkeypatch.setattr(s3store, "UPLOAD_GRACE", 0.0)
     gc.collect(s3ctx)
     assert keys(s3ctx, "tmp/") == [] and store.stale_uploads(float("inf")) == []
@@ -340,3 +343,81 @@ def test_bundles_export_from_and_import_into_a_bucket(
         import_bundle(far_ctx, tar)
         assert len(keys(far_ctx, "blobs/")) == len(keys(s3ctx, "blobs/"))
         assert keys(far_ctx, "tmp/") == [] and verify_store(far_ctx).ok
+
+
+class Outage:
+    """A TCP forwarder to the object store on a fixed loopback port that can be cut and restored."""
+
+    def __init__(self, target: str) -> None:
+        parts = urlsplit(target)
+        self.target = (parts.hostname or "", parts.port or 80)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.up = threading.Event()
+        self.up.set()
+        self.open: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.up.is_set():
+                client.close()  # as a stopped server: the connection is refused
+                continue
+            upstream = socket.create_connection(self.target, timeout=30)
+            self.open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (a, b):
+                sock.close()
+
+    def cut(self) -> None:
+        self.up.clear()
+        for sock in self.open:
+            sock.close()
+        self.open.clear()
+
+    def restore(self) -> None:
+        self.up.set()
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+def test_object_store_down_is_a_503_and_nothing_is_lost(
+    s3ctx: Context, settings: Settings, endpoint: str, bucket: str, credentials: Path
+) -> None:
+    mirrored(s3ctx)
+    outage = Outage(endpoint)
+    path = f"/{MODEL}/resolve/main/config.json"
+    try:
+        with Context.open(on_s3(settings, outage.url, bucket, credentials)) as ctx:
+            with serving(ctx) as url:
+                assert get(url, path).status == 200
+                outage.cut()
+                answer = get(url, path)
+                assert answer.status == 503 and answer.headers["X-Error-Code"] == "StoreUnavailable"
+                with pytest.raises(StoreUnavailable) as failed:
+                    asyncio.run(mirror(ctx, RepoRef.parse(LORA)))
+                assert failed.value.exit_code == 8
+                with ctx.catalog() as session, pytest.raises(NotFound):
+                    get_repo(session, LORA)
+                outage.restore()
+                assert get(url, path).body == FILES["config.json"]  # type: ignore[attr-defined]
+                asyncio.run(mirror(ctx, RepoRef.parse(LORA)))
+            assert verify_store(ctx).ok
+    finally:
+        outage.close()

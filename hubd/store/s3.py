@@ -309,14 +309,20 @@ class S3Store(Store):
 
     def collect_garbage(self, keep: set[str], partials: bool = False) -> tuple[int, int]:
         """Delete unreferenced objects, staged parts and multipart uploads older than the grace
-        (all of them with ``partials``), the cache's copies of what went: (count, bytes)."""
+        (staged transfers all, with ``partials``), the cache's copies of what went: (count,
+        bytes). The local guard does not reach the other nodes sharing the bucket: an object
+        younger than ``UPLOAD_GRACE`` may be one a mirror elsewhere has not recorded yet."""
         count = freed = 0
         doomed = []
-        for digest, size in list(self.blob_sizes()):
-            if digest not in keep:
-                doomed.append(self.blob_key(digest))
+        young = time.time() - UPLOAD_GRACE  # another node's mirror may not have recorded it yet
+        for entry in list(self.list_objects(f"{self.prefix}blobs/sha256/")):
+            digest = entry["Key"].rsplit("/", 1)[-1]
+            if not is_sha256(digest) or entry["Key"] != self.blob_key(digest) or digest in keep:
+                continue
+            if entry["LastModified"].timestamp() < young:
+                doomed.append(entry["Key"])
                 self.cache.drop(digest)
-                freed += size
+                freed += int(entry["Size"])
         self.delete_keys(doomed)
         count += len(doomed)
         cutoff = time.time() - (0.0 if partials else UPLOAD_GRACE)
