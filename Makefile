@@ -53,6 +53,7 @@ bench: $(STAMP)
 	bash tests/pg.sh $(BIN)/python bench/catalog.py
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/bundle.py
+	bash tests/s3.sh $(BIN)/python bench/s3.py
 
 clean:
 	rm -rf $(VENV) .venv-olah .demo .bench .mypy_cache .ruff_cache .pytest_cache
