@@ -49,7 +49,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Four free ports below 55535 (SeaweedFS listens on port+10000 for gRPC as well).
+# Four free ports below 55535 (SeaweedFS listens on port+10000 for gRPC as well); the Iceberg
+# and Lance listeners (fixed ports) are off, so that several runs can share the machine.
 read -r MASTER VOLUME FILER S3 < <("$BINDIR/python" - <<'PY'
 import socket
 ports = []
@@ -78,6 +79,7 @@ mkdir -p "$DIR/data"
 "$WEED" server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$DIR/data" -volume.max=0 \
     -master.port="$MASTER" -volume.port="$VOLUME" -filer.port="$FILER" \
     -s3 -s3.port="$S3" -s3.config="$DIR/s3.json" -master.volumeSizeLimitMB=256 \
+    -s3.port.iceberg=0 -s3.port.lance=0 \
     >"$DIR/weed.log" 2>&1 &
 PID=$!
 

@@ -8,7 +8,9 @@ point into the cache and ``hubd run`` finds its files where it always did.
 A blob appears here only by ``os.replace`` of a temp file whose size and sha256 were checked on
 the way in, read-only; what was verified once is then re-checked by the runtime's size/mtime
 stamp. Least recently used blobs go first when ``max_size`` is exceeded: a use sets the atime
-explicitly (mounts are often ``relatime``) and leaves the mtime the stamp relies on alone.
+explicitly (mounts are often ``relatime``) and leaves the mtime the stamp relies on alone. A
+copy used in the last ``IN_USE`` seconds is never evicted (the cache may exceed its bound for
+that long): a model and its LoRA are verified one after the other, then loaded together.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from pathlib import Path
 from ..errors import HashMismatch, SizeMismatch, StoreError
 from ..refs import is_sha256
 from .fs import check_sha256, temp_path
+
+IN_USE = 600.0
 
 
 class BlobCache:
@@ -56,7 +60,9 @@ class BlobCache:
         """Copy a blob in from ``chunks``, checking size and digest before it becomes visible."""
         target = self.path(sha256)
         target.parent.mkdir(parents=True, exist_ok=True)
-        lock = os.open(target.parent / f".{sha256}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        locks = self.root / "tmp"  # the store's: gc removes the locks no process holds
+        locks.mkdir(parents=True, exist_ok=True)
+        lock = os.open(locks / f"cache-{sha256}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one copy per blob, however many readers wait
             present = self.get(sha256)
@@ -103,8 +109,9 @@ class BlobCache:
                     entries.append((st.st_atime_ns, st.st_size, path))
         total = sum(size for _, size, _ in entries)
         freed = 0
-        for _, size, path in sorted(entries):
-            if total <= self.max_size:
+        recent = time.time_ns() - int(IN_USE * 1e9)
+        for used, size, path in sorted(entries):
+            if total <= self.max_size or used > recent:
                 break
             if path.name == keep:
                 continue
