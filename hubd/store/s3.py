@@ -30,14 +30,17 @@ path must name (llama.cpp, GGUF headers) are copied and verified on first use.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import math
 import re
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Any, BinaryIO, TypeVar
 
 from ..errors import HashMismatch, SizeMismatch, StoreUnavailable
@@ -50,6 +53,7 @@ PART_SIZE = 16 * 1024 * 1024  # every part but the last is at least S3's 5 MiB m
 MAX_PARTS = 9000  # S3 allows 10000; larger files get larger parts
 UPLOAD_GRACE = 24 * 3600.0  # staged parts and multipart uploads older than this are abandoned
 PRESIGN_SECONDS = 300
+PARTS_IN_FLIGHT = 2  # parts uploading while the next arrives (each PART_SIZE in memory)
 
 T = TypeVar("T")
 
@@ -382,6 +386,8 @@ class S3BlobWriter(BlobWriter):
         self.staging = store.staging_prefix(expected.key)
         self._parts: list[str] = []
         self._buffer = bytearray()
+        self._uploads: list[Future[None]] = []
+        self._pool: ThreadPoolExecutor | None = None
 
     def _open(self) -> BlobWriter:
         digest = self.expected.sha256 or self.store.known_git_blob(self.expected.git_oid)
@@ -417,9 +423,37 @@ class S3BlobWriter(BlobWriter):
         return f"{self.staging}{number:05d}"
 
     def _put(self, data: bytes) -> None:
+        """Upload a part in the background while the next one arrives: at most
+        ``PARTS_IN_FLIGHT`` parts are held, so memory stays flat in the file size."""
         key = self._part_key(len(self._parts) + 1)
-        self.store.call(key, self.store.client.put_object, Key=key, Body=data)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix="s3-part")
+        call = self.store.call
+        self._uploads.append(
+            self._pool.submit(call, key, self.store.client.put_object, Key=key, Body=data)
+        )
         self._parts.append(key)
+        while len(self._uploads) > PARTS_IN_FLIGHT:
+            self._uploads.pop(0).result()
+
+    def _settle(self) -> None:
+        """Wait for the parts in flight; the first failure is raised."""
+        uploads, self._uploads = self._uploads, []
+        failures = [f.exception() for f in uploads]
+        for failure in failures:
+            if failure is not None:
+                raise failure
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            with contextlib.suppress(Exception):  # what failed was raised where it mattered
+                self._settle()
+            if self._pool is not None:
+                self._pool.shutdown()
+        finally:
+            super().__exit__(kind, exc, tb)
 
     def restart(self) -> None:
         self._drop_staged()
@@ -444,6 +478,8 @@ class S3BlobWriter(BlobWriter):
         self._drop_staged()
 
     def _drop_staged(self) -> None:
+        with contextlib.suppress(Exception):  # parts are deleted whether they landed or not
+            self._settle()
         self.store.delete_keys(self._parts)
         self._parts, self._buffer, self.offset = [], bytearray(), 0
 
@@ -466,6 +502,7 @@ class S3BlobWriter(BlobWriter):
             if self._buffer:
                 self._put(bytes(self._buffer))
                 self._buffer = bytearray()
+            self._settle()
         if not self.store.has_blob(digest, exp.size):
             self._complete(self.store.blob_key(digest))
         self.store.delete_keys(self._parts)
