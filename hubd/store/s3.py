@@ -292,15 +292,11 @@ class S3Store(Store):
         return S3BlobWriter(self, expected)
 
     def iter_blobs(self) -> Iterator[tuple[str, Path]]:
-        for digest, _ in self.blob_sizes():
-            yield digest, self.blob_path(digest)
-
-    def blob_sizes(self) -> Iterator[tuple[str, int]]:
-        """(digest, size) of every object named as a blob is."""
+        """Every object named as a blob is, with the path of its (possibly absent) local copy."""
         for entry in self.list_objects(f"{self.prefix}blobs/sha256/"):
             name = entry["Key"].rsplit("/", 1)[-1]
             if is_sha256(name) and entry["Key"] == self.blob_key(name):
-                yield name, int(entry["Size"])
+                yield name, self.blob_path(name)
 
     def strays(self) -> list[Path]:
         """Keys under blobs/ that are not a blob's (written there by something else)."""
@@ -313,9 +309,10 @@ class S3Store(Store):
 
     def collect_garbage(self, keep: set[str], partials: bool = False) -> tuple[int, int]:
         """Delete unreferenced objects, staged parts and multipart uploads older than the grace
-        (staged transfers all, with ``partials``), the cache's copies of what went: (count,
-        bytes). The local guard does not reach the other nodes sharing the bucket: an object
-        younger than ``UPLOAD_GRACE`` may be one a mirror elsewhere has not recorded yet."""
+        (with ``partials`` this node's staged parts at once), the cache's copies of what went:
+        (count, bytes). The local guard does not reach the other nodes sharing the bucket: an
+        object younger than ``UPLOAD_GRACE`` may be one a mirror elsewhere has not recorded
+        yet, a staged part one it is still writing."""
         count = freed = 0
         doomed = []
         young = time.time() - UPLOAD_GRACE  # another node's mirror may not have recorded it yet
@@ -329,16 +326,17 @@ class S3Store(Store):
                 freed += int(entry["Size"])
         self.delete_keys(doomed)
         count += len(doomed)
-        cutoff = time.time() - (0.0 if partials else UPLOAD_GRACE)
+        ours = f"{self.prefix}tmp/{self.node}/"  # under the exclusive guard: none in progress
         staged = [
             entry
             for entry in self.list_objects(f"{self.prefix}tmp/")
-            if entry["LastModified"].timestamp() < cutoff
+            if entry["LastModified"].timestamp() < young
+            or (partials and entry["Key"].startswith(ours))
         ]
         self.delete_keys([entry["Key"] for entry in staged])
         freed += sum(int(entry["Size"]) for entry in staged)
         count += len({entry["Key"].rsplit("/", 1)[0] for entry in staged})
-        for upload in self.stale_uploads(cutoff):
+        for upload in self.stale_uploads(young):  # a commit takes seconds: these were left
             self.call(
                 "abort",
                 self.client.abort_multipart_upload,
