@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip 2>&1 | { grep -v "is ignored" || true; }
-	$(BIN)/python -m pip install --quiet -e '.[dev,llama,postgres]' 2>&1 | { grep -v "is ignored" || true; }
+	$(BIN)/python -m pip install --quiet -e '.[dev,llama,postgres,s3]' 2>&1 | { grep -v "is ignored" || true; }
 	$(BIN)/python -c "import hubd.cli.main"
 	touch $@
 
@@ -25,16 +25,17 @@ lint: $(STAMP)
 
 # Lint and tests run side by side: a lint nit does not hide the test results; both must pass.
 # tests/pg.sh: a throwaway PostgreSQL for the catalog tests (HUBD_TEST_PG=skip to go without).
+# tests/s3.sh: a throwaway SeaweedFS S3 server for tests/test_s3*.py (HUBD_TEST_S3=skip to go without).
 # tests/olah.sh: Olah 0.5.4 in .venv-olah and git-lfs, for tests/test_olah.py.
 test: $(STAMP)
 	lint=0; $(MAKE) --no-print-directory lint || lint=$$?; \
-	tests=0; bash tests/olah.sh && bash tests/pg.sh $(BIN)/pytest || tests=$$?; \
+	tests=0; bash tests/olah.sh && bash tests/pg.sh bash tests/s3.sh $(BIN)/pytest || tests=$$?; \
 	echo "make test: lint exit $$lint, tests exit $$tests"; \
 	test $$lint = 0 && test $$tests = 0
 
 test-fast: $(STAMP)
 	lint=0; $(MAKE) --no-print-directory lint || lint=$$?; \
-	tests=0; bash tests/pg.sh $(BIN)/pytest -m "not slow" || tests=$$?; \
+	tests=0; bash tests/pg.sh bash tests/s3.sh $(BIN)/pytest -m "not slow" || tests=$$?; \
 	echo "make test-fast: lint exit $$lint, tests exit $$tests"; \
 	test $$lint = 0 && test $$tests = 0
 
@@ -56,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/bundle.py
 	$(BIN)/python bench/proxy.py
+	bash tests/s3.sh $(BIN)/python bench/s3.py
 	$(BIN)/python bench/report.py --table
 
 clean:

@@ -14,6 +14,7 @@ its TOML source maps keys to fields by name, not ``[mirror] concurrency`` to ``c
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tomllib
 from collections.abc import Mapping
@@ -88,6 +89,23 @@ def _repo_id(value: str) -> str:
 
 RepoId = Annotated[str, AfterValidator(_repo_id)]
 
+Backend = Literal["fs", "s3"]
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_UNITS |= {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def _byte_size(value: Any) -> Any:
+    """A byte count, or a string like "200GB" or "1.5 TiB" (anything else: pydantic's error)."""
+    if not isinstance(value, str):
+        return value
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", value)
+    if match is None or match.group(2).upper() not in _UNITS:
+        raise ValueError(f"expected a size like 200GB or 500MiB, got {value[:40]!r}")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+ByteSize = Annotated[int, BeforeValidator(_byte_size), Field(ge=0)]
+
 
 class LlmEntry(BaseModel):
     """A model `hubd daemon` serves by alias on its OpenAI-compatible API ([[llm]] tables)."""
@@ -148,6 +166,55 @@ class Settings(BaseModel):
         "store.path",
         "HUBD_STORE",
         "Content-addressed store (default $HUBD_HOME/store).",
+    )
+    store_backend: Backend = _setting(
+        "fs",
+        "store.backend",
+        "HUBD_STORE_BACKEND",
+        'Where blobs live: "fs" (under store.path) or "s3" (S3-compatible object storage).',
+    )
+    s3_endpoint: str | None = _setting(
+        None,
+        "store.s3.endpoint",
+        "HUBD_S3_ENDPOINT",
+        "S3 endpoint URL (MinIO, Ceph RGW, SeaweedFS, R2…); unset, AWS's for the region.",
+    )
+    s3_bucket: str | None = _setting(
+        None, "store.s3.bucket", "HUBD_S3_BUCKET", 'Bucket of the blobs (backend = "s3").'
+    )
+    s3_prefix: str = _setting(
+        "",
+        "store.s3.prefix",
+        "HUBD_S3_PREFIX",
+        'Key prefix inside the bucket, e.g. "prod/" (several stores may share a bucket).',
+    )
+    s3_region: Name = _setting(
+        "us-east-1", "store.s3.region", "HUBD_S3_REGION", "Region the requests are signed for."
+    )
+    s3_credentials_file: UserPath | None = _setting(
+        None,
+        "store.s3.credentials_file",
+        "HUBD_S3_CREDENTIALS_FILE",
+        "File of AWS_ACCESS_KEY_ID=… and AWS_SECRET_ACCESS_KEY=… lines; unset, the standard "
+        "AWS_* variables and files apply. Never stored in the catalog.",
+    )
+    s3_redirect: bool = _setting(
+        False,
+        "store.s3.redirect",
+        "HUBD_S3_REDIRECT",
+        "Answer downloads with a 302 to a short-lived presigned URL instead of streaming them.",
+    )
+    cache_path: UserPath = _setting(
+        None,
+        "store.cache.path",
+        "HUBD_CACHE",
+        "Local copies of S3 blobs that llama.cpp and GGUF readers open (default store.path).",
+    )
+    cache_max_size: ByteSize | None = _setting(
+        None,
+        "store.cache.max_size",
+        "HUBD_CACHE_MAX_SIZE",
+        'Bound of the local cache, e.g. "200GB" (least recently used go first; default none).',
     )
     concurrency: Count = _setting(
         8,
@@ -325,6 +392,7 @@ class Settings(BaseModel):
                 "endpoint": (self.endpoint or DEFAULT_ENDPOINT).rstrip("/"),
                 "catalog_url": self.catalog_url or f"sqlite:///{home / 'catalog.db'}",
                 "store_dir": self.store_dir or home / "store",
+                "cache_path": self.cache_path or self.store_dir or home / "store",
                 "node_name": self.node_name or socket.gethostname(),
                 "node_url": (self.node_url or derived_node_url(self)).rstrip("/"),
                 "verify_workers": self.verify_workers or (os.cpu_count() or 1),
@@ -392,10 +460,31 @@ class CatalogTable(_Table):
     url: str | None = _key("catalog.url")
 
 
+class S3Table(_Table):
+    """[store] s3.*: the bucket of backend "s3"."""
+
+    endpoint: HttpUrl | None = _key("store.s3.endpoint")
+    bucket: Name | None = _key("store.s3.bucket")
+    prefix: str | None = _key("store.s3.prefix")
+    region: Name | None = _key("store.s3.region")
+    credentials_file: str | None = _key("store.s3.credentials_file")
+    redirect: bool | None = _key("store.s3.redirect")
+
+
+class CacheTable(_Table):
+    """[store] cache.*: local copies of S3 blobs."""
+
+    path: str | None = _key("store.cache.path")
+    max_size: ByteSize | None = _key("store.cache.max_size")
+
+
 class StoreTable(_Table):
     """[store]: where the blobs live."""
 
     path: str | None = _key("store.path")
+    backend: Backend | None = _key("store.backend")
+    s3: S3Table | None = None
+    cache: CacheTable | None = None
 
 
 class MirrorTable(_Table):
@@ -507,16 +596,18 @@ class ConfigFile(_Table):
 
     def written(self) -> dict[str, Any]:
         """The keys the file sets, dotted (``mirror.concurrency``), with their values."""
-        values: dict[str, Any] = {}
-        for name in self.model_fields_set:
-            value = getattr(self, name)
-            if isinstance(value, _Table):
-                values.update(
-                    (f"{name}.{key}", getattr(value, key)) for key in value.model_fields_set
-                )
-            else:
-                values[name] = value
-        return values
+        return _written(self)
+
+
+def _written(table: BaseModel, under: str = "") -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in table.model_fields_set:
+        value = getattr(table, name)
+        if isinstance(value, _Table):
+            values.update(_written(value, f"{under}{name}."))
+        else:
+            values[f"{under}{name}"] = value
+    return values
 
 
 def _problem(error: ErrorDetails, key: str) -> str:

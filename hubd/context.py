@@ -20,7 +20,7 @@ from .catalog.db import open_catalog
 from .config import Settings
 from .errors import StoreError
 from .journal import recover
-from .store import Store
+from .store import Store, open_store
 
 T = TypeVar("T")
 
@@ -42,7 +42,7 @@ class Context:
             settings.store_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create {settings.home}: {exc.strerror or exc}") from None
-        store, catalog = Store(settings.store_dir), open_catalog(settings.catalog_url)
+        store, catalog = open_store(settings), open_catalog(settings.catalog_url)
         recover(store, catalog)  # what a process killed mid-recording left is undone first
         return cls(settings, store, catalog)
 

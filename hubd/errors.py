@@ -34,6 +34,7 @@ against the classes)::
     │   └── ReplayedRevision                      a ref moved back, a commit with other files
     ├── UnsafePath                 exit 7   400   a file name with '..', absolute, '\\' or NUL
     ├── StoreError                 exit 8   507   disk full, permissions, corrupt store
+    │   └── StoreUnavailable                503   the object store does not answer (backend s3)
     ├── PolicyViolation            exit 9   403   the policy denies mirroring this repo
     ├── VerificationFailed         exit 1   500   `hubd verify` found damaged blobs
     ├── NotCompliant               exit 1   500   `hubd audit` found policy violations
@@ -192,6 +193,12 @@ class UnsafePath(HubdError):
 class StoreError(HubdError):
     exit_code = 8
     http_status = 507
+
+
+class StoreUnavailable(StoreError):
+    """The S3-compatible object store is unreachable or failing: nothing was lost; retry."""
+
+    http_status = 503
 
 
 class PolicyViolation(HubdError):

@@ -134,11 +134,16 @@ def test_settings_built_directly_resolve_their_defaults(tmp_path: Path) -> None:
 
 
 def test_the_file_model_has_a_key_for_every_setting_but_home_and_token() -> None:
-    keys = set()
-    for name, info in ConfigFile.model_fields.items():
-        table = get_args(info.annotation)[0]
-        if isinstance(table, type) and issubclass(table, BaseModel):
-            keys |= {f"{name}.{key}" for key in table.model_fields}
-        else:
-            keys.add(name)
+    def keys_of(model: type[BaseModel], under: str) -> set[str]:
+        keys = set()
+        for name, info in model.model_fields.items():
+            args = get_args(info.annotation)
+            table = args[0] if args else info.annotation
+            if isinstance(table, type) and issubclass(table, BaseModel):
+                keys |= keys_of(table, f"{under}{name}.")  # [store] s3.bucket: store.s3.bucket
+            else:
+                keys.add(f"{under}{name}")
+        return keys
+
+    keys = keys_of(ConfigFile, "")
     assert keys == {doc.key for doc in setting_docs()} - {"home", "token"}

@@ -104,31 +104,39 @@ def test_containerfile_non_root_volume_healthcheck() -> None:
     assert cmd == ["daemon", "--host", "0.0.0.0", "--port", "8080"]  # noqa: S104 - in a container
 
 
-def test_compose_two_daemons_share_postgresql_and_named_volumes() -> None:
+def test_compose_two_stateless_daemons_on_postgresql_and_s3_behind_one_address() -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     services, volumes = compose["services"], set(compose["volumes"])
     (db,) = [name for name, s in services.items() if "postgres" in s["image"]]
+    (s3,) = [name for name, s in services.items() if "seaweedfs" in s["image"]]
+    (proxy,) = [name for name, s in services.items() if "nginx" in s["image"]]
     daemons = {name: s for name, s in services.items() if s.get("image") == "localhost/hubd:latest"}
     assert len(daemons) == 2 and "build" in next(iter(daemons.values()))
     for name, service in services.items():
         named = {
             v.split(":")[0] for v in service.get("volumes", []) if not v.startswith((".", "/"))
         }
-        assert named and named <= volumes, name
-    nodes, homes = set(), set()
+        assert named <= volumes and (named or name == proxy), name
+    assert [name for name, s in services.items() if s.get("ports")] == [proxy]  # one address
+    nginx = (DEPLOY / services[proxy]["volumes"][0].split(":")[0]).read_text()
+    assert sorted(re.findall(r"server (\S+):8080", nginx)) == sorted(daemons)
+    nodes, homes, buckets = set(), set(), set()
     for name, service in daemons.items():
         assert hubd_command(["hubd", *service["command"]]) == ["daemon"]
         (home,) = [v.split(":")[0] for v in service["volumes"] if v.endswith(f":{HOME}")]
         homes.add(home)
-        assert service["depends_on"][db]["condition"] == "service_healthy"
+        assert {db, s3} <= {k for k, v in service["depends_on"].items() if v["condition"]}
         env = {k: re.sub(r"\$\{[^}]*\}", "pw", v) for k, v in service["environment"].items()}
-        assert set(env) <= SETTING_VARIABLES
+        assert set(env) - {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= SETTING_VARIABLES
         url = make_url(env["HUBD_CATALOG_URL"])
         assert (url.drivername, url.host, url.database) == ("postgresql+psycopg", db, "hubd")
         settings = load_settings({**env, "HUBD_HOME": "/nonexistent/hubd"})
         assert settings.catalog_url == env["HUBD_CATALOG_URL"]
+        assert settings.store_backend == "s3" and settings.s3_endpoint == f"http://{s3}:8333"
+        buckets.add((settings.s3_bucket, settings.s3_prefix))
         nodes.add(settings.node_name)
         port = service["command"][service["command"].index("--port") + 1]
-        assert settings.node_url == f"http://{name}:{port}"  # the other reaches it by name
+        assert settings.node_url == f"http://{name}:{port}"
     assert len(nodes) == 2  # provenance and job ownership tell the daemons apart
-    assert len(homes) == 2  # a store each: the catalog says which node holds which blob
+    assert len(homes) == 2 and len(buckets) == 1  # keys apart, blobs in one bucket
+    assert f"-bucket={buckets.pop()[0]}" in services[s3]["command"]

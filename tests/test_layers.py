@@ -116,8 +116,8 @@ def test_imports_point_down_only() -> None:
 
 def test_the_rule_catches_an_upward_import(tmp_path: Path) -> None:
     """The checker itself: a store module importing the mirror is reported."""
-    path = ROOT / "hubd" / "store.py"
-    imports = [*_imports(path, "hubd.store"), (1, "hubd.ops.mirror.mirror")]
+    path = ROOT / "hubd" / "store" / "fs.py"
+    imports = [*_imports(path, "hubd.store.fs"), (1, "hubd.ops.mirror.mirror")]
     layers = [
         _layer(_resolve(n, {"hubd.ops.mirror", "hubd.errors", "hubd.refs", "hubd.hashes"}))
         for _, n in imports

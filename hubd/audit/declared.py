@@ -132,7 +132,7 @@ class DeclarationReader:
     def _text(self, item: FileRow) -> str | None:
         if item.sha256 not in self._texts:
             try:
-                with self.scanner.store.blob_path(item.sha256).open("rb") as f:
+                with self.scanner.store.open_read(item.sha256) as f:
                     self._texts[item.sha256] = f.read(TEXT_LIMIT).decode("utf-8", "replace")
             except OSError:
                 self._texts[item.sha256] = None

@@ -60,10 +60,11 @@ class Scanner:
         return self._seen[key]
 
     def _scan(self, item: FileRow, kind: str) -> BlobScan:
-        path = self.store.blob_path(item.sha256)
         if not kind:
             return BlobScan(())
-        if not path.exists():
+        try:
+            path = self.store.local_blob(item.sha256)  # on S3: the verified local copy
+        except FileNotFoundError:
             return BlobScan((("medium", "blob-missing", "not in the store; run `hubd verify`"),))
         if kind == "safetensors":
             problem = header_problem(path)

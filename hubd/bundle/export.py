@@ -207,19 +207,24 @@ def _blob_chunks(ctx: Context, sha256: str, size: int, progress: Progress) -> It
     """A stored blob's bytes, hashed on the way: a damaged blob fails the export."""
     digest = hashlib.sha256()
     try:
-        with ctx.store.blob_path(sha256).open("rb", buffering=0) as fh:
-            actual = os.fstat(fh.fileno()).st_size
-            if actual != size:
-                raise SizeMismatch(
-                    f"stored blob {sha256} is damaged ({actual} bytes, expected {size})",
-                    hint="`hubd verify` finds and names the revision; re-mirror it",
-                )
+        with ctx.store.open_read(sha256) as fh:
             name = f"blobs/{sha256[:16]}"
             progress.file_started(name, size, 0)
-            while chunk := fh.read(CHUNK):
+            actual = 0
+            while actual <= size and (chunk := fh.read(CHUNK)):
+                actual += len(chunk)
+                if actual > size:
+                    break
                 digest.update(chunk)
                 yield chunk
                 progress.advance(name, len(chunk))
+            if actual != size:
+                raise SizeMismatch(
+                    f"stored blob {sha256} is damaged ({actual}+ bytes, expected {size})"
+                    if actual > size
+                    else f"stored blob {sha256} is damaged ({actual} bytes, expected {size})",
+                    hint="`hubd verify` finds and names the revision; re-mirror it",
+                )
             progress.file_done(name)
     except FileNotFoundError:
         raise StoreError(

@@ -477,11 +477,10 @@ def _commit(
         try:
             for change in work:
                 journal.remember(change.rev.repo, change.rev.commit, change.refs)
-            for sha256 in blobs:
-                target = store.blob_path(sha256)
-                journal.add_file(target)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                staging.store.blob_path(sha256).replace(target)
+            for sha256, size in blobs.items():
+                if store.local_blobs:  # a verified orphan in a bucket is gc's, not the journal's
+                    journal.add_file(store.blob_path(sha256))
+                store.adopt(staging.store.blob_path(sha256), sha256, size)
             for oid, sha256 in received.git.items():
                 if store.known_git_blob(oid) is None:
                     journal.add_file(store.git_index_dir / oid[:2] / oid)

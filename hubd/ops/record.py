@@ -5,7 +5,6 @@ The lower stage mirror, publish, import and repair share, so none of them import
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -69,7 +68,11 @@ def record_snapshot(
     readme = digests.get("README.md")
     text = _card_text(store, readme) if readme else None
     card = card_record(text, remote.card_data, remote.gated)
-    local = {path: store.blob_path(digest) for path, digest in digests.items()}
+    local = {  # what lineage reads: the adapter config and GGUF headers
+        path: store.local_blob(digest)
+        for path, digest in digests.items()
+        if path == "adapter_config.json" or path.endswith(".gguf")
+    }
     is_adapter, base = adapter_lineage(local, card)
     refs = [] if ref.revision and is_commit(ref.revision) else [ref.revision or "main"]
     source_url = source_url or f"{remote.endpoint}/{remote.repo_id}"
@@ -111,7 +114,7 @@ def record_snapshot(
         with catalog_errors(), nullcontext(session) if session else ctx.catalog.begin() as db:
             revision = record_revision(db, record)
             everything = {f.path: f.sha256 for f in revision.files}
-            model_sig = store.blob_path(shipped).read_bytes() if shipped else None
+            model_sig = _read(store, shipped) if shipped else None
             admitted = admit(ctx, remote.repo_id, remote.commit, everything, carried, model_sig)
             snapshot = store.link_snapshot(remote.repo_id, remote.commit, digests.items())
             for name in refs:
@@ -135,5 +138,10 @@ def record_snapshot(
 
 def _card_text(store: Store, digest: str) -> str:
     """The start of the README: enough for the card's metadata, however large the file."""
-    with os.fdopen(store.open_blob(digest), "rb") as readme:
+    with store.open_read(digest) as readme:
         return readme.read(CARD_TEXT_LIMIT).decode("utf-8", "replace")
+
+
+def _read(store: Store, digest: str) -> bytes:
+    with store.open_read(digest) as blob:
+        return blob.read()

@@ -52,9 +52,7 @@ def _set_aside(ctx: Context, blobs: Sequence[_Blob]) -> None:
                 if blob.actual is None:
                     continue  # missing: nothing to keep
                 target = directory / f"{blob.sha256}.{blob.actual}"
-                try:
-                    ctx.store.blob_path(blob.sha256).replace(target)
-                except FileNotFoundError:
+                if not ctx.store.quarantine(blob.sha256, target):
                     continue  # gone since it was hashed
                 blob.quarantine = target
         except OSError as exc:

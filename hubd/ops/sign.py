@@ -204,7 +204,7 @@ def export_revision(ctx: Context, ref: RepoRef, to: Path) -> ExportResult:
     try:
         for path, sha256 in sorted(files.items()):
             total += _copy_verified(
-                ctx.store.blob_path(sha256), staging / safe_relpath(path), sha256, path
+                ctx.store.local_blob(sha256), staging / safe_relpath(path), sha256, path
             )
         (staging / signing.SIGNATURE_FILE).write_bytes(bundle)
         if to.exists():

@@ -25,7 +25,12 @@ def require_free(root: Path, needed: int, what: str, hint: str) -> None:
 
 
 def check_mirror_space(store: Store, label: str, items: Iterable[RemoteFile]) -> None:
-    """Refuse a mirror whose files to fetch cannot fit; bytes of a partial to resume are there."""
+    """Refuse a mirror whose files to fetch cannot fit; bytes of a partial to resume are there.
+
+    Blobs in object storage take no local space (the bucket's quota is the store's to tell).
+    """
+    if not store.local_blobs:
+        return
     needed = 0
     for item in items:
         have = 0

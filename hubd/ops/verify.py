@@ -6,7 +6,6 @@ here, one :class:`BlobRepair` per distinct blob.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -136,16 +135,6 @@ class VerifyReport(BaseModel):
         return {"ok": data.pop("ok"), **data}
 
 
-def _digest_or_none(ctx: Context, sha256: str) -> str | None:
-    """The blob's sha256 as read now; None if it is missing or not a regular file."""
-    try:
-        fd = ctx.store.open_blob(sha256)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as blob:  # hashlib releases the GIL: threads hash on every core
-        return hashlib.file_digest(blob, "sha256").hexdigest()
-
-
 def _mislinked(ctx: Context, rows: list[tuple[str, str, str, str, int]]) -> list[MisLinked]:
     """Snapshot links that do not point at the catalog's blob (a swapped or missing link).
 
@@ -192,13 +181,18 @@ def verify_store(
             (r.repo.repo_id, r.commit, f.path, f.sha256, f.size) for r in revisions for f in r.files
         ]
         sizes = {sha: size for *_, sha, size in rows}
-        theirs = held_only_elsewhere(session, ctx.settings.node_name, sizes)
+        # In a bucket every node's blobs are this node's to verify.
+        theirs = (
+            held_only_elsewhere(session, ctx.settings.node_name, sizes)
+            if ctx.store.local_blobs
+            else set()
+        )
     files = len(rows)
     rows = [row for row in rows if row[3] not in theirs]
     sizes = {sha: size for sha, size in sizes.items() if sha not in theirs}
 
     def check(sha256: str) -> tuple[str, str | None]:
-        actual = _digest_or_none(ctx, sha256)
+        actual = ctx.store.digest_of(sha256)
         if on_blob is not None:
             on_blob(sizes[sha256])
         return sha256, actual

@@ -31,9 +31,12 @@ def _record_path(store: Store, sha256: str) -> Path:
 
 
 def check_blob(store: Store, sha256: str, label: str) -> bool:
-    """Raise HashMismatch unless the blob is intact; True when a full hash was needed."""
-    blob = store.blob_path(sha256)
+    """Raise HashMismatch unless the blob is intact; True when a full hash was needed.
+
+    On object storage the blob is the local cache's copy, filled (and verified) first.
+    """
     try:
+        blob = store.local_blob(sha256)
         stamp = _stamp(blob)
     except FileNotFoundError:
         raise HashMismatch(f"{label}: the blob is missing from the store") from None

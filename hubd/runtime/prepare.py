@@ -109,7 +109,10 @@ def prepare(
             ]
             if not ctx.store.snapshot_dir(r.repo.repo_id, r.commit).exists()
         ]
-    if elsewhere:  # recorded by another node of a shared catalog: fetch what is needed
+    if elsewhere and not ctx.store.local_blobs:  # in the bucket: link, the cache fills on use
+        for repo_id, revision_commit, files_of, paths in elsewhere:
+            ctx.store.link_snapshot(repo_id, revision_commit, [(p, files_of[p][0]) for p in paths])
+    elif elsewhere:  # recorded by another node of a shared catalog: fetch what is needed
         from ..cluster.locations import make_local  # the HTTP stack, only when it is needed
 
         for repo_id, revision_commit, files_of, paths in elsewhere:

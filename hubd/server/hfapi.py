@@ -57,7 +57,9 @@ from ..hashes import lfs_pointer
 from ..model import gguf, safetensors
 from ..proxy.pull import PullThrough
 from ..refs import RepoRef, check_revision, is_commit, is_sha256, safe_relpath
+from ..store.s3 import S3Store
 from ..validation import Closed, problem
+from .objects import object_response
 
 CONTEXT = web.AppKey("ctx", Context)
 SERVED = web.AppKey("served", dict[str, int])
@@ -635,7 +637,7 @@ async def resolve(request: web.Request) -> web.StreamResponse:
             span = byte_range(request.headers.get("Range"), match.size)
             headers = _file_headers(commit, match, path)
             return await proxy.respond(request, pulled, span, headers, request.app[SERVED])
-    if not ctx.store.has_blob(match.sha256, match.size):  # another node of the catalog has it
+    if ctx.store.local_blobs and not ctx.store.has_blob(match.sha256, match.size):  # a sibling's
         await request.app[FETCHES].ensure(match.sha256, match.size, f"{repo_id}/{path}")
     headers = _file_headers(commit, match, path)
     return await _send_blob(request, match.sha256, match.size, headers)
@@ -744,6 +746,11 @@ async def _send_blob(
 ) -> web.StreamResponse:
     """A stored blob (Range included) after the Range and the file itself are checked."""
     span = byte_range(request.headers.get("Range"), size)
+    store = request.app[CONTEXT].store
+    if isinstance(store, S3Store):
+        return await object_response(
+            request, store, sha256, size, span, headers, request.app[SERVED]
+        )
     blob = await asyncio.to_thread(open_blob, request.app[CONTEXT], sha256, size)
     return BlobResponse(blob, size, span, headers, request.app[SERVED])
 

@@ -1,4 +1,11 @@
-"""The content-addressed store on disk.
+"""The content-addressed store on disk (``[store] backend = "fs"``), and the blob-store interface.
+
+:class:`Store` is the interface every reader and writer of blobs goes through (mirror, publish,
+import, export, verify, repair, gc, serving, runtime): ``writer`` (hash, verify, publish),
+``has_blob``, ``open_blob`` (a local descriptor), ``open_read`` (a stream), ``local_blob`` (a
+local path of verified content), ``digest_of``, ``adopt``, ``quarantine``, ``iter_blobs``,
+``collect_garbage``. :class:`hubd.store.s3.S3Store` implements the same methods on object
+storage; snapshots, refs, signatures and the git-blob index stay on local disk in both.
 
 Layout under ``store_dir``::
 
@@ -30,10 +37,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
-from .errors import HashMismatch, SizeMismatch, StoreError, UnsafePath
-from .hashes import CHUNK, git_blob_header
-from .refs import is_commit, is_git_oid, is_repo_id, is_sha256, safe_relpath
+from ..errors import HashMismatch, SizeMismatch, StoreError, UnsafePath
+from ..hashes import CHUNK, git_blob_header
+from ..refs import is_commit, is_git_oid, is_repo_id, is_sha256, safe_relpath
 
 
 def temp_path(path: Path) -> Path:
@@ -83,6 +91,15 @@ def open_regular(path: Path) -> int:
         os.close(fd)
         raise OSError(errno.EINVAL, "not a regular file", str(path))
     return fd
+
+
+def stream_digest(blob: BinaryIO) -> str:
+    """sha256 of what ``blob`` yields, then closed (hashlib drops the GIL: threads use cores)."""
+    digest = hashlib.sha256()
+    with blob:
+        while chunk := blob.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -254,6 +271,9 @@ class BlobWriter:
 class Store:
     """Blobs, snapshot views and refs under one directory."""
 
+    # Blobs are files under ``root`` (False on object storage: no free-space check, no hard links).
+    local_blobs = True
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.blobs_dir = root / "blobs" / "sha256"
@@ -289,6 +309,42 @@ class Store:
     def open_blob(self, sha256: str) -> int:
         """A descriptor on the blob, refusing links and anything but a regular file."""
         return open_regular(self.blob_path(sha256))
+
+    def open_read(self, sha256: str) -> BinaryIO:
+        """The blob's bytes as a stream (FileNotFoundError if it is not stored)."""
+        return os.fdopen(self.open_blob(sha256), "rb")
+
+    def local_blob(self, sha256: str) -> Path:
+        """A local path of the verified blob, for readers that need a file (llama.cpp, GGUF)."""
+        if not self.has_blob(sha256):
+            raise FileNotFoundError(errno.ENOENT, "blob not in the store", sha256)
+        return self.blob_path(sha256)
+
+    def digest_of(self, sha256: str) -> str | None:
+        """The blob's sha256 as read now; None if it is missing or not a regular file."""
+        try:
+            blob = self.open_read(sha256)
+        except OSError:
+            return None
+        return stream_digest(blob)
+
+    def presigned_url(self, sha256: str) -> str | None:
+        """A short-lived URL a client may download the blob from directly; None on disk."""
+        return None
+
+    def adopt(self, path: Path, sha256: str, size: int) -> None:
+        """Publish ``path``, a file already verified to hold ``sha256`` (an import's staging)."""
+        target = self.blob_path(sha256)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        path.replace(target)
+
+    def quarantine(self, sha256: str, target: Path) -> bool:
+        """Move a damaged blob out of ``blobs/`` to ``target``; False if it is already gone."""
+        try:
+            self.blob_path(sha256).replace(target)
+        except FileNotFoundError:
+            return False
+        return True
 
     def _git_index_path(self, git_oid: str) -> Path:
         if not is_git_oid(git_oid):
@@ -408,6 +464,12 @@ class Store:
                 freed += path.stat().st_size
                 path.unlink()
                 count += 1
+        more, extra = self._collect_local(keep, partials)
+        return count + more, freed + extra
+
+    def _collect_local(self, keep: set[str], partials: bool) -> tuple[int, int]:
+        """The git-blob index, partials, orphan locks and dead imports' staging: (count, bytes)."""
+        count = freed = 0
         if self.git_index_dir.is_dir():
             for entry in self.git_index_dir.rglob("*"):
                 if entry.is_symlink() or (
