@@ -423,3 +423,30 @@ def test_object_store_down_is_a_503_and_nothing_is_lost(
             assert verify_store(ctx).ok
     finally:
         outage.close()
+
+
+def test_pull_through_into_a_bucket(
+    settings: Settings, endpoint: str, bucket: str, credentials: Path, tmp_path: Path
+) -> None:
+    """The proxy verifies on this disk, then the bucket's own writer uploads (hashing again):
+    the revision is recorded, and a second node on the bucket has every blob."""
+    with (
+        Context.open(on_s3(settings, endpoint, bucket, credentials, proxy_enabled=True)) as ctx,
+        serving(ctx) as url,
+    ):
+        path = Path(snapshot_download(MODEL, endpoint=url, cache_dir=tmp_path / "c"))
+        assert {p.name: p.read_bytes() for p in path.iterdir()} == FILES
+        deadline = time.monotonic() + 30
+        while True:
+            with ctx.catalog() as session:
+                states = [r.state for r in get_repo(session, MODEL).revisions]
+            if states == ["verified"]:
+                break
+            assert time.monotonic() < deadline, states
+            time.sleep(0.1)
+        with ctx.catalog() as session:
+            files = get_repo(session, MODEL).revisions[0].files
+        store = ctx.store
+        assert isinstance(store, S3Store)
+        assert all(store.has_blob(f.sha256, f.size) for f in files)
+        assert len(keys(ctx, "blobs/")) == len({f.sha256 for f in files})

@@ -31,7 +31,9 @@ log = logging.getLogger("hubd.proxy")
 
 
 class StreamingWriter(BlobWriter):
-    """The store's writer, its bytes readable from the ``.partial`` as soon as written."""
+    """The filesystem store's writer, its bytes readable from the ``.partial`` as soon as
+    written. On object storage it writes the local copy (the store's cache layout), which
+    :func:`transfer` then uploads through the bucket's own verifying writer."""
 
     def __init__(self, store: Store, expected: Expected, moved: Callable[[int], None]) -> None:
         super().__init__(store, expected)
@@ -194,13 +196,17 @@ async def transfer(
             url = source.file_url(repo_id, commit, item.path)
             async with source.session() as session:
                 await source.download(session, item, url, writer, lambda _: None)
-            return await asyncio.to_thread(writer.commit)
+            digest = await asyncio.to_thread(writer.commit)
         except BaseException as exc:
             if isinstance(exc, IntegrityError) or writer.offset == 0:
                 writer.discard()  # bad bytes, or none: nothing to resume from
             raise
         finally:
-            writer.__exit__(None, None, None)
+            writer.__exit__(None, None, None)  # its lock: the bucket's writer takes it next
+        if not ctx.store.local_blobs:  # verified on this disk: now into the bucket
+            local = ctx.store.blob_path(digest)
+            await asyncio.to_thread(ctx.store.adopt, local, digest, item.size)
+        return digest
     finally:
         guard.__exit__(None, None, None)
 
