@@ -26,9 +26,10 @@ lint: $(STAMP)
 # Lint and tests run side by side: a lint nit does not hide the test results; both must pass.
 # tests/pg.sh: a throwaway PostgreSQL for the catalog tests (HUBD_TEST_PG=skip to go without).
 # tests/olah.sh: Olah 0.5.4 in .venv-olah and git-lfs, for tests/test_olah.py.
+# tests/chromium.sh: Debian's Chromium for the browser tests (tests/test_web.py).
 test: $(STAMP)
 	lint=0; $(MAKE) --no-print-directory lint || lint=$$?; \
-	tests=0; bash tests/olah.sh && bash tests/pg.sh $(BIN)/pytest || tests=$$?; \
+	tests=0; bash tests/olah.sh && bash tests/chromium.sh && bash tests/pg.sh $(BIN)/pytest || tests=$$?; \
 	echo "make test: lint exit $$lint, tests exit $$tests"; \
 	test $$lint = 0 && test $$tests = 0
 
