@@ -49,6 +49,8 @@ class Catalog:
     read_token: str
     write_token: str
     artifacts: Path
+    ctx: Context
+    hub: FakeHub
 
 
 @contextmanager
@@ -76,4 +78,4 @@ def served_catalog(tmp: Path) -> Iterator[Catalog]:
             artifacts = Path(__file__).parent / "artifacts"
             artifacts.mkdir(exist_ok=True)
             with serving(ctx) as url, serving(guarded) as guarded_url:
-                yield Catalog(url, guarded_url, read, write, artifacts)
+                yield Catalog(url, guarded_url, read, write, artifacts, ctx, hub)

@@ -109,9 +109,11 @@ def csrf_token(request: web.Request) -> str:
     session = request.app[SESSIONS].find(request.cookies.get(SESSION_COOKIE))
     if session is not None:
         return session.csrf
-    return request.cookies.get(CSRF_COOKIE) or request.setdefault(
-        "new_csrf", secrets.token_urlsafe(32)
-    )
+    if CSRF_COOKIE in request.cookies:
+        return request.cookies[CSRF_COOKIE]
+    if NEW_CSRF not in request:
+        request[NEW_CSRF] = secrets.token_urlsafe(32)
+    return request[NEW_CSRF]
 
 
 def check_csrf(request: web.Request, sent: str | None) -> None:

@@ -34,12 +34,12 @@ from ...validation import Closed, problem
 from ..hfapi import CONTEXT
 from . import charts, session
 from .card import render as render_card
-from .index import FACETS, MULTI, SORTS, CatalogIndex, Query, Signing, formats, signing
+from .index import SORTS, CatalogIndex, Query, Signing, formats, overview, signing
 from .lineage import graph
 from .render import INDEXER, PREFIX, Rendered
 
 Text = Annotated[str, StringConstraints(max_length=200)]
-FILTERS = (*FACETS, *MULTI)
+SHOWN = 100  # rows of each dashboard list
 
 
 class CatalogParams(Closed):
@@ -322,18 +322,12 @@ def _violation(r: RevisionAudit) -> dict[str, Any]:
 
 async def dashboard(request: web.Request) -> Rendered:
     """GET /ui/audit?repo=…: revisions by license class and verdict, what the policy refuses,
-    what no trusted key signed, and the reports and BOMs to download."""
+    what no trusted key signed, and the reports and BOMs to download. The lists show their
+    first SHOWN rows; the downloads hold every one."""
     index = await request.app[INDEXER].get()
     repos = _selection(request, index)
     report = index.selection(repos)
-    summary = report.summary()
-    unsigned = []
-    for r in report.revisions:
-        signed = index.signing.get((r.row.repo_id, r.row.commit))
-        if signed is not None and signed.state != "signed":
-            unsigned.append(
-                {"repo": r.row.repo_id, "commit": r.row.commit, **_signing_json(signed)}
-            )
+    brief = overview(report, index.signing) if repos else index.overview
     selection = urlencode([("repo", r) for r in repos])
     downloads = {
         label: f"{PREFIX}audit/report.{fmt}" + (f"?{selection}" if selection else "")
@@ -348,14 +342,19 @@ async def dashboard(request: web.Request) -> Rendered:
         "selection": repos,
         "generated_at": report.generated_at.isoformat(),
         "policy": report.policy,
-        "summary": summary,
-        "violations": [_violation(r) for r in report.violations],
-        "unsigned": unsigned,
+        "summary": brief.summary,
+        "violations": [_violation(r) for r in brief.violations[:SHOWN]],
+        "violations_total": len(brief.violations),
+        "unsigned": [
+            {"repo": r.row.repo_id, "commit": r.row.commit, **_signing_json(signed)}
+            for r, signed in brief.unsigned[:SHOWN]
+        ],
+        "unsigned_total": len(brief.unsigned),
         "downloads": downloads,
     }
     extra = {
-        "class_chart": charts.bars(summary["by_class"], "License class"),
-        "verdict_chart": charts.bars(summary["by_verdict"], "Openness verdict"),
+        "class_chart": charts.bars(brief.summary["by_class"], "License class"),
+        "verdict_chart": charts.bars(brief.summary["by_verdict"], "Openness verdict"),
     }
     return Rendered("audit.html", data, extra)
 
