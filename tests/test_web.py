@@ -105,7 +105,9 @@ def test_hostile_card_is_neutralised(page: Page, catalog: Catalog) -> None:
 
 
 def test_model_page_lineage_signatures_and_snippets(page: Page, catalog: Catalog) -> None:
+    page.set_viewport_size({"width": 1100, "height": 1000})
     page.goto(f"{catalog.url}/ui/models/{LORA}")
+    page.screenshot(path=catalog.artifacts / "web-model.png")  # docs/web-model.png is one
     svg = page.locator("svg.lineage")
     expect(svg).to_be_visible()
     expect(svg.locator(".edge-label")).to_have_text(["adapter · Apache-2.0"])

@@ -1,8 +1,5 @@
 """How a web page leaves: templates, static assets, the JSON twin, security headers.
 
-The web catalog: pages for people, rendered on the server from the same catalog and audit
-data the API answers from. Every page has a JSON twin (``?format=json``).
-
 Jinja2 templates with autoescape, SVG charts and lineage drawn on the server, one stylesheet
 and one small script shipped in the package under a content digest (cached for good, never
 fetched from anywhere else), and a strict Content-Security-Policy: no inline script, nothing

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
@@ -139,7 +139,7 @@ class Statement:
     verdict: str  # verified | untrusted key | invalid: why
 
     def to_json(self) -> dict[str, Any]:
-        return self.__dict__.copy()
+        return asdict(self)
 
 
 def _statements(ctx: Context, repo_id: str, commit: str, files: dict[str, str]) -> list[Statement]:
@@ -275,7 +275,7 @@ async def model(request: web.Request) -> Rendered:
             "declared": entry["declared"],
         },
         "lineage": entry["lineage"],
-        "derived": [c.__dict__ for c in children],
+        "derived": [asdict(c) for c in children],
         "openness": {
             "verdict": entry["verdict"],
             "reasons": entry["verdict_reasons"],
