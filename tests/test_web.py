@@ -12,12 +12,14 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from webpages import BASE, GGUF, HOSTILE, LORA, Catalog, served_catalog
 
 CHROMIUM = "/usr/bin/chromium"
+AXE = Path(__file__).parent.parent / ".browser-tests/node_modules/axe-core/axe.min.js"
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -165,6 +167,35 @@ def test_phone_width_has_no_horizontal_overflow(browser: Browser, catalog: Catal
             width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
             assert width[0] <= width[1], (name, width)
         assert (catalog.artifacts / "web-model-phone.png").stat().st_size > 10_000
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_no_serious_accessibility_violation(
+    browser: Browser, catalog: Catalog, scheme: Literal["light", "dark"]
+) -> None:
+    """axe-core (WCAG 2.1 A and AA rules) on every page, in both colour schemes."""
+    assert AXE.exists(), "no axe-core: run tests/chromium.sh (make test does)"
+    context = browser.new_context(bypass_csp=True, color_scheme=scheme)  # to inject axe only
+    try:
+        page = context.new_page()
+        found = {}
+        for path in ("/ui/", f"/ui/models/{LORA}", f"/ui/models/{HOSTILE}", "/ui/audit", "/ui/ops"):
+            page.goto(f"{catalog.url}{path}")
+            page.add_script_tag(path=str(AXE))
+            result = page.evaluate(
+                """() => axe.run(document, {runOnly: {type: 'tag',
+                     values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})"""
+            )
+            serious = [
+                f"{v['id']}: {v['help']} ({len(v['nodes'])}x, e.g. {v['nodes'][0]['html'][:120]})"
+                for v in result["violations"]
+                if v["impact"] in ("serious", "critical")
+            ]
+            if serious:
+                found[path] = serious
+        assert found == {}
     finally:
         context.close()
 

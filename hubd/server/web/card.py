@@ -31,6 +31,7 @@ ATTRIBUTES = {
     "code": {"class"},
 }
 SCHEMES = {"http", "https", "mailto"}
+NO_ALT = re.compile(r"<img(?![^>]*\salt=)")  # nh3's output: one tag, attributes quoted
 
 _markdown = MarkdownIt("commonmark", {"html": True, "linkify": False}).enable("table")
 
@@ -52,7 +53,7 @@ def render(text: str, repo_id: str, commit: str) -> str:
     html = _markdown.render(body[:MAX_CARD])
     if cut:
         html += "<p><em>The card is longer than this page shows.</em></p>"
-    return nh3.clean(
+    clean = nh3.clean(
         html,
         tags=TAGS,
         attributes=ATTRIBUTES,
@@ -61,3 +62,4 @@ def render(text: str, repo_id: str, commit: str) -> str:
         strip_comments=True,
         attribute_filter=attribute,
     )
+    return NO_ALT.sub('<img alt=""', clean)  # an image the card does not describe is decoration
