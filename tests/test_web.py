@@ -16,7 +16,10 @@ from typing import Literal
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from sqlalchemy import select
 from webpages import BASE, GGUF, HOSTILE, LORA, Catalog, served_catalog
+
+from hubd.catalog.models import Job, JobState
 
 CHROMIUM = "/usr/bin/chromium"
 AXE = Path(__file__).parent.parent / ".browser-tests/node_modules/axe-core/axe.min.js"
@@ -255,7 +258,14 @@ def test_login_csrf_write_scope_and_logout(page: Page, catalog: Catalog) -> None
     page.fill("#mirror-repo", BASE)
     page.click("text=Queue mirror")
     page.wait_for_url(f"{catalog.guarded}/ui/ops")
-    expect(page.locator("#jobs")).to_contain_text(BASE)
+    row = page.locator("#jobs tr", has_text=BASE)
+    expect(row.locator(".state")).to_have_text("queued")
+    # No worker runs here: finish the job in the catalog and watch the page follow (app.js).
+    with catalog.ctx.catalog.begin() as session:
+        job = session.scalars(select(Job).where(Job.repo == BASE)).one()
+        job.state, job.bytes_done, job.bytes_total = JobState.DONE, 2048, 2048
+    expect(row.locator(".state")).to_have_text("done", timeout=6000)
+    expect(row.locator(".bytes")).to_have_text("2.0 KB / 2.0 KB")
 
 
 def test_a_wrong_token_is_refused_at_login(page: Page, catalog: Catalog) -> None:

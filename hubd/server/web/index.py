@@ -425,8 +425,16 @@ class Indexer:
         return await asyncio.shield(self._rebuild)
 
     async def _build(self) -> CatalogIndex:
+        """A failed rebuild leaves the previous index in place (and is logged); without one,
+        the page that waits for it fails."""
         async with self._lock:
-            index = await asyncio.to_thread(build, self.ctx)
+            try:
+                index = await asyncio.to_thread(build, self.ctx)
+            except Exception:
+                if self.current is None:
+                    raise
+                log.exception("catalog index: rebuild failed; pages keep the previous one")
+                return self.current
             self.current = index
             log.info("catalog index: %d repos", len(index.entries))
             return index
