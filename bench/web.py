@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from aiohttp import web
 
@@ -73,6 +73,13 @@ def get(url: str, path: str) -> bytes:
         conn.close()
 
 
+def html_of(twin: str) -> str:
+    """The page a JSON twin's link stands for."""
+    parts = urlsplit(twin)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "format"]
+    return f"{parts.path}?{urlencode(query)}"
+
+
 def median_ms(url: str, path: str, runs: int) -> tuple[float, int]:
     times, size = [], 0
     for _ in range(runs):
@@ -111,7 +118,7 @@ def main() -> None:
                 following = middle["next"]
                 if following is None:
                     break
-                middle = json.loads(get(url, following + "&format=json"))
+                middle = json.loads(get(url, following))
             repo = first["repos"][0]["repo"]
             adapters = "/ui/?kind=adapter"
             pages = {
@@ -119,7 +126,7 @@ def main() -> None:
                 "search 'model-1'": "/ui/?q=model-1",
                 "facet kind=adapter": adapters,
                 "facet class + verdict": "/ui/?class=non-commercial&verdict=open-weight",
-                "page ~20,000 repos in": middle["next"] or "/ui/",
+                "page ~20,000 repos in": html_of(middle["next"] or "/ui/?format=json"),
                 "newest first": "/ui/?sort=mirrored",
                 "largest first": "/ui/?sort=size",
                 "catalog JSON twin": "/ui/?format=json",

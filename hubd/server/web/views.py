@@ -54,7 +54,7 @@ class CatalogParams(Closed):
     mof: Text | None = None
     signer: Text | None = None
     format: Literal["json", "html"] | None = None
-    format_: Annotated[Text | None, Field(alias="weights")] = None
+    weights: Text | None = None  # the format facet: ``format=`` asks for the JSON twin
     sort: Literal["name", "mirrored", "size"] = "name"
     after: Annotated[str, StringConstraints(max_length=400)] | None = None
     limit: Annotated[int, Field(ge=1, le=200)] = 50
@@ -68,13 +68,12 @@ class CatalogParams(Closed):
             "verdict": self.verdict,
             "mof": self.mof,
             "signer": self.signer,
-            "format": self.format_,
+            "format": self.weights,
         }
         return {k: v for k, v in values.items() if v}
 
 
-# The weight format facet travels as ``weights=`` in the URL: ``format=`` asks for the JSON twin.
-PARAM = {"format": "weights"}
+PARAM = {"format": "weights"}  # facet -> its query parameter, where the two differ
 
 
 def _params(request: web.Request) -> CatalogParams:
@@ -101,6 +100,8 @@ async def catalog(request: web.Request) -> Rendered:
     base = {"q": params.q, **{PARAM.get(k, k): v for k, v in filters.items()}}
     if params.sort != "name":
         base["sort"] = params.sort
+    if params.format == "json":  # the twin's links lead to twins
+        base["format"] = "json"
     facets = []
     for facet in found.facets:
         key = PARAM.get(facet.name, facet.name)
