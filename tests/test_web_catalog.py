@@ -26,12 +26,15 @@ from webpages import BASE, GGUF, HOSTILE, LORA, RESTRICTED, Catalog, served_cata
 
 from hubd.audit import AuditReport
 from hubd.audit.bom import spdx_problems
+from hubd.audit.inheritance import UNKNOWN_BASE, Ancestor, Effective
+from hubd.audit.licenses import License, LicenseClass
 from hubd.context import Context
 from hubd.ops.mirror import mirror
 from hubd.refs import RepoRef
 from hubd.server.app import create_app
 from hubd.server.web.card import TAGS, render
-from hubd.server.web.index import CatalogIndex, Entry, Query, Signing
+from hubd.server.web.index import CatalogIndex, Child, Entry, Query, Signing
+from hubd.server.web.lineage import graph
 
 pytestmark = pytest.mark.slow
 
@@ -357,3 +360,26 @@ def test_the_index_follows_the_catalog(catalog: Catalog) -> None:
             break
         time.sleep(0.1)
     assert totals[-1] == 6 and set(totals) <= {5, 6}
+
+
+def test_lineage_graph_of_a_merge_with_a_shared_base() -> None:
+    """merge <- (left, right) <- root: root is drawn once, above both, with one edge each."""
+    apache = License("apache-2.0", "Apache-2.0", LicenseClass.OSI, "")
+    llama = License("llama3", "LicenseRef-Llama-3", LicenseClass.RESTRICTED, "")
+    ancestors = (
+        Ancestor("org/left", "merge", "org/merge", "a" * 40, apache),
+        Ancestor("org/root", "finetune", "org/left", "b" * 40, llama),
+        Ancestor("org/right", "merge", "org/merge", None, UNKNOWN_BASE),
+        Ancestor("org/root", "finetune", "org/right", "b" * 40, llama),
+        Ancestor("org/root", "finetune", "org/left", "b" * 40, llama),  # reached twice
+    )
+    effective = Effective(llama, (apache, llama), ancestors, "")
+    children = [Child(f"org/q{i}", "quantized", "LicenseRef-Llama-3", "x") for i in range(12)]
+    drawn = graph("org/merge", effective, children)
+    y = {n.repo: n.y for n in drawn.nodes}
+    assert y["org/root"] < y["org/left"] == y["org/right"] < y["org/merge"] < y["org/q0"]
+    assert [n.repo for n in drawn.nodes].count("org/root") == 1
+    assert len(drawn.edges) == 4 + 9 and drawn.hidden == 3  # 9 children drawn, 3 counted
+    assert not next(n for n in drawn.nodes if n.repo == "org/right").in_catalog
+    assert {e.license for e in drawn.edges if e.relation == "quantized"} == {"LicenseRef-Llama-3"}
+    assert all(0 < n.x < drawn.width and 0 < n.y < drawn.height for n in drawn.nodes)

@@ -204,8 +204,13 @@ def _size_key(entry: Entry) -> tuple[float, str]:
 class CatalogIndex:
     """Repos in name order, with one array of value codes per facet and a sort per order."""
 
-    def __init__(self, generation: tuple[Any, ...], report: AuditReport, entries: list[Entry],
-                 signing: dict[tuple[str, str], Signing]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        generation: tuple[Any, ...],
+        report: AuditReport,
+        entries: list[Entry],
+        signing: dict[tuple[str, str], Signing],
+    ) -> None:
         self.generation = generation
         self.report = report
         self.signing = signing

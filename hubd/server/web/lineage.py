@@ -67,6 +67,8 @@ def _row(items: Sequence[str], y: float) -> dict[str, tuple[float, float]]:
 
 
 def graph(repo: str, effective: Effective, children: Sequence[Child]) -> Graph:
+    """Rows from the farthest base down to ``repo``, then the first MAX_CHILDREN built on it;
+    a repo reached twice (a diamond of merges) is drawn once, and so is each edge."""
     depth = {repo: 0}
     ancestors: dict[str, Ancestor] = {}
     for a in effective.ancestors:  # parents come before their own ancestors
@@ -104,7 +106,7 @@ def graph(repo: str, effective: Effective, children: Sequence[Child]) -> Graph:
         Node(c.repo, c.spdx, c.license_class, *places[c.repo]) for c in shown if c.repo not in depth
     ]
     edges = []
-    for a in effective.ancestors:
+    for a in {(a.repo, a.via): a for a in effective.ancestors}.values():
         (bx, by), (vx, vy) = places[a.repo], places[a.via]
         edges.append(Edge(bx, by + BOX_H / 2, vx, vy - BOX_H / 2, a.relation, a.license.spdx))
     sx, sy = places[repo]
