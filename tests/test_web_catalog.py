@@ -35,6 +35,7 @@ from hubd.server.app import create_app
 from hubd.server.web.card import TAGS, render
 from hubd.server.web.index import CatalogIndex, Child, Entry, Query, Signing
 from hubd.server.web.lineage import graph
+from hubd.server.web.views import _snippets
 
 pytestmark = pytest.mark.slow
 
@@ -213,8 +214,13 @@ def test_every_page_has_a_json_twin(catalog: Catalog) -> None:
         f["state"] == "verified" and len(f["sha256"]) == 64 for f in lora["revision"]["files"]
     )
     assert lora["statements"][0]["verdict"] == "verified"
-    assert set(lora["snippets"]) == {"hf download", "transformers", "hubd run"}
-    assert "llama-cpp-python" in twin(f"/ui/models/{GGUF}?format=json")["snippets"]
+    assert set(lora["snippets"]) == {"hf download", "transformers", "hubd"}  # no GGUF to run
+    gguf = twin(f"/ui/models/{GGUF}?format=json")["snippets"]
+    assert (
+        f'Llama.from_pretrained(repo_id="{GGUF}", filename="tiny-llama-Q4_K_M.gguf")'
+        in gguf["llama-cpp-python"]
+    )
+    assert f"hubd run {GGUF}@" in gguf["hubd run"]
     base = twin(f"/ui/models/{BASE}?format=json")
     assert {d["repo"] for d in base["derived"]} == {LORA, GGUF}
 
@@ -383,3 +389,13 @@ def test_lineage_graph_of_a_merge_with_a_shared_base() -> None:
     assert not next(n for n in drawn.nodes if n.repo == "org/right").in_catalog
     assert {e.license for e in drawn.edges if e.relation == "quantized"} == {"LicenseRef-Llama-3"}
     assert all(0 < n.x < drawn.width and 0 < n.y < drawn.height for n in drawn.nodes)
+
+
+def test_a_gguf_lora_runs_on_its_base() -> None:
+    found = _snippets("http://hub:8080", "acme/lora", "c" * 40, ["adapter.gguf"], True, "acme/m")
+    assert "Llama.from_pretrained" not in str(found)
+    assert found["hubd run"] == (
+        f"hubd mirror acme/lora@{'c' * 40} --with-base --from http://hub:8080\n"
+        f'hubd run acme/m --lora acme/lora@{"c" * 40} -p "Hello"'
+    )
+    assert found["hf download"].startswith("HF_ENDPOINT=http://hub:8080 HF_TOKEN=<your hubd token>")

@@ -165,32 +165,33 @@ def _statements(ctx: Context, repo_id: str, commit: str, files: dict[str, str]) 
 
 
 def _snippets(
-    origin: str, repo_id: str, commit: str, paths: list[str], guarded: bool
+    origin: str, repo_id: str, commit: str, paths: list[str], guarded: bool, base: str | None
 ) -> dict[str, str]:
-    """How to use the model from this registry, with the tools people already have."""
+    """How to use the model from this registry, with the tools people already have. llama.cpp
+    (``Llama.from_pretrained``, ``hubd run``) only where there is a GGUF to load: a GGUF LoRA
+    runs on its base (``base`` set for adapters)."""
     token = " HF_TOKEN=<your hubd token>" if guarded else ""
     gguf = next((p for p in paths if p.lower().endswith(".gguf")), None)
+    env = f'import os\nos.environ["HF_ENDPOINT"] = "{origin}"\n'
     found = {
         "hf download": f"HF_ENDPOINT={origin}{token} hf download {repo_id} --revision {commit}",
         "transformers": (
-            "import os\n"
-            f'os.environ["HF_ENDPOINT"] = "{origin}"\n'
-            "from transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+            f"{env}from transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
             f'model = AutoModelForCausalLM.from_pretrained("{repo_id}", revision="{commit}")\n'
             f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}", revision="{commit}")'
         ),
-        "hubd run": (
-            f"hubd mirror {repo_id}@{commit} --from {origin}\n"
-            f'hubd run {repo_id}@{commit} -p "Hello"'
-        ),
     }
-    if gguf is not None:
+    mirror = f"hubd mirror {repo_id}@{commit}{' --with-base' if base else ''} --from {origin}"
+    if gguf is None:
+        found["hubd"] = mirror
+    elif base is None:
         found["llama-cpp-python"] = (
-            "import os\n"
-            f'os.environ["HF_ENDPOINT"] = "{origin}"\n'
-            "from llama_cpp import Llama\n\n"
+            f"{env}from llama_cpp import Llama\n\n"
             f'llm = Llama.from_pretrained(repo_id="{repo_id}", filename="{gguf}")'
         )
+        found["hubd run"] = f'{mirror}\nhubd run {repo_id}@{commit} -p "Hello"'
+    else:
+        found["hubd run"] = f'{mirror}\nhubd run {base} --lora {repo_id}@{commit} -p "Hello"'
     return found
 
 
@@ -246,6 +247,7 @@ async def model(request: web.Request) -> Rendered:
         revision.commit,
         [f.path for f in revision.files],
         ctx.settings.auth_required,
+        revision.base_model if revision.is_adapter else None,
     )
     children = index.children.get(repo_id, [])
     lineage = graph(repo_id, audited.effective, children)
