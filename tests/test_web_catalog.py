@@ -28,6 +28,8 @@ from hubd.audit import AuditReport
 from hubd.audit.bom import spdx_problems
 from hubd.audit.inheritance import UNKNOWN_BASE, Ancestor, Effective
 from hubd.audit.licenses import License, LicenseClass
+from hubd.catalog.models import RevisionState
+from hubd.catalog.revisions import require_revision
 from hubd.context import Context
 from hubd.ops.mirror import mirror
 from hubd.refs import RepoRef
@@ -389,6 +391,16 @@ def test_lineage_graph_of_a_merge_with_a_shared_base() -> None:
     assert not next(n for n in drawn.nodes if n.repo == "org/right").in_catalog
     assert {e.license for e in drawn.edges if e.relation == "quantized"} == {"LicenseRef-Llama-3"}
     assert all(0 < n.x < drawn.width and 0 < n.y < drawn.height for n in drawn.nodes)
+
+
+def test_a_revision_that_failed_verification_has_no_page(catalog: Catalog) -> None:
+    with catalog.ctx.catalog.begin() as session:
+        revision = require_revision(session, HOSTILE, None)
+        revision.state = RevisionState.FAILED
+        commit = revision.commit
+    status, headers, body = request(catalog.url, f"/ui/models/{HOSTILE}?rev={commit}&format=json")
+    assert status == 404 and headers["X-Error-Code"] == "RevisionNotFound"
+    assert b"did not verify" in body
 
 
 def test_a_gguf_lora_runs_on_its_base() -> None:

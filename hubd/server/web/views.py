@@ -25,7 +25,7 @@ from ...catalog.views import repo_detail, revision_detail
 from ...cluster.jobs import check_source, enqueue, list_jobs
 from ...cluster.watch import add_watch, list_watches, parse_every
 from ...context import Context
-from ...errors import InvalidRequest, SignatureInvalid
+from ...errors import InvalidRequest, RevisionNotFound, SignatureInvalid
 from ...ops.requests import MirrorRequest
 from ...refs import RepoRef
 from ...trust.keys import trusted_signers
@@ -208,6 +208,11 @@ async def model(request: web.Request) -> Rendered:
         with ctx.catalog() as session_:
             repo = get_repo(session_, repo_id)
             revision = require_revision(session_, repo_id, wanted)
+            if revision.state != RevisionState.VERIFIED:  # nothing of it is served, or audited
+                raise RevisionNotFound(
+                    f"{repo_id}@{revision.commit[:12]} did not verify",
+                    hint=f"`hubd verify --repair {repo_id}` fetches what is damaged",
+                )
             detail = repo_detail(repo)
             refs = [r.name for r in repo.refs if r.commit == revision.commit]
             chosen = revision_detail(revision, sorted(refs))
