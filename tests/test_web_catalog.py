@@ -132,6 +132,12 @@ def test_index_pages_are_keyset_and_counts_exact(sort: str) -> None:
     assert counts["class"] == dict(Counter(e.license_class for e in wanted))
     assert counts["org"] == dict(Counter(e.org for e in wanted))
     assert counts["format"] == dict(Counter(f for e in wanted for f in e.formats))
+    signed = [e for e in entries if e.signing.signers]  # what the kind facet counts among
+    assert counts["kind"] == dict(Counter(e.kind for e in signed))
+    models = [e for e in entries if e.kind == "model"]
+    assert counts["signer"] == dict(
+        Counter(e.signing.signers[0] if e.signing.signers else "unsigned" for e in models)
+    )
     assert index.page(Query("", {"class": "no-such-class"})).total == 0
 
 

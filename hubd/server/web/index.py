@@ -257,39 +257,48 @@ class CatalogIndex:
         index = self.by_repo.get(repo_id)
         return None if index is None else self.entries[index]
 
-    def _matches(self, query: Query) -> npt.NDArray[np.bool_]:
-        mask = np.ones(len(self.entries), np.bool_)
-        if query.q:
-            needle = query.q.lower()
-            mask &= np.fromiter((needle in n for n in self.lower), np.bool_, len(self.lower))
-        for facet, value in query.filters.items():
-            if facet in FACETS:
-                values = self.values[facet]
-                position = bisect.bisect_left(values, value)
-                if position == len(values) or values[position] != value:
-                    return np.zeros(len(self.entries), np.bool_)
-                mask &= self.codes[facet] == position
-            elif facet in MULTI:
-                tag_mask = self.tags[facet].get(value)
-                if tag_mask is None:
-                    return np.zeros(len(self.entries), np.bool_)
-                mask &= tag_mask
-        return mask
+    def _filter(self, facet: str, value: str) -> npt.NDArray[np.bool_]:
+        """The repos with ``value`` for ``facet`` (none for a value no repo has)."""
+        if facet in MULTI:
+            return self.tags[facet].get(value, np.zeros(len(self.entries), np.bool_))
+        values = self.values[facet]
+        position = bisect.bisect_left(values, value)
+        if position == len(values) or values[position] != value:
+            return np.zeros(len(self.entries), np.bool_)
+        chosen: npt.NDArray[np.bool_] = self.codes[facet] == position
+        return chosen
 
     def page(self, query: Query) -> Page:
-        """The repos matching ``query`` after its cursor, and the facet counts of all matches."""
-        mask = self._matches(query)
+        """The repos matching ``query`` after its cursor, and the facet counts: each facet's
+        among the repos every other filter keeps, so a chosen value can be swapped for another
+        without first clearing it."""
+        searched = np.ones(len(self.entries), np.bool_)
+        if query.q:
+            needle = query.q.lower()
+            searched = np.fromiter((needle in n for n in self.lower), np.bool_, len(self.lower))
+        masks = {f: self._filter(f, v) for f, v in query.filters.items() if f in FACETS | MULTI}
+
+        def keeping(skip: str | None) -> npt.NDArray[np.bool_]:
+            kept = searched.copy()
+            for facet, chosen in masks.items():
+                if facet != skip:
+                    kept &= chosen
+            return kept
+
+        mask = keeping(None)
         facets = []
         for facet, label in FACETS.items():
-            counts = np.bincount(self.codes[facet][mask], minlength=len(self.values[facet]))
+            among = keeping(facet) if facet in masks else mask
+            counts = np.bincount(self.codes[facet][among], minlength=len(self.values[facet]))
             ranked = sorted(
                 ((v, int(c)) for v, c in zip(self.values[facet], counts, strict=True) if c),
                 key=lambda vc: (-vc[1], vc[0]),
             )
             facets.append(Facet(facet, label, ranked))
         for facet, label in MULTI.items():
+            among = keeping(facet) if facet in masks else mask
             ranked = sorted(
-                ((tag, int(np.count_nonzero(m & mask))) for tag, m in self.tags[facet].items()),
+                ((tag, int(np.count_nonzero(m & among))) for tag, m in self.tags[facet].items()),
                 key=lambda vc: (-vc[1], vc[0]),
             )
             facets.append(Facet(facet, label, [(v, c) for v, c in ranked if c]))
