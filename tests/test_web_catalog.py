@@ -417,3 +417,16 @@ def test_a_gguf_lora_runs_on_its_base() -> None:
         f'hubd run acme/m --lora acme/lora@{"c" * 40} -p "Hello"'
     )
     assert found["hf download"].startswith("HF_ENDPOINT=http://hub:8080 HF_TOKEN=<your hubd token>")
+
+
+def test_an_org_named_ui_is_still_behind_the_api_auth(catalog: Catalog) -> None:
+    """The pages own their routes, not every path under /ui/: a repo of an org "ui" resolves
+    through the Hub API and its bearer check."""
+    catalog.hub.add_repo("ui/trap", tiny_model_files(seed=11))
+    asyncio.run(mirror(catalog.ctx, RepoRef.parse("ui/trap")))
+    path = "/ui/trap/resolve/main/config.json"
+    status, headers, _ = request(catalog.guarded, path)
+    assert status == 401 and "Content-Security-Policy" not in headers
+    bearer = {"Authorization": f"Bearer {catalog.read_token}"}
+    assert request(catalog.guarded, path, headers=bearer)[0] == 200
+    assert request(catalog.guarded, "/ui/no/such/page")[0] == 401  # no page: the API's answer

@@ -165,7 +165,7 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     """With auth.required, every call but /healthz needs a valid bearer token; the web pages
     check their session cookie themselves (hubd.server.web)."""
     ctx = request.app[CONTEXT]
-    if not ctx.settings.auth_required or request.path == "/healthz" or pages.owns(request.path):
+    if not ctx.settings.auth_required or request.path == "/healthz" or pages.owns(request):
         return await handler(request)
     secret = account.bearer(request)
     if secret is None:

@@ -13,7 +13,7 @@ from aiohttp import web
 from ..hfapi import CONTEXT
 from . import auth, session, views
 from .index import Indexer
-from .render import INDEXER, PREFIX, owns, page, root, security_headers, static
+from .render import INDEXER, PREFIX, ROUTES, owns, page, root, security_headers, static
 
 __all__ = ["owns", "setup"]
 
@@ -23,15 +23,18 @@ def setup(app: web.Application) -> None:
     app[INDEXER] = Indexer(app[CONTEXT])
     app[session.SESSIONS] = session.Sessions()
     app.on_response_prepare.append(security_headers)
-    app.router.add_get("/", root)
-    app.router.add_get(PREFIX, page(views.catalog))
-    app.router.add_get(PREFIX + "models/{org}/{name}", page(views.model))
-    app.router.add_get(PREFIX + "audit", page(views.dashboard))
-    app.router.add_get(PREFIX + "audit/report.{fmt}", page(views.report_download))
-    app.router.add_get(PREFIX + "ops", page(views.operations))
-    app.router.add_post(PREFIX + "ops/mirror", page(views.queue_mirror))
-    app.router.add_post(PREFIX + "ops/watch", page(views.watch_repo))
-    app.router.add_get(PREFIX + "login", page(auth.login_form, public=True))
-    app.router.add_post(PREFIX + "login", page(auth.login, public=True))
-    app.router.add_post(PREFIX + "logout", page(auth.logout, public=True))
-    app.router.add_get(PREFIX + "static/{digest}/{name}", static)
+    routes = [
+        app.router.add_get("/", root),
+        app.router.add_get(PREFIX, page(views.catalog)),
+        app.router.add_get(PREFIX + "models/{org}/{name}", page(views.model)),
+        app.router.add_get(PREFIX + "audit", page(views.dashboard)),
+        app.router.add_get(PREFIX + "audit/report.{fmt}", page(views.report_download)),
+        app.router.add_get(PREFIX + "ops", page(views.operations)),
+        app.router.add_post(PREFIX + "ops/mirror", page(views.queue_mirror)),
+        app.router.add_post(PREFIX + "ops/watch", page(views.watch_repo)),
+        app.router.add_get(PREFIX + "login", page(auth.login_form, public=True)),
+        app.router.add_post(PREFIX + "login", page(auth.login, public=True)),
+        app.router.add_post(PREFIX + "logout", page(auth.logout, public=True)),
+        app.router.add_get(PREFIX + "static/{digest}/{name}", static),
+    ]
+    app[ROUTES] = {route.resource for route in routes}

@@ -27,6 +27,7 @@ from .index import Indexer
 
 PREFIX = "/ui/"
 INDEXER = web.AppKey("web_indexer", Indexer)
+ROUTES: web.AppKey[set[web.AbstractResource | None]] = web.AppKey("web_routes")
 View = Callable[[web.Request], Awaitable["Rendered | web.StreamResponse"]]
 
 
@@ -77,9 +78,11 @@ def _size(n: int) -> str:
     raise AssertionError(n)
 
 
-def owns(path: str) -> bool:
-    """Paths the web pages answer (and check auth for) themselves."""
-    return path == "/" or path.startswith(PREFIX)
+def owns(request: web.Request) -> bool:
+    """Whether the request matched one of the web pages' routes (they check auth themselves).
+    By route, not by path: ``/ui/x/resolve/main/f`` of a repo in an org named "ui" is still the
+    Hub API's, behind its bearer check."""
+    return request.match_info.route.resource in request.app[ROUTES]
 
 
 def wants_json(request: web.Request) -> bool:
@@ -148,7 +151,7 @@ async def static(request: web.Request) -> web.Response:
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    if owns(request.path):
+    if owns(request):
         response.headers["Content-Security-Policy"] = session.CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
