@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from ...cluster.tokens import token_scope
-from ...errors import AccessDenied, Forbidden
+from ...errors import Forbidden
 from ..account import bearer
 from ..hfapi import CONTEXT
 
@@ -136,7 +136,3 @@ def may_write(scope: str) -> bool:
 def require_write(scope: str) -> None:
     if not may_write(scope):
         raise Forbidden("this needs a token with write scope: log in with one")
-
-
-def refuse_login() -> AccessDenied:
-    return AccessDenied("invalid or revoked token")
