@@ -27,9 +27,10 @@ lint: $(STAMP)
 # tests/pg.sh: a throwaway PostgreSQL for the catalog tests (HUBD_TEST_PG=skip to go without).
 # tests/s3.sh: a throwaway SeaweedFS S3 server for tests/test_s3*.py (HUBD_TEST_S3=skip to go without).
 # tests/olah.sh: Olah 0.5.4 in .venv-olah and git-lfs, for tests/test_olah.py.
+# tests/chromium.sh: Debian's Chromium for the browser tests (tests/test_web.py).
 test: $(STAMP)
 	lint=0; $(MAKE) --no-print-directory lint || lint=$$?; \
-	tests=0; bash tests/olah.sh && bash tests/pg.sh bash tests/s3.sh $(BIN)/pytest || tests=$$?; \
+	tests=0; bash tests/olah.sh && bash tests/chromium.sh && bash tests/pg.sh bash tests/s3.sh $(BIN)/pytest || tests=$$?; \
 	echo "make test: lint exit $$lint, tests exit $$tests"; \
 	test $$lint = 0 && test $$tests = 0
 
@@ -58,6 +59,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bundle.py
 	$(BIN)/python bench/proxy.py
 	bash tests/s3.sh $(BIN)/python bench/s3.py
+	$(BIN)/python bench/web.py
 	$(BIN)/python bench/report.py --table
 
 clean:

@@ -4,8 +4,8 @@
 # mirrors them and serves them as a hubd peer; node B (the demo's home) trusts A's key, requires
 # it for acme/*, mirrors from peer A (A's signatures and SLSA statements checked before anything
 # is visible), verifies every byte and signature, shows the two-hop provenance, audits the
-# licenses, and has llama.cpp answer a prompt (random weights: the text is noise, but it is
-# llama.cpp's).
+# licenses, has llama.cpp answer a prompt (random weights: the text is noise, but it is
+# llama.cpp's), and prints the URL of node B's web catalog.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="$PWD/.venv/bin"
@@ -65,5 +65,20 @@ step "$BIN/hubd" run acme/tiny-llama -p "Why is drinking water so healthy?" \
     || true  # safetensors only: hubd names the GGUF quantization to run instead
 step "$BIN/hubd" run --lora acme/tiny-llama-gguf-lora -p "Why is drinking water so healthy?" \
     --max-tokens 16
+
+echo; echo "== node B's web catalog (the pages people browse; each has a JSON twin)"
+"$BIN/hubd" daemon --port 0 --url-file "$WORK/web-url" 2>"$WORK/web.log" &
+PIDS+=($!)
+wait_for "$WORK/web-url" "${PIDS[-1]}"
+WEB="$(cat "$WORK/web-url")"
+"$BIN/python" - "$WEB/ui/models/acme/tiny-llama-lora?format=json" <<'PY'
+import json, sys, urllib.request
+page = json.load(urllib.request.urlopen(sys.argv[1], timeout=60))
+license, lineage = page["license"], ", ".join(a["repo"] for a in page["lineage"])
+print(f"{page['repo']}: {license['spdx']} ({license['class']}), signed by "
+      f"{', '.join(page['signatures']['signers'])}; built on {lineage}")
+PY
+echo "web catalog: $WEB/ui/  model page: $WEB/ui/models/acme/tiny-llama-lora"
+echo "  (the demo stops it; to browse: HUBD_HOME=$HUBD_HOME $BIN/hubd daemon --port 8080)"
 echo
 echo "demo: ok (node B: $HUBD_HOME, peer A: $WORK/node-a)"

@@ -1,6 +1,7 @@
 """`make demo` keeps working: the demo script end to end, in a temporary directory."""
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -27,4 +28,6 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "signed by: node, node-a" in out and "may be used" in out
     assert "all ok" in out and "compliant" in out
     assert "GGUF quantizations of it in the catalog: acme/tiny-llama-GGUF" in result.stderr
+    assert "acme/tiny-llama-lora: Apache-2.0 (osi-open-source), signed by node, node-a" in out
+    assert re.search(r"web catalog: http://127\.0\.0\.1:\d+/ui/", out)
     assert out.rstrip().endswith(f"peer A: {tmp_path / 'demo' / 'node-a'})")

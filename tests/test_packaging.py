@@ -43,6 +43,8 @@ def test_the_wheel_holds_every_package_and_no_test_support(
     expected = {f"{p.relative_to(ROOT).as_posix()}/__init__.py" for p in packages}
     expected |= {f"hubd/cli/{p.name}" for p in (ROOT / "cli").glob("*.py")}
     expected |= {"hubd/py.typed", "hubd/catalog/migrations/script.py.mako"}
+    web = ROOT / "hubd" / "server" / "web"
+    expected |= {p.relative_to(ROOT).as_posix() for p in web.glob("[st]*/*.*")}  # static, templates
     assert expected <= names, sorted(expected - names)
 
 

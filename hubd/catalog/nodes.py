@@ -112,3 +112,8 @@ def sibling_nodes(session: Session, exclude: str) -> list[tuple[str, str]]:
         )
         if url is not None
     ]
+
+
+def list_nodes(session: Session) -> list[Node]:
+    """Every node of the catalog, the most recently seen first (the operations page)."""
+    return list(session.scalars(select(Node).order_by(Node.last_seen.desc(), Node.name)))

@@ -30,6 +30,7 @@ from ..refs import RepoRef
 from ..trust.keys import stored_signatures
 from ..trust.provenance import Attestations, chain_path, read_chain
 from . import account, browse, hfapi
+from . import web as pages
 from .hfapi import CONTEXT, SERVED
 
 SCOPE = web.RequestKey("scope", str)
@@ -163,9 +164,10 @@ async def hubd_attestations(request: web.Request) -> web.Response:
 
 @web.middleware
 async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """With auth.required, every call but /healthz needs a valid bearer token."""
+    """With auth.required, every call but /healthz needs a valid bearer token; the web pages
+    check their session cookie themselves (hubd.server.web)."""
     ctx = request.app[CONTEXT]
-    if not ctx.settings.auth_required or request.path == "/healthz":
+    if not ctx.settings.auth_required or request.path == "/healthz" or pages.owns(request):
         return await handler(request)
     secret = account.bearer(request)
     if secret is None:
@@ -288,4 +290,5 @@ def create_app(ctx: Context) -> web.Application:
     app.router.add_get("/api/models/{tail:.+}", hfapi.api_models)
     app.router.add_post("/api/models/{tail:.+}", hfapi.paths_info)
     app.router.add_get("/{org}/{name}/resolve/{tail:.+}", hfapi.resolve)
+    pages.setup(app)
     return app
