@@ -71,6 +71,17 @@ class RevisionRecord:
     fetched_at: datetime
     upstream: Sequence[dict[str, str]] = ()  # hops recorded by the hubd node we mirrored from
     source_url: str | None = None  # default: {source_endpoint}/{repo_id}
+    authored: Authored | None = None  # a commit pushed to this node, not mirrored
+
+
+@dataclass(frozen=True)
+class Authored:
+    """What a commit pushed through the Hub's write API carries beyond its files."""
+
+    parent: str | None
+    message: str
+    author: str  # the token's name
+    ref_kind: str = "branch"
 
 
 def _get_or_create_repo(session: Session, repo_id: str) -> Repo:
@@ -97,6 +108,10 @@ def record_revision(session: Session, rec: RevisionRecord) -> Revision:
             source_endpoint=rec.source_endpoint,
             mirrored_at=rec.fetched_at,
         )
+        if rec.authored is not None:
+            revision.parent = rec.authored.parent
+            revision.message = rec.authored.message
+            revision.author = rec.authored.author
         session.add(revision)
     revision.state = RevisionState.VERIFIED
     revision.is_adapter = rec.is_adapter
@@ -135,10 +150,11 @@ def record_revision(session: Session, rec: RevisionRecord) -> Revision:
 
     revision.card = _update_card(revision.card or ModelCard(), rec.card)
 
+    kind = rec.authored.ref_kind if rec.authored else None
     for name in rec.refs:
         ref = session.scalar(select(Ref).where(Ref.repo_pk == repo.id, Ref.name == name))
         if ref is None:
-            session.add(Ref(repo=repo, name=name, commit=rec.commit))
+            session.add(Ref(repo=repo, name=name, commit=rec.commit, kind=kind))
         else:
             ref.commit = rec.commit
             ref.updated_at = utcnow()
@@ -329,10 +345,12 @@ def repo_refs(session: Session, repo_id: str) -> list[Ref]:
 
 
 def history(session: Session, revision: Revision) -> list[Revision]:
-    """The repo's verified revisions mirrored no later than ``revision``, newest first.
-
-    hubd keeps no git parents: this is the stand-in for a ref's history.
+    """A ref's history, newest first: for a commit pushed to hubd its parent chain (as far as
+    the catalog holds it), else the repo's verified revisions mirrored no later than
+    ``revision`` (a mirror keeps no git parents: this is the stand-in).
     """
+    if revision.parent is not None or revision.author is not None:
+        return parent_chain(session, revision)
     return list(
         session.scalars(
             select(Revision)
@@ -344,6 +362,24 @@ def history(session: Session, revision: Revision) -> list[Revision]:
             .order_by(Revision.mirrored_at.desc(), Revision.id.desc())
         )
     )
+
+
+def parent_chain(session: Session, revision: Revision) -> list[Revision]:
+    """``revision`` and its ancestors by ``parent``, newest first, until one the catalog lacks."""
+    by_commit = {
+        r.commit: r
+        for r in session.scalars(
+            select(Revision).where(
+                Revision.repo_pk == revision.repo_pk, Revision.state == RevisionState.VERIFIED
+            )
+        )
+    }
+    chain = [revision]
+    while (parent := chain[-1].parent) is not None and parent in by_commit:
+        if len(chain) > len(by_commit):  # a cycle cannot be hashed into git ids; stop anyway
+            break
+        chain.append(by_commit[parent])
+    return chain
 
 
 def file_digests(

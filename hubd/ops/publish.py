@@ -47,6 +47,11 @@ LFS_SUFFIXES = (
 LFS_MIN_SIZE = 10 * 1024 * 1024
 
 
+def is_lfs(path: str, size: int) -> bool:
+    """Whether the Hub would keep this file in LFS (a pointer in git, the bytes beside)."""
+    return size >= LFS_MIN_SIZE or path.endswith(LFS_SUFFIXES)
+
+
 @dataclass
 class AddResult:
     repo: str
@@ -120,7 +125,7 @@ def add(ctx: Context, root: Path, repo_id: str, revision: str = "main") -> AddRe
     added = 0
     for rel, path in entries:
         sha256, sha1, size = _digests(path)
-        lfs = size >= LFS_MIN_SIZE or rel.endswith(LFS_SUFFIXES)
+        lfs = is_lfs(rel, size)
         git_oid = git_blob_sha1(lfs_pointer(sha256, size)) if lfs else sha1
         added += _store(ctx, f"{root}/{rel}", path, sha256, size)
         remote_files.append(RemoteFile(rel, size, git_oid, sha256 if lfs else None))

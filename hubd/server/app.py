@@ -28,7 +28,7 @@ from ..ops.requests import MirrorRequest
 from ..refs import RepoRef
 from ..trust.keys import stored_signatures
 from ..trust.provenance import Attestations, chain_path, read_chain
-from . import account, browse, hfapi
+from . import account, browse, hfapi, upload
 from .hfapi import CONTEXT, SERVED
 
 SCOPE = web.RequestKey("scope", str)
@@ -259,6 +259,7 @@ def create_app(ctx: Context) -> web.Application:
     app.router.add_get(hubd_rev + "/manifest", hubd_manifest)
     app.router.add_get(hubd_rev + "/provenance", hubd_provenance)
     app.router.add_get(hubd_rev + "/attestations", hubd_attestations)
+    upload.add_routes(app)  # before the catch-all /api/models routes below
     app.router.add_get("/api/models", browse.list_models)
     app.router.add_get("/api/whoami-v2", account.whoami)
     app.router.add_get("/api/models/{org}/{name}/auth-check", account.auth_check)

@@ -279,9 +279,11 @@ def last_commits(ctx: Context, revision: Revision, paths: set[str]) -> dict[str,
 
 
 def _last_commit(revision: Revision) -> dict[str, str]:
+    """A commit pushed to this node keeps its title; a mirrored one says where it came from."""
+    title = (revision.message or "").split("\n", 1)[0]
     return {
         "id": revision.commit,
-        "title": f"Mirrored from {revision.source_endpoint}",
+        "title": title or f"Mirrored from {revision.source_endpoint}",
         "date": _iso(revision.mirrored_at),
     }
 
@@ -359,29 +361,37 @@ def _paged(page: list[Any], link: str | None) -> web.Response:
 
 
 def refs_of(ctx: Context, repo_id: str) -> dict[str, list[dict[str, str]]]:
-    """The Hub's refs answer: the refs hubd recorded, split into branches and tags by name
-    (:data:`TAG_NAME`); hubd converts nothing."""
+    """The Hub's refs answer: the refs hubd recorded, branches and tags as made on this node,
+    a mirrored ref's kind guessed by name (:data:`TAG_NAME`); hubd converts nothing."""
     with ctx.catalog() as session:
         refs = repo_refs(session, repo_id)
         if not refs and not repo_exists(session, repo_id):
             raise RepoNotFound(f"Repository {repo_id} not found")
     answer: dict[str, list[dict[str, str]]] = {"branches": [], "tags": [], "converts": []}
     for ref in refs:
-        kind = "tags" if TAG_NAME.fullmatch(ref.name) else "branches"
+        tag = ref.kind == "tag" if ref.kind else TAG_NAME.fullmatch(ref.name) is not None
+        kind = "tags" if tag else "branches"
         full = f"refs/{'tags' if kind == 'tags' else 'heads'}/{ref.name}"
         answer[kind].append({"name": ref.name, "ref": full, "targetCommit": ref.commit})
     return answer
 
 
 def commits_of(ctx: Context, repo_id: str, rev: str) -> list[dict[str, Any]]:
-    """The Hub's commit list of ``rev``: the revisions hubd holds of the repo mirrored no later
-    than the one ``rev`` names, newest first (hubd keeps no git parents, so this is what it
-    recorded of the ref's history, possibly with other branches' revisions among it). Titles
-    say where each was mirrored from, dates when; hubd keeps no messages or authors."""
+    """The Hub's commit list of ``rev``, newest first: a commit pushed to this node and its
+    parents with their titles, messages and authors (the tokens' names); for a mirrored one the
+    revisions hubd holds of the repo mirrored no later (a mirror keeps no git parents, so other
+    branches' revisions may be among them), titled by where each came from, dated when."""
     revision, _ = revision_of(ctx, repo_id, rev)
     with ctx.catalog() as session:
         revisions = history(session, revision)
-    return [{**_last_commit(r), "message": "", "authors": []} for r in revisions]
+    return [
+        {
+            **_last_commit(r),
+            "message": (r.message or "").partition("\n\n")[2].rstrip("\n"),
+            "authors": [{"user": r.author}] if r.author else [],
+        }
+        for r in revisions
+    ]
 
 
 def tree_size(revision: Revision, base: str) -> dict[str, Any]:
