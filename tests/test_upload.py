@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import Result
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants
 from huggingface_hub.errors import HfHubHTTPError
 from support.modelgen import tiny_lora_files, write_files
@@ -349,3 +350,29 @@ def test_a_denied_license_is_refused_before_it_is_visible(
     assert denied.value.response.status_code == 403
     assert "rule #1" in denied.value.response.headers["X-Error-Message"]
     assert hf.model_info(REPO).sha == head
+
+
+def test_hubd_add_to_a_node_publishes_over_http(
+    daemon: tuple[str, str], tmp_path: Path, hubd: Callable[..., Result]
+) -> None:
+    url, token = daemon
+    out = tmp_path / "out"
+    write_files(out, tiny_lora_files(base_model="acme/tiny-llama"))
+    first = hubd("add", str(out), "--repo", REPO, "--to", url, "--token", token, "--json").json()
+    assert first["changed"] == 3 and first["bytes_uploaded"] > 0
+    again = hubd("add", str(out), "--repo", REPO, "--to", url, "--token", token, "--json").json()
+    assert again["up_to_date"] and again["commit"] == first["commit"]
+    (out / "README.md").unlink()
+    third = hubd("add", str(out), "--repo", REPO, "--to", url, "--token", token, "--json").json()
+    assert third["deleted"] == 1
+    hf = api(url, None)
+    assert {f.rfilename for f in hf.model_info(REPO).siblings or []} == {
+        ".gitattributes",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    }
+    commits = hf.list_repo_commits(REPO)
+    assert [c.commit_id for c in commits[:2]] == [third["commit"], first["commit"]]
+    assert {a for c in commits for a in c.authors} == {"alice"}
+    refused = hubd("add", str(out), "--repo", REPO, "--to", url, "--token", "hubd_wrong")
+    assert refused.code == 4 and "invalid or revoked token" in refused.err
