@@ -16,8 +16,11 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import Result
@@ -34,6 +37,7 @@ from hubd.context import Context
 from hubd.gitobjects import Signature, commit_id, tree_id
 from hubd.hashes import git_blob_sha1, lfs_pointer
 from hubd.ops.mirror import mirror
+from hubd.ops.parts import MULTIPART_MIN, PART_SIZE, parts_dir
 from hubd.ops.verify import verify_store
 from hubd.refs import RepoRef
 from hubd.trust.keys import node_key, stored_signatures
@@ -208,8 +212,11 @@ def test_hf_cli_repo_create_and_upload(daemon: tuple[str, str], tmp_path: Path) 
     }
 
 
-def _batch(url: str, token: str, oid: str, size: int) -> dict[str, object]:
-    body = {"operation": "upload", "transfers": ["basic"], "objects": [{"oid": oid, "size": size}]}
+def _batch(
+    url: str, token: str, oid: str, size: int, transfers: tuple[str, ...] = ("basic",)
+) -> dict[str, Any]:
+    objects = [{"oid": oid, "size": size}]
+    body = {"operation": "upload", "transfers": list(transfers), "objects": objects}
     status, _, answer = request(
         url,
         "POST",
@@ -218,8 +225,8 @@ def _batch(url: str, token: str, oid: str, size: int) -> dict[str, object]:
         json.dumps(body).encode(),
     )
     assert status == 200, answer
-    objects: list[dict[str, object]] = json.loads(answer)["objects"]
-    return objects[0]
+    answered: list[dict[str, Any]] = json.loads(answer)["objects"]
+    return answered[0]
 
 
 def test_tampered_and_short_lfs_uploads_leave_nothing(
@@ -229,7 +236,7 @@ def test_tampered_and_short_lfs_uploads_leave_nothing(
     api(url, token).create_repo(REPO)
     data = b"weights" * 1000
     oid = hashlib.sha256(data).hexdigest()
-    upload = _batch(url, token, oid, len(data))["actions"]["upload"]["href"]  # type: ignore[index]
+    upload = _batch(url, token, oid, len(data))["actions"]["upload"]["href"]
     path = upload.removeprefix(url)
     tampered = b"W" + data[1:]
     status, _, body = request(url, "PUT", path, {}, tampered)
@@ -376,3 +383,78 @@ def test_hubd_add_to_a_node_publishes_over_http(
     assert {a for c in commits for a in c.authors} == {"alice"}
     refused = hubd("add", str(out), "--repo", REPO, "--to", url, "--token", "hubd_wrong")
     assert refused.code == 4 and "invalid or revoked token" in refused.err
+
+
+UPLOAD_SCRIPT = """
+import sys
+from huggingface_hub import HfApi
+url, token, path, repo = sys.argv[1:]
+HfApi(endpoint=url, token=token).upload_file(
+    path_or_fileobj=path, path_in_repo="big.safetensors", repo_id=repo
+)
+"""
+
+
+def test_multipart_upload_killed_mid_way_then_resumed(
+    ctx: Context, daemon: tuple[str, str], tmp_path: Path
+) -> None:
+    url, token = daemon
+    api(url, token).create_repo(REPO)
+    big = tmp_path / "big.safetensors"
+    data = os.urandom(100 * 1000 * 1000)  # 6 parts of 16 MiB
+    big.write_bytes(data)
+    sha256 = hashlib.sha256(data).hexdigest()
+    env = {**os.environ, "HF_HUB_DISABLE_XET": "1"}
+    args = [sys.executable, "-c", UPLOAD_SCRIPT, url, token, str(big), REPO]
+    staged = parts_dir(ctx.store, sha256)
+    client = subprocess.Popen(args, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(staged.glob("[0-9]"))) < 2 and time.monotonic() < deadline:
+            assert client.poll() is None, "the upload finished before it could be killed"
+            time.sleep(0.01)
+        client.kill()  # SIGKILL, mid-way through the parts
+    finally:
+        client.wait(10)
+    assert 2 <= len(list(staged.glob("[0-9]"))) < 6
+    assert not ctx.store.has_blob(sha256)
+    assert "big.safetensors" not in {
+        f.rfilename for f in api(url, None).model_info(REPO).siblings or []
+    }
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert ctx.store.has_blob(sha256, len(data)) and not staged.exists()
+    (entry,) = [
+        f
+        for f in api(url, None).model_info(REPO, files_metadata=True).siblings or []
+        if f.rfilename == "big.safetensors"
+    ]
+    assert entry.lfs is not None and entry.lfs.sha256 == sha256
+
+
+def test_a_multipart_upload_with_a_tampered_part_keeps_nothing(
+    ctx: Context, daemon: tuple[str, str]
+) -> None:
+    url, token = daemon
+    api(url, token).create_repo(REPO)
+    size = MULTIPART_MIN
+    oid = hashlib.sha256(b"\0" * size).hexdigest()
+    upload = _batch(url, token, oid, size, ("basic", "multipart"))["actions"]["upload"]
+    header = upload["header"]
+    etags = []
+    for n in range(1, len(header)):
+        length = min(PART_SIZE, size - (n - 1) * PART_SIZE)
+        body = b"\0" * length if n > 1 else b"\1" + b"\0" * (length - 1)  # part 1 tampered
+        status, headers, answer = request(url, "PUT", header[str(n)].removeprefix(url), {}, body)
+        assert status == 200, answer
+        etags.append({"partNumber": n, "etag": headers["ETag"]})
+    status, _, answer = request(
+        url,
+        "POST",
+        upload["href"].removeprefix(url),
+        {"Content-Type": "application/json"},
+        json.dumps({"oid": oid, "parts": etags}).encode(),
+    )
+    assert status == 400 and b"sha256 mismatch" in answer, answer
+    assert not ctx.store.has_blob(oid) and not parts_dir(ctx.store, oid).exists()
+    assert not list(ctx.store.tmp_dir.glob("*.partial"))

@@ -1,11 +1,12 @@
-"""The Hub's write API, so `hf upload`, `hf repo create` and HfApi publish to a hubd node.
+"""The Hub's write API, so `hf upload`, `hf repos create` and HfApi publish to a hubd node.
 
-create repo, preupload, the Git LFS batch API (basic transfer: upload and verify actions that
-point at this node), the upload itself, the ndjson commit, branches and tags (docs/hub-api.md).
-Every call needs a write token whose repo globs cover the repo. An LFS upload streams through
-the store's hashing writer: a body whose sha256 or size is not what the batch declared is a 400
-and leaves nothing. Upload URLs are signed by this daemon (the client sends them no token) and
-expire. Xet is refused with the message telling the user to set HF_HUB_DISABLE_XET=1.
+create repo, preupload, the Git LFS batch API (basic and multipart transfers: upload and verify
+actions that point at this node), the uploads themselves (ops.parts stages the parts), the
+ndjson commit, branches and tags (docs/hub-api.md). Every call needs a write token whose repo
+globs cover the repo. An LFS upload streams through the store's hashing writer: a body whose
+sha256 or size is not what the batch declared is a 400 and leaves nothing. Upload URLs are
+signed by this daemon (the client sends them no token) and expire. Xet is refused with the
+message telling the user to set HF_HUB_DISABLE_XET=1.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal, TypeVar
 
 from aiohttp import web
-from pydantic import Field, StrictStr, ValidationError
+from pydantic import Field, StrictInt, StrictStr, ValidationError
 
 from ..catalog.revisions import find_revision
 from ..cluster.tokens import TokenInfo, find_token
@@ -36,6 +37,7 @@ from ..errors import (
     SizeMismatch,
 )
 from ..ops import commit as commits
+from ..ops import parts
 from ..ops.publish import is_lfs
 from ..refs import RepoRef, check_revision
 from ..store import Expected
@@ -225,8 +227,28 @@ async def preupload(request: web.Request) -> web.Response:
     return web.json_response({"files": files, "commitOid": None})
 
 
-def _signature(key: bytes, oid: str, size: int, expires: int) -> str:
-    return hmac.new(key, f"{oid}:{size}:{expires}".encode(), hashlib.sha256).hexdigest()
+def _signature(key: bytes, oid: str, size: int, expires: int, what: str = "put") -> str:
+    message = f"{oid}:{size}:{expires}:{what}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def _signed(request: web.Request, path: str, oid: str, size: int, expires: int, what: str) -> str:
+    sig = _signature(request.app[UPLOAD_KEY], oid, size, expires, what)
+    return f"{endpoint(request)}{path}?size={size}&expires={expires}&sig={sig}"
+
+
+def _ticket(request: web.Request, what: str) -> tuple[str, int]:
+    """(sha256, size) of a signed upload URL this node handed out and that has not expired."""
+    oid = request.match_info["sha256"]
+    try:
+        size, expires = int(request.query["size"]), int(request.query["expires"])
+        sig = request.query["sig"]
+    except (KeyError, ValueError):
+        raise AccessDenied("not a signed upload URL: ask the LFS batch API for one") from None
+    expected = _signature(request.app[UPLOAD_KEY], oid, size, expires, what)
+    if not hmac.compare_digest(sig, expected) or expires < time.time():
+        raise AccessDenied("upload URL invalid or expired: ask the LFS batch API again")
+    return oid, size
 
 
 async def lfs_batch(request: web.Request) -> web.Response:
@@ -238,26 +260,73 @@ async def lfs_batch(request: web.Request) -> web.Response:
     body = await _body(request, LfsBatchBody)
     if body.operation != "upload":
         raise InvalidRequest("download through /{repo}/resolve/{rev}/{path}, not the LFS batch API")
-    if "basic" not in body.transfers:
-        raise InvalidRequest("hubd serves the basic LFS transfer only")
+    if "basic" not in body.transfers and "multipart" not in body.transfers:
+        raise InvalidRequest("hubd serves the basic and multipart LFS transfers")
     ctx = request.app[CONTEXT]
-    base = endpoint(request)
+    await asyncio.to_thread(parts.discard_stale, ctx.store)
     expires = int(time.time()) + UPLOAD_TTL
+    multipart = "multipart" in body.transfers
     objects = []
     for obj in body.objects:
         entry: dict[str, Any] = {"oid": obj.oid, "size": obj.size, "authenticated": True}
         if not await asyncio.to_thread(ctx.store.has_blob, obj.oid, obj.size):
-            sig = _signature(request.app[UPLOAD_KEY], obj.oid, obj.size, expires)
-            query = f"size={obj.size}&expires={expires}&sig={sig}"
-            entry["actions"] = {
-                "upload": {"href": f"{base}/api/hubd/lfs/{obj.oid}?{query}", "expires_in": 3600},
-                "verify": {"href": f"{base}/{repo_id}.git/info/lfs/objects/verify"},
-            }
+            verify = {"href": f"{endpoint(request)}/{repo_id}.git/info/lfs/objects/verify"}
+            blob = f"/api/hubd/lfs/{obj.oid}"
+            if multipart and obj.size >= parts.MULTIPART_MIN:
+                header = {"chunk_size": str(parts.PART_SIZE)}
+                for n in range(1, parts.part_count(obj.size) + 1):
+                    header[str(n)] = _signed(
+                        request, f"{blob}/part/{n}", obj.oid, obj.size, expires, f"part-{n}"
+                    )
+                done = _signed(request, f"{blob}/complete", obj.oid, obj.size, expires, "complete")
+                upload = {"href": done, "header": header, "expires_in": UPLOAD_TTL}
+            else:
+                href = _signed(request, blob, obj.oid, obj.size, expires, "put")
+                upload = {"href": href, "expires_in": UPLOAD_TTL}
+            entry["actions"] = {"upload": upload, "verify": verify}
         objects.append(entry)
     return web.json_response(
-        {"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
+        {"transfer": "multipart" if multipart else "basic", "objects": objects},
         content_type="application/vnd.git-lfs+json",
     )
+
+
+async def lfs_part(request: web.Request) -> web.Response:
+    """PUT /api/hubd/lfs/{sha256}/part/{n}?…: one part of a multipart upload, staged whole."""
+    number = int(request.match_info["n"])
+    oid, size = _ticket(request, f"part-{number}")
+    length = parts.part_length(size, number)
+    if request.content_length is not None and request.content_length != length:
+        raise InvalidRequest(f"part {number} is {length} bytes, not {request.content_length}")
+    data = bytearray()
+    async for chunk in request.content.iter_chunked(1024 * 1024):
+        data += chunk
+        if len(data) > length:
+            raise InvalidRequest(f"part {number} is longer than its {length} bytes")
+    store = request.app[CONTEXT].store
+    etag = await asyncio.to_thread(parts.stage_part, store, oid, size, number, [bytes(data)])
+    return web.Response(status=200, headers={"ETag": f'"{etag}"'})
+
+
+class PartDone(Open):
+    partNumber: Annotated[StrictInt, Field(ge=1, le=10_000)]
+    etag: Annotated[StrictStr, Field(max_length=100)]
+
+
+class CompletionBody(Open):
+    oid: Sha256
+    parts: Annotated[list[PartDone], Field(min_length=1, max_length=10_000)]
+
+
+async def lfs_complete(request: web.Request) -> web.Response:
+    """POST /api/hubd/lfs/{sha256}/complete?…: join the parts into the verified blob."""
+    oid, size = _ticket(request, "complete")
+    body = await _body(request, CompletionBody)
+    if body.oid != oid:
+        raise InvalidRequest("the completion names another object than its URL")
+    etags = {p.partNumber: p.etag for p in body.parts}
+    await asyncio.to_thread(parts.complete, request.app[CONTEXT].store, oid, size, etags)
+    return web.json_response({"oid": oid, "size": size})
 
 
 async def lfs_upload(request: web.Request) -> web.Response:
@@ -265,15 +334,7 @@ async def lfs_upload(request: web.Request) -> web.Response:
 
     A body that is not ``size`` bytes of that sha256 is a 400, and its partial file is removed.
     """
-    oid = request.match_info["sha256"]
-    try:
-        size, expires = int(request.query["size"]), int(request.query["expires"])
-        sig = request.query["sig"]
-    except (KeyError, ValueError):
-        raise AccessDenied("not a signed upload URL: ask the LFS batch API for one") from None
-    expected_sig = _signature(request.app[UPLOAD_KEY], oid, size, expires)
-    if not hmac.compare_digest(sig, expected_sig) or expires < time.time():
-        raise AccessDenied("upload URL invalid or expired: ask the LFS batch API again")
+    oid, size = _ticket(request, "put")
     if request.content_length is not None and request.content_length != size:
         raise InvalidRequest(f"the body is {request.content_length} bytes, the batch said {size}")
     writer = request.app[CONTEXT].store.writer(Expected(f"upload {oid}", size, oid))
@@ -468,3 +529,5 @@ def add_routes(app: web.Application) -> None:
     router.add_post("/{org}/{name}/info/lfs/objects/batch", lfs_batch)
     router.add_post("/{org}/{name}/info/lfs/objects/verify", lfs_verify)
     router.add_put("/api/hubd/lfs/{sha256:[0-9a-f]{64}}", lfs_upload)
+    router.add_put("/api/hubd/lfs/{sha256:[0-9a-f]{64}}/part/{n:[1-9][0-9]{0,4}}", lfs_part)
+    router.add_post("/api/hubd/lfs/{sha256:[0-9a-f]{64}}/complete", lfs_complete)
