@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from conftest import Result
+from cryptography.hazmat.primitives.asymmetric import ec
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants
 from huggingface_hub.errors import HfHubHTTPError
 from support.modelgen import tiny_lora_files, write_files
@@ -40,6 +41,7 @@ from hubd.ops.mirror import mirror
 from hubd.ops.parts import MULTIPART_MIN, PART_SIZE, parts_dir
 from hubd.ops.verify import verify_store
 from hubd.refs import RepoRef
+from hubd.trust import oms as signing
 from hubd.trust.keys import node_key, stored_signatures
 
 REPO = "acme/support-lora"
@@ -458,3 +460,30 @@ def test_a_multipart_upload_with_a_tampered_part_keeps_nothing(
     assert status == 400 and b"sha256 mismatch" in answer, answer
     assert not ctx.store.has_blob(oid) and not parts_dir(ctx.store, oid).exists()
     assert not list(ctx.store.tmp_dir.glob("*.partial"))
+
+
+def test_a_trust_rule_needs_a_valid_model_sig_in_the_push(
+    ctx: Context, daemon: tuple[str, str], tmp_path: Path
+) -> None:
+    url, token = daemon
+    hf = api(url, token)
+    hf.create_repo(REPO)
+    key = ec.generate_private_key(ec.SECP256R1())
+    trust(ctx, "acme-release", key.public_key(), "acme/*")
+    files = tiny_lora_files(base_model="acme/tiny-llama")
+    out = tmp_path / "out"
+    write_files(out, files)
+    with pytest.raises(HfHubHTTPError) as unsigned:
+        hf.upload_folder(repo_id=REPO, folder_path=out)
+    assert unsigned.value.response.status_code == 403
+    assert "needs a valid model.sig by acme-release" in unsigned.value.response.text
+    digests = {p: hashlib.sha256(d).hexdigest() for p, d in files.items()}  # .git* not signed
+    (out / "model.sig").write_bytes(signing.sign(key, "support-lora", digests))
+    (out / "README.md").write_bytes(files["README.md"] + b"changed after signing\n")
+    with pytest.raises(HfHubHTTPError, match=r"README\.md changed"):
+        hf.upload_folder(repo_id=REPO, folder_path=out)
+    (out / "README.md").write_bytes(files["README.md"])
+    commit = hf.upload_folder(repo_id=REPO, folder_path=out).oid
+    (statement,) = statements(ctx, REPO, commit)
+    upstream = statement["predicate"]["buildDefinition"]["internalParameters"]
+    assert upstream["upstreamSignature"]["signer"] == "acme-release"

@@ -38,9 +38,11 @@ from ..errors import (
     BlobUnavailable,
     Conflict,
     EntryNotFound,
+    Forbidden,
     InvalidRequest,
     RepoNotFound,
     RevisionNotFound,
+    SignatureInvalid,
 )
 from ..gitobjects import Signature, commit_id, tree_id
 from ..hashes import CHUNK, git_blob_header, git_blob_sha1, lfs_pointer
@@ -49,6 +51,9 @@ from ..model.lineage import adapter_lineage
 from ..refs import RepoRef, check_revision, is_commit
 from ..sources.base import RemoteFile, RemoteRevision
 from ..store import Expected
+from ..trust.keys import NODE, trusted_signers
+from ..trust.oms import SIGNATURE_FILE
+from ..trust.policy import check_bundle, load_rules, required_signers
 from .record import card_text, record_snapshot
 
 # The Hub's .gitattributes of a new model repo: what its first commit holds.
@@ -270,6 +275,7 @@ def _record(
     remote_files = [
         RemoteFile(r.path, r.size, oids[r.path], r.sha256 if r.lfs else None) for r in records
     ]
+    _require_signer(ctx, repo_id, new, digests)
     if judge:
         readme = digests.get("README.md")
         card = card_record(card_text(ctx.store, readme) if readme else None, {}, None)
@@ -295,6 +301,30 @@ def _record(
         guard=still_head,
     )
     return Committed(repo_id, branch, new)
+
+
+def _require_signer(ctx: Context, repo_id: str, commit: str, digests: dict[str, str]) -> None:
+    """A trust rule naming signers for the repo: the commit must carry their valid model.sig.
+
+    A mirror gets those signatures from its source; a push has only what it carries.
+    """
+    required = [name for name in required_signers(load_rules(ctx), repo_id) if name != NODE]
+    if not required:
+        return
+    shipped = digests.get(SIGNATURE_FILE)
+    label = f"{repo_id}@{commit[:12]}: {SIGNATURE_FILE}"
+    try:
+        data = ctx.store.blob_path(shipped).read_bytes() if shipped else None
+        signer = check_bundle(data, digests, trusted_signers(ctx), label) if data else None
+    except SignatureInvalid as exc:
+        raise Forbidden(exc.message) from None
+    missing = [name for name in required if signer is None or name != signer.name]
+    if missing:
+        raise Forbidden(
+            f"{repo_id}: the trust policy needs a valid {SIGNATURE_FILE} by "
+            f"{', '.join(missing)} in the commit",
+            hint=f"sign every file of the commit and commit {SIGNATURE_FILE} with them",
+        )
 
 
 def create_ref(ctx: Context, repo_id: str, name: str, kind: str, start: str | None) -> str:
