@@ -73,6 +73,8 @@ class PreuploadFile(Open):
 
 
 class PreuploadBody(Open):
+    """What preupload asks about: the files of a coming commit, by path and size."""
+
     files: Annotated[list[PreuploadFile], Field(max_length=1000)]
 
 
@@ -91,6 +93,8 @@ class LfsBatchBody(Open):
 
 
 class CommitHeader(Open):
+    """The first line of an ndjson commit: its message and the head it was based on."""
+
     summary: StrictStr = Field(min_length=1, max_length=10_000)
     description: StrictStr = Field(default="", max_length=100_000)
     parentCommit: Annotated[StrictStr, Field(pattern="^[0-9a-f]{40}$")] | None = None
