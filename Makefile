@@ -52,6 +52,7 @@ bench: $(STAMP)
 	bash tests/pg.sh $(BIN)/python bench/catalog.py
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/bundle.py
+	$(BIN)/python bench/upload.py
 
 clean:
 	rm -rf $(VENV) .venv-olah .demo .bench .mypy_cache .ruff_cache .pytest_cache
