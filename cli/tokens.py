@@ -53,12 +53,13 @@ def ls_cmd(obj: dict[str, Any], as_json: bool) -> None:
         emit_json([asdict(t) for t in tokens])
         return
     table(
-        ["ID", "SCOPE", "NAME", "CREATED", "REVOKED"],
+        ["ID", "SCOPE", "NAME", "REPOS", "CREATED", "REVOKED"],
         [
             [
                 t.id,
                 t.scope,
                 t.name,
+                ",".join(t.repos) if t.repos else "*",
                 t.created_at.isoformat()[:19],
                 t.revoked_at.isoformat()[:19] if t.revoked_at else "-",
             ]

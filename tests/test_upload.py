@@ -487,3 +487,19 @@ def test_a_trust_rule_needs_a_valid_model_sig_in_the_push(
     (statement,) = statements(ctx, REPO, commit)
     upstream = statement["predicate"]["buildDefinition"]["internalParameters"]
     assert upstream["upstreamSignature"]["signer"] == "acme-release"
+
+
+def test_an_auth_required_node_takes_uploads_on_its_signed_urls(
+    settings: Settings, tmp_path: Path
+) -> None:
+    with Context.open(settings.model_copy(update={"auth_required": True})) as locked:
+        _, token = create_token(locked, "write", "alice")
+        with serving(locked) as url:
+            hf = api(url, token)
+            hf.create_repo(REPO)
+            weights = os.urandom(1024 * 1024)
+            hf.upload_file(path_or_fileobj=weights, path_in_repo="w.safetensors", repo_id=REPO)
+            got = hf.hf_hub_download(REPO, "w.safetensors", cache_dir=tmp_path / "cache")
+            assert Path(got).read_bytes() == weights
+            status, _, _ = request(url, "GET", f"/api/models/{REPO}")
+            assert status == 401

@@ -161,9 +161,14 @@ async def hubd_attestations(request: web.Request) -> web.Response:
 
 @web.middleware
 async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """With auth.required, every call but /healthz needs a valid bearer token."""
+    """With auth.required, every call but /healthz needs a valid bearer token.
+
+    LFS upload URLs are the exception: clients send them no token, so each is signed by this
+    daemon for one object and expires (hubd.server.upload).
+    """
     ctx = request.app[CONTEXT]
-    if not ctx.settings.auth_required or request.path == "/healthz":
+    signed = request.path.startswith(upload.SIGNED_PREFIX)
+    if not ctx.settings.auth_required or request.path == "/healthz" or signed:
         return await handler(request)
     secret = account.bearer(request)
     if secret is None:

@@ -48,6 +48,7 @@ from .hfapi import CONTEXT
 
 M = TypeVar("M", bound=Open)
 UPLOAD_KEY = web.AppKey("upload_key", bytes)
+SIGNED_PREFIX = "/api/hubd/lfs/"  # upload URLs: signed, so the auth middleware lets them by
 UPLOAD_TTL = 3600  # seconds an upload URL stays valid
 MAX_LINE = 16 * 1024 * 1024  # one ndjson line: a regular file of up to ~12 MiB, base64
 MAX_COMMIT = 256 * 1024 * 1024  # a whole commit body; LFS files go through the batch API
@@ -275,7 +276,7 @@ async def lfs_batch(request: web.Request) -> web.Response:
         entry: dict[str, Any] = {"oid": obj.oid, "size": obj.size, "authenticated": True}
         if not await asyncio.to_thread(ctx.store.has_blob, obj.oid, obj.size):
             verify = {"href": f"{endpoint(request)}/{repo_id}.git/info/lfs/objects/verify"}
-            blob = f"/api/hubd/lfs/{obj.oid}"
+            blob = f"{SIGNED_PREFIX}{obj.oid}"
             if multipart and obj.size >= parts.MULTIPART_MIN:
                 header = {"chunk_size": str(parts.PART_SIZE)}
                 for n in range(1, parts.part_count(obj.size) + 1):
