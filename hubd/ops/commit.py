@@ -14,7 +14,7 @@ import hashlib
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -116,11 +116,12 @@ def _repo_lock(repo_id: str) -> Iterator[None]:
         yield
 
 
-def store_regular(ctx: Context, path: str, chunks: Iterable[bytes], size: int) -> StoredFile:
-    """Write a regular file's bytes to the store, hashed as they pass (blocking)."""
-    data = b"".join(chunks)
-    if len(data) != size:
-        raise InvalidRequest(f"{path}: {len(data)} bytes, not {size}")
+def store_regular(ctx: Context, path: str, data: bytes) -> StoredFile:
+    """Write a regular file's bytes to the store, verified by the writer (blocking).
+
+    Until a commit names it the blob is in no revision: refused commits leave it to `hubd gc`.
+    """
+    size = len(data)
     sha256 = hashlib.sha256(data).hexdigest()
     with ctx.store.writer(Expected(path, size, sha256)) as writer:
         if writer.present is None:
@@ -141,8 +142,7 @@ def create_repo(ctx: Context, repo_id: str, author: str, endpoint: str) -> Commi
         with ctx.catalog() as session:
             if repo_exists(session, repo_id):
                 raise Conflict(f"You already created this model repo: {repo_id}")
-        data = GITATTRIBUTES
-        stored = store_regular(ctx, ".gitattributes", [data], len(data))
+        stored = store_regular(ctx, ".gitattributes", GITATTRIBUTES)
         return _record(
             ctx,
             repo_id,

@@ -71,7 +71,7 @@ def _error(response: httpx2.Response) -> HubdError:
     pending: list[type[HubdError]] = [HubdError]
     while pending:
         cls = pending.pop()
-        if cls.code == code:
+        if cls.code == code and cls.__init__ is HubdError.__init__:
             return cls(f"{response.url.host}: {message}")
         pending.extend(cls.__subclasses__())
     return UpstreamError(f"{response.url}: HTTP {response.status_code}: {message}")

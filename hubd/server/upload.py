@@ -229,7 +229,7 @@ async def preupload(request: web.Request) -> web.Response:
         if oids.get(f.path):
             entry["oid"] = oids[f.path]
         files.append(entry)
-    return web.json_response({"files": files, "commitOid": None})
+    return web.json_response({"files": files})
 
 
 def _signature(key: bytes, oid: str, size: int, expires: int, what: str = "put") -> str:
@@ -382,20 +382,25 @@ async def _lines(request: web.Request) -> AsyncIterator[bytes]:
     """The body's ndjson lines, each at most MAX_LINE, the whole at most MAX_COMMIT bytes."""
     if (request.content_length or 0) > MAX_COMMIT:
         raise InvalidRequest(f"commit bodies are at most {MAX_COMMIT} bytes: LFS takes the rest")
-    buffer, total = b"", 0
+    line, total = bytearray(), 0
     async for chunk in request.content.iter_any():
         total += len(chunk)
         if total > MAX_COMMIT:
             raise InvalidRequest(f"commit bodies are at most {MAX_COMMIT} bytes")
-        buffer += chunk
-        *whole, buffer = buffer.split(b"\n")
-        for line in whole:
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            line += chunk[start:end]
+            start = end + 1
+            if len(line) > MAX_LINE:
+                break
             if line.strip():
-                yield line
-        if len(buffer) > MAX_LINE:
+                yield bytes(line)
+            line.clear()
+        line += chunk[start:]
+        if len(line) > MAX_LINE:
             raise InvalidRequest(f"an ndjson line is at most {MAX_LINE} bytes")
-    if buffer.strip():
-        yield buffer
+    if line.strip():
+        yield bytes(line)
 
 
 def _line(raw: bytes, number: int) -> tuple[str, Any]:
@@ -440,9 +445,7 @@ async def commit(request: web.Request) -> web.Response:
                 data = base64.b64decode(regular.content, validate=True)
             except (binascii.Error, ValueError):
                 raise InvalidRequest(f"line {number}: {regular.path} is not base64") from None
-            stored = await asyncio.to_thread(
-                commits.store_regular, ctx, regular.path, [data], len(data)
-            )
+            stored = await asyncio.to_thread(commits.store_regular, ctx, regular.path, data)
             changes.append(stored)
         elif key == "lfsFile":
             lfs = _value(LfsValue, value, number)
