@@ -26,7 +26,7 @@ import pytest
 from conftest import Result
 from cryptography.hazmat.primitives.asymmetric import ec
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 from support.modelgen import tiny_lora_files, write_files
 from test_hub_repo_api import request
 from test_provenance import statements, trust
@@ -333,6 +333,8 @@ def test_hostile_commits_are_refused_and_nothing_moves(
     assert status == 400 and "HF_HUB_DISABLE_XET=1" in headers["X-Error-Message"]
     with pytest.raises(HfHubHTTPError, match="pull requests"):
         hf.upload_file(path_or_fileobj=b"pr\n", path_in_repo="pr.txt", repo_id=REPO, create_pr=True)
+    with pytest.raises(RepositoryNotFoundError):
+        hf.upload_file(path_or_fileobj=b"x\n", path_in_repo="x.txt", repo_id="acme/never-made")
     assert hf.model_info(REPO).sha == second
     assert [c.commit_id for c in hf.list_repo_commits(REPO)] == [second, first]
 

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from aiohttp import web
 from pydantic import Field, StrictInt, StrictStr, ValidationError
 
-from ..catalog.revisions import find_revision
+from ..catalog.revisions import find_revision, repo_exists
 from ..cluster.tokens import TokenInfo, find_token
 from ..errors import (
     AccessDenied,
@@ -34,6 +34,7 @@ from ..errors import (
     Forbidden,
     HashMismatch,
     InvalidRequest,
+    RepoNotFound,
     SizeMismatch,
 )
 from ..ops import commit as commits
@@ -215,7 +216,9 @@ async def preupload(request: web.Request) -> web.Response:
         with request.app[CONTEXT].catalog() as session:
             revision = find_revision(session, repo_id, rev)
             if revision is None:
-                return {}
+                if not repo_exists(session, repo_id):
+                    raise RepoNotFound(f"Repository {repo_id} not found")
+                return {}  # a branch the commit will find missing
             return {f.path: f.sha256 if f.lfs else f.git_oid or "" for f in revision.files}
 
     oids = await asyncio.to_thread(held)
