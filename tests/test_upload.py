@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -505,3 +506,30 @@ def test_an_auth_required_node_takes_uploads_on_its_signed_urls(
             assert Path(got).read_bytes() == weights
             status, _, _ = request(url, "GET", f"/api/models/{REPO}")
             assert status == 401
+
+
+def test_two_commits_on_the_same_head_one_wins_the_other_is_a_409(
+    daemon: tuple[str, str],
+) -> None:
+    url, token = daemon
+    hf = api(url, token)
+    hf.create_repo(REPO)
+    head = hf.model_info(REPO).sha
+    assert head is not None
+
+    def push(n: int) -> str | int:
+        try:
+            return hf.create_commit(
+                REPO,
+                [CommitOperationAdd(f"f{n}.txt", b"%d\n" % n)],
+                commit_message=f"commit {n}",
+                parent_commit=head,
+            ).oid
+        except HfHubHTTPError as exc:
+            return exc.response.status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(push, range(4)))
+    won = [o for o in outcomes if isinstance(o, str)]
+    assert len(won) == 1 and sorted(o for o in outcomes if isinstance(o, int)) == [409] * 3
+    assert [c.commit_id for c in hf.list_repo_commits(REPO)] == [won[0], head]
