@@ -533,3 +533,67 @@ def test_two_commits_on_the_same_head_one_wins_the_other_is_a_409(
     won = [o for o in outcomes if isinstance(o, str)]
     assert len(won) == 1 and sorted(o for o in outcomes if isinstance(o, int)) == [409] * 3
     assert [c.commit_id for c in hf.list_repo_commits(REPO)] == [won[0], head]
+
+
+def test_pushed_commit_ids_are_what_git_computes_for_the_same_history(
+    daemon: tuple[str, str], tmp_path: Path
+) -> None:
+    """Every commit's files, rebuilt in a git repo (LFS files as their pointers), give the id."""
+    url, token = daemon
+    hf = api(url, token)
+    hf.create_repo(REPO)
+    out = tmp_path / "out"
+    write_files(out, tiny_lora_files(base_model="acme/tiny-llama"))
+    hf.upload_folder(
+        repo_id=REPO, folder_path=out, commit_message="adapter", commit_description="why"
+    )
+    hf.create_commit(
+        REPO,
+        [CommitOperationDelete("README.md"), CommitOperationAdd("docs/a.txt", b"a\n")],
+        commit_message="move the card",
+    )
+    history = tmp_path / "history.git"  # one object store, so each commit's parent is in it
+    subprocess.run(["git", "init", "-q", "--bare", str(history)], check=True, timeout=30)
+    parent: list[str] = []
+    for n, pushed in enumerate(reversed(hf.list_repo_commits(REPO))):
+        tree = tmp_path / f"git-{n}"
+        for sibling in (
+            hf.model_info(REPO, revision=pushed.commit_id, files_metadata=True).siblings or []
+        ):
+            target = tree / sibling.rfilename
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if sibling.lfs is not None:
+                target.write_bytes(lfs_pointer(sibling.lfs.sha256, sibling.lfs.size))
+            else:
+                got = hf.hf_hub_download(
+                    REPO, sibling.rfilename, revision=pushed.commit_id, cache_dir=tmp_path / "cache"
+                )
+                target.write_bytes(Path(got).read_bytes())
+        when = f"{int(pushed.created_at.timestamp())} +0000"
+        env = {
+            **os.environ,
+            "HOME": str(tmp_path),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_AUTHOR_NAME": "alice",
+            "GIT_AUTHOR_EMAIL": "alice@test-node",
+            "GIT_COMMITTER_NAME": "alice",
+            "GIT_COMMITTER_EMAIL": "alice@test-node",
+            "GIT_AUTHOR_DATE": when,
+            "GIT_COMMITTER_DATE": when,
+            "GIT_DIR": str(history),
+            "GIT_WORK_TREE": str(tree),
+            "GIT_INDEX_FILE": str(tmp_path / f"index-{n}"),
+        }
+
+        def git(*args: str, env: dict[str, str] = env) -> str:
+            done = subprocess.run(
+                ["git", *args], env=env, capture_output=True, text=True, check=True, timeout=30
+            )
+            return done.stdout.strip()
+
+        git("add", "-A")
+        message = pushed.title + (f"\n\n{pushed.message}" if pushed.message else "")
+        parents = [arg for p in parent for arg in ("-p", p)]
+        assert git("commit-tree", git("write-tree"), *parents, "-m", message) == pushed.commit_id
+        parent = [pushed.commit_id]
+    assert len(parent) == 1 and n == 2

@@ -81,6 +81,7 @@ class Authored:
     parent: str | None
     message: str
     author: str  # the token's name
+    when: datetime  # the git commit's time, also when this node recorded it
     ref_kind: str = "branch"
 
 

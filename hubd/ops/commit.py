@@ -281,8 +281,8 @@ def _record(
         card = card_record(card_text(ctx.store, readme) if readme else None, {}, None)
         local = {path: ctx.store.blob_path(digest) for path, digest in digests.items()}
         is_adapter, base = adapter_lineage(local, card)
-        now = datetime.fromtimestamp(when, UTC)
-        check_upload(ctx, RevisionRow(repo_id, new, now, endpoint, is_adapter, base, card))
+        at = datetime.fromtimestamp(when, UTC)
+        check_upload(ctx, RevisionRow(repo_id, new, at, endpoint, is_adapter, base, card))
 
     def still_head(session: Session) -> None:
         ref = find_ref(session, repo_id, branch)
@@ -297,7 +297,7 @@ def _record(
         remote_files,
         digests,
         source_url=f"{endpoint}/{repo_id}",
-        authored=Authored(head, text, author),
+        authored=Authored(head, text, author, datetime.fromtimestamp(when, UTC)),
         guard=still_head,
     )
     return Committed(repo_id, branch, new)

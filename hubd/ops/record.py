@@ -101,7 +101,7 @@ def record_snapshot(
         base_model=base,
         node=ctx.settings.node_name,
         client=f"hubd/{__version__}",
-        fetched_at=datetime.now(UTC),
+        fetched_at=authored.when if authored else datetime.now(UTC),
         upstream=carried.hops if carried else (),
         source_url=custody,
         authored=authored,
