@@ -60,6 +60,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/proxy.py
 	bash tests/s3.sh $(BIN)/python bench/s3.py
 	$(BIN)/python bench/web.py
+	$(BIN)/python bench/upload.py
 	$(BIN)/python bench/report.py --table
 
 clean:

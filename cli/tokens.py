@@ -21,11 +21,19 @@ def tokens_group() -> None:
 @tokens_group.command("create")
 @click.option("--scope", type=click.Choice(SCOPES), default="read", show_default=True)
 @click.option("--name", default="", help="What the token is for.")
+@click.option(
+    "--repos",
+    "repos",
+    multiple=True,
+    help="Only repos matching this glob may be written (repeatable), e.g. 'acme/*'.",
+)
 @json_option
 @click.pass_obj
-def create_cmd(obj: dict[str, Any], scope: str, name: str, as_json: bool) -> None:
+def create_cmd(
+    obj: dict[str, Any], scope: str, name: str, repos: tuple[str, ...], as_json: bool
+) -> None:
     """Create a token; its secret is printed once and never stored."""
-    info, secret = create_token(open_context(obj), scope, name)
+    info, secret = create_token(open_context(obj), scope, name, list(repos) or None)
     if as_json:
         emit_json({**asdict(info), "token": secret})
         return
@@ -45,12 +53,13 @@ def ls_cmd(obj: dict[str, Any], as_json: bool) -> None:
         emit_json([asdict(t) for t in tokens])
         return
     table(
-        ["ID", "SCOPE", "NAME", "CREATED", "REVOKED"],
+        ["ID", "SCOPE", "NAME", "REPOS", "CREATED", "REVOKED"],
         [
             [
                 t.id,
                 t.scope,
                 t.name,
+                ",".join(t.repos) if t.repos else "*",
                 t.created_at.isoformat()[:19],
                 t.revoked_at.isoformat()[:19] if t.revoked_at else "-",
             ]

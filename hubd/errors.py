@@ -14,7 +14,8 @@ against the classes)::
     │   └── InvalidPolicy                         a policy file hubd cannot use as written
     ├── InvalidReference           exit 2   400   bad repo id, revision or glob
     ├── InvalidRequest             exit 2   400   a request that cannot be served as asked
-    │   └── RangeNotSatisfiable             416   a Range header this server does not honour
+    │   ├── RangeNotSatisfiable             416   a Range header this server does not honour
+    │   └── Conflict                        409   a repo or ref that exists, a stale parentCommit
     ├── NotFound                   exit 3   404
     │   ├── RepoNotFound
     │   ├── RevisionNotFound
@@ -98,6 +99,15 @@ class RangeNotSatisfiable(InvalidRequest):
     def __init__(self, message: str, size: int) -> None:
         super().__init__(message)
         self.size = size
+
+
+class Conflict(InvalidRequest):
+    """A repo, branch or tag that already exists, or a commit whose parent is not the head.
+
+    HTTP 409, as the Hub answers: huggingface_hub's ``exist_ok`` relies on it.
+    """
+
+    http_status = 409
 
 
 class NotFound(HubdError):

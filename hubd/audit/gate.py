@@ -1,4 +1,5 @@
-"""The mirror gate: the policy judged on what the source declares, before any byte moves.
+"""The gate: the policy judged on what a source declares before any byte moves, and on a
+commit pushed to this node before it becomes visible.
 
 Lineage comes from the catalog, and for a base it does not hold, from the source's own metadata
 of that base (no files are fetched): a LoRA that calls itself apache-2.0 on a Llama base is
@@ -54,6 +55,27 @@ def check_mirror(ctx: Context, source: HfSource, remote: RemoteRevision) -> Deci
     if decision.action == "deny":
         raise PolicyViolation(
             decision.message, hint=f"nothing was downloaded; the policy is {policy.source}"
+        )
+    return decision
+
+
+def check_upload(ctx: Context, row: RevisionRow) -> Decision | None:
+    """The policy on a commit pushed to this node, judged before it becomes visible (blocking).
+
+    ``row`` is the commit as it would be recorded (its card from the README it carries); bases
+    come from the catalog only. Raises PolicyViolation naming the rule when the policy denies.
+    """
+    if ctx.settings.policy is None:
+        return None
+    policy = load_policy(ctx.settings.policy)
+    lineage = Lineage(
+        head_finder(ctx.catalog, [], complete=False), DeclarationReader(Scanner(ctx.store))
+    )
+    facts = policy_facts(row.repo_id, lineage.effective(row))
+    decision = evaluate(policy, replace(facts, signed=True))  # the node signs what it records
+    if decision.action == "deny":
+        raise PolicyViolation(
+            decision.message, hint=f"nothing was committed; the policy is {policy.source}"
         )
     return decision
 

@@ -132,6 +132,10 @@ class Revision(Base):
     source_endpoint: Mapped[str] = mapped_column(String(500))
     is_adapter: Mapped[bool] = mapped_column(Boolean, default=False)
     base_model: Mapped[str | None] = mapped_column(String(200), index=True)
+    # A commit pushed to hubd (the Hub's write API): its git parent, message and author.
+    parent: Mapped[str | None] = mapped_column(String(40))
+    message: Mapped[str | None] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(String(200))
 
     repo: Mapped[Repo] = relationship(back_populates="revisions")
     files: Mapped[list[File]] = relationship(
@@ -310,6 +314,7 @@ class ApiToken(Base):
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    repos: Mapped[list[str] | None] = mapped_column(JSON)  # globs it may write; None: any
 
 
 class Job(Base):

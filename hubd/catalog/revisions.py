@@ -76,6 +76,18 @@ class RevisionRecord:
     upstream: Sequence[dict[str, str]] = ()  # hops recorded by the hubd node we mirrored from
     ref_kind: RefKind | None = None  # of ``refs``, where the source said (else kept as it was)
     source_url: str | None = None  # default: {source_endpoint}/{repo_id}
+    authored: Authored | None = None  # a commit pushed to this node, not mirrored
+
+
+@dataclass(frozen=True)
+class Authored:
+    """What a commit pushed through the Hub's write API carries beyond its files."""
+
+    parent: str | None
+    message: str
+    author: str  # the token's name
+    when: datetime  # the git commit's time, also when this node recorded it
+    ref_kind: RefKind = RefKind.BRANCH
 
 
 def _get_or_create_repo(session: Session, repo_id: str) -> Repo:
@@ -102,6 +114,10 @@ def record_revision(session: Session, rec: RevisionRecord) -> Revision:
             source_endpoint=rec.source_endpoint,
             mirrored_at=rec.fetched_at,
         )
+        if rec.authored is not None:
+            revision.parent = rec.authored.parent
+            revision.message = rec.authored.message
+            revision.author = rec.authored.author
         session.add(revision)
     revision.state = RevisionState.VERIFIED
     revision.is_adapter = rec.is_adapter
@@ -143,16 +159,17 @@ def record_revision(session: Session, rec: RevisionRecord) -> Revision:
     if [t.tag for t in sorted(revision.hub_tags, key=lambda t: t.position)] != tags:
         revision.hub_tags = [RevisionTag(tag=tag, position=i) for i, tag in enumerate(tags)]
 
+    kind = rec.authored.ref_kind if rec.authored else rec.ref_kind
     for name in rec.refs:
         ref = session.scalar(select(Ref).where(Ref.repo_pk == repo.id, Ref.name == name))
         if ref is None or ref.commit != rec.commit:
             session.add(RefLog(repo_pk=repo.id, name=name, commit=rec.commit))
         if ref is None:
-            session.add(Ref(repo=repo, name=name, commit=rec.commit, kind=rec.ref_kind))
+            session.add(Ref(repo=repo, name=name, commit=rec.commit, kind=kind))
         else:
             ref.commit = rec.commit
             ref.updated_at = utcnow()
-            ref.kind = rec.ref_kind or ref.kind
+            ref.kind = kind or ref.kind
 
     if not revision.provenance:
         for hop in rec.upstream:
@@ -378,11 +395,13 @@ def repo_refs(session: Session, repo_id: str) -> list[Ref]:
 
 
 def history(session: Session, revision: Revision, ref: str | None = None) -> list[Revision]:
-    """The repo's verified revisions mirrored no later than ``revision``, newest first: those
-    ``ref`` pointed at (ref_log), or with no ref (a commit asked for) all of them.
-
-    hubd keeps no git parents: this is the stand-in for a ref's history.
+    """A ref's history, newest first: for a commit pushed to hubd its parent chain (as far as
+    the catalog holds it); else the repo's verified revisions mirrored no later than
+    ``revision``, those ``ref`` pointed at (ref_log) or, with no ref (a commit asked for), all
+    of them (a mirror keeps no git parents: this is the stand-in).
     """
+    if revision.parent is not None or revision.author is not None:
+        return parent_chain(session, revision)
     held = (
         select(Revision)
         .where(
@@ -398,6 +417,24 @@ def history(session: Session, revision: Revision, ref: str | None = None) -> lis
         )
         held = held.where(or_(Revision.commit.in_(pointed), Revision.id == revision.id))
     return list(session.scalars(held))
+
+
+def parent_chain(session: Session, revision: Revision) -> list[Revision]:
+    """``revision`` and its ancestors by ``parent``, newest first, until one the catalog lacks."""
+    by_commit = {
+        r.commit: r
+        for r in session.scalars(
+            select(Revision).where(
+                Revision.repo_pk == revision.repo_pk, Revision.state == RevisionState.VERIFIED
+            )
+        )
+    }
+    chain = [revision]
+    while (parent := chain[-1].parent) is not None and parent in by_commit:
+        if len(chain) > len(by_commit):  # a cycle cannot be hashed into git ids; stop anyway
+            break
+        chain.append(by_commit[parent])
+    return chain
 
 
 def file_digests(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from fnmatch import fnmatchcase
 
 from sqlalchemy import select
 
@@ -23,6 +24,13 @@ class TokenInfo:
     scope: str
     created_at: datetime
     revoked_at: datetime | None
+    repos: list[str] | None = field(default=None)  # globs of the repos it may write; None: any
+
+    def may_write(self, repo_id: str) -> bool:
+        """Write scope, and the repo matches one of its globs (when it has any)."""
+        if self.scope != "write":
+            return False
+        return self.repos is None or any(fnmatchcase(repo_id, glob) for glob in self.repos)
 
 
 def _digest(secret: str) -> str:
@@ -30,16 +38,25 @@ def _digest(secret: str) -> str:
 
 
 def _info(token: ApiToken) -> TokenInfo:
-    return TokenInfo(token.id, token.name, token.scope, token.created_at, token.revoked_at)
+    return TokenInfo(
+        token.id, token.name, token.scope, token.created_at, token.revoked_at, token.repos
+    )
 
 
-def create_token(ctx: Context, scope: str, name: str = "") -> tuple[TokenInfo, str]:
-    """A new token and its secret (the only time the secret exists outside the caller)."""
+def create_token(
+    ctx: Context, scope: str, name: str = "", repos: list[str] | None = None
+) -> tuple[TokenInfo, str]:
+    """A new token and its secret (the only time the secret exists outside the caller).
+
+    ``repos``: globs (``acme/*``) of the repos a write token may push to; None for any.
+    """
     if scope not in SCOPES:
         raise InvalidRequest(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+    if repos is not None and (not repos or not all(r.strip() for r in repos)):
+        raise InvalidRequest("--repos takes non-empty globs such as 'acme/*'")
     secret = "hubd_" + secrets.token_urlsafe(32)
     with ctx.catalog.begin() as session:
-        token = ApiToken(name=name, scope=scope, token_sha256=_digest(secret))
+        token = ApiToken(name=name, scope=scope, token_sha256=_digest(secret), repos=repos)
         session.add(token)
         session.flush()
         return _info(token), secret

@@ -47,6 +47,11 @@ LFS_SUFFIXES = (
 LFS_MIN_SIZE = 10 * 1024 * 1024
 
 
+def is_lfs(path: str, size: int) -> bool:
+    """Whether the Hub would keep this file in LFS (a pointer in git, the bytes beside)."""
+    return size >= LFS_MIN_SIZE or path.endswith(LFS_SUFFIXES)
+
+
 @dataclass
 class AddResult:
     repo: str
@@ -66,7 +71,7 @@ class AddResult:
         return asdict(self)
 
 
-def _files(root: Path) -> list[tuple[str, Path]]:
+def files_below(root: Path) -> list[tuple[str, Path]]:
     """(repo path, file) for every file below root; nothing may point outside it."""
     found = []
     real_root = root.resolve()
@@ -82,7 +87,7 @@ def _files(root: Path) -> list[tuple[str, Path]]:
     return found
 
 
-def _digests(path: Path) -> tuple[str, str, int]:
+def digests_of(path: Path) -> tuple[str, str, int]:
     """(sha256, git blob sha1, size) in one read."""
     size = path.stat().st_size
     sha256, sha1 = hashlib.sha256(), hashlib.sha1(git_blob_header(size), usedforsecurity=False)
@@ -112,15 +117,15 @@ def add(ctx: Context, root: Path, repo_id: str, revision: str = "main") -> AddRe
     ref = RepoRef.parse(f"{repo_id}@{check_revision(revision)}")
     if not root.is_dir():
         raise InvalidRequest(f"{root} is not a directory")
-    entries = _files(root)
+    entries = files_below(root)
     if not entries:
         raise InvalidRequest(f"{root} has no files to add")
     remote_files: list[RemoteFile] = []
     digests: dict[str, str] = {}
     added = 0
     for rel, path in entries:
-        sha256, sha1, size = _digests(path)
-        lfs = size >= LFS_MIN_SIZE or rel.endswith(LFS_SUFFIXES)
+        sha256, sha1, size = digests_of(path)
+        lfs = is_lfs(rel, size)
         git_oid = git_blob_sha1(lfs_pointer(sha256, size)) if lfs else sha1
         added += _store(ctx, f"{root}/{rel}", path, sha256, size)
         remote_files.append(RemoteFile(rel, size, git_oid, sha256 if lfs else None))

@@ -5,7 +5,7 @@ The lower stage mirror, publish, import and repair share, so none of them import
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from .. import __version__
 from ..catalog.db import catalog_errors
-from ..catalog.revisions import FileRecord, RevisionRecord, record_revision
+from ..catalog.revisions import Authored, FileRecord, RevisionRecord, record_revision
 from ..context import Context
 from ..journal import Journal, recover
 from ..model.card import card_record
@@ -53,6 +53,8 @@ def record_snapshot(
     carried: Attestations | None = None,
     started: datetime | None = None,
     session: Session | None = None,
+    authored: Authored | None = None,
+    guard: Callable[[Session], None] | None = None,
 ) -> Recorded:
     """Admit, link and record a revision, then sign it and its provenance (blocking).
 
@@ -63,10 +65,14 @@ def record_snapshot(
     provenance chain. A refusal rolls the transaction back, and the journal (hubd.journal)
     removes the files written inside it, also after kill -9. The transaction is ``session``'s when
     given: an import records all its revisions in one, under its own journal.
+
+    A commit pushed to this node comes ``authored`` (parent, message, the token's name: its
+    custody hop reads "uploaded by <name>" and its statement names the uploader), with a
+    ``guard`` run first inside the transaction (the branch head it was based on still is).
     """
     store = ctx.store
     readme = digests.get("README.md")
-    text = _card_text(store, readme) if readme else None
+    text = card_text(store, readme) if readme else None
     card = card_record(text, remote.card_data, remote.gated)
     local = {  # what lineage reads: the adapter config and GGUF headers
         path: store.local_blob(digest)
@@ -76,6 +82,7 @@ def record_snapshot(
     is_adapter, base = adapter_lineage(local, card)
     refs = [] if ref.revision and is_commit(ref.revision) else [ref.revision or "main"]
     source_url = source_url or f"{remote.endpoint}/{remote.repo_id}"
+    custody = f"uploaded by {authored.author}" if authored else source_url
     record = RevisionRecord(
         repo_id=remote.repo_id,
         commit=remote.commit,
@@ -97,10 +104,11 @@ def record_snapshot(
         base_model=base,
         node=ctx.settings.node_name,
         client=f"hubd/{__version__}",
-        fetched_at=datetime.now(UTC),
+        fetched_at=authored.when if authored else datetime.now(UTC),
         upstream=carried.hops if carried else (),
-        source_url=source_url,
+        source_url=custody,
         ref_kind=remote.ref_kind,
+        authored=authored,
     )
     shipped = digests.get(SIGNATURE_FILE)
     key = node_key(ctx)
@@ -112,6 +120,8 @@ def record_snapshot(
         if journal is not None:
             journal.remember(remote.repo_id, remote.commit, refs)
         with catalog_errors(), nullcontext(session) if session else ctx.catalog.begin() as db:
+            if guard is not None:
+                guard(db)
             revision = record_revision(db, record)
             everything = {f.path: f.sha256 for f in revision.files}
             model_sig = _read(store, shipped) if shipped else None
@@ -131,12 +141,13 @@ def record_snapshot(
                 started=started or record.fetched_at,
                 finished=datetime.now(UTC),
                 upstream_signature=admitted.upstream_signature,
+                uploader=authored.author if authored else None,
             )
             extend_chain(ctx, key, hop, everything, admitted.statements)
     return Recorded(snapshot, is_adapter, base, admitted.upstream_signature)
 
 
-def _card_text(store: Store, digest: str) -> str:
+def card_text(store: Store, digest: str) -> str:
     """The start of the README: enough for the card's metadata, however large the file."""
     with store.open_read(digest) as readme:
         return readme.read(CARD_TEXT_LIMIT).decode("utf-8", "replace")

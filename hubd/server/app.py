@@ -29,7 +29,7 @@ from ..proxy.pull import PullThrough
 from ..refs import RepoRef
 from ..trust.keys import stored_signatures
 from ..trust.provenance import Attestations, chain_path, read_chain
-from . import account, browse, hfapi
+from . import account, browse, hfapi, upload
 from . import web as pages
 from .hfapi import CONTEXT, SERVED
 
@@ -165,9 +165,19 @@ async def hubd_attestations(request: web.Request) -> web.Response:
 @web.middleware
 async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     """With auth.required, every call but /healthz needs a valid bearer token; the web pages
-    check their session cookie themselves (hubd.server.web)."""
+    check their session cookie themselves (hubd.server.web).
+
+    LFS upload URLs are the exception: clients send them no token, so each is signed by this
+    daemon for one object and expires (hubd.server.upload).
+    """
     ctx = request.app[CONTEXT]
-    if not ctx.settings.auth_required or request.path == "/healthz" or pages.owns(request):
+    signed = request.path.startswith(upload.SIGNED_PREFIX)
+    if (
+        not ctx.settings.auth_required
+        or request.path == "/healthz"
+        or signed
+        or pages.owns(request)
+    ):
         return await handler(request)
     secret = account.bearer(request)
     if secret is None:
@@ -284,6 +294,7 @@ def create_app(ctx: Context) -> web.Application:
     app.router.add_get(hubd_rev + "/manifest", hubd_manifest)
     app.router.add_get(hubd_rev + "/provenance", hubd_provenance)
     app.router.add_get(hubd_rev + "/attestations", hubd_attestations)
+    upload.add_routes(app)  # before the catch-all /api/models routes below
     app.router.add_get("/api/models", browse.list_models)
     app.router.add_get("/api/whoami-v2", account.whoami)
     app.router.add_get("/api/models/{org}/{name}/auth-check", account.auth_check)

@@ -349,9 +349,11 @@ def last_commits(ctx: Context, revision: Revision, paths: set[str]) -> dict[str,
 
 
 def _last_commit(revision: Revision) -> dict[str, str]:
+    """A commit pushed to this node keeps its title; a mirrored one says where it came from."""
+    title = (revision.message or "").split("\n", 1)[0]
     return {
         "id": revision.commit,
-        "title": f"Mirrored from {revision.source_endpoint}",
+        "title": title or f"Mirrored from {revision.source_endpoint}",
         "date": _iso(revision.mirrored_at),
     }
 
@@ -433,8 +435,8 @@ def refs_of(
 ) -> dict[str, list[dict[str, str]]]:
     """The Hub's refs answer: the refs hubd recorded (or the (name, commit) pairs the
     pull-through resolved upstream for a repo the catalog lacks: ``pulled``), as branches and
-    tags as their source said, by name (:data:`TAG_NAME`) where it did not; hubd converts
-    nothing."""
+    tags as their source said or as made on this node, by name (:data:`TAG_NAME`) where
+    neither tells; hubd converts nothing."""
     refs: list[tuple[str, str, RefKind | None]] = [(n, c, None) for n, c in pulled or []]
     if pulled is None:
         with ctx.catalog() as session:
@@ -451,14 +453,22 @@ def refs_of(
 
 
 def commits_of(ctx: Context, repo_id: str, rev: str) -> list[dict[str, Any]]:
-    """The Hub's commit list of ``rev``, newest first: of a ref, the revisions hubd holds that
-    it recorded the ref at (hubd keeps no git parents: this is what it saw of the ref's
-    history); of a commit, the repo's revisions mirrored no later. Titles say where each was
-    mirrored from, dates when; hubd keeps no messages or authors."""
+    """The Hub's commit list of ``rev``, newest first: a commit pushed to this node and its
+    parents with their titles, messages and authors (the tokens' names); for a mirrored ref the
+    revisions hubd holds that it recorded the ref at, for a mirrored commit the repo's revisions
+    mirrored no later (a mirror keeps no git parents), titled by where each came from, dated
+    when."""
     revision, _ = revision_of(ctx, repo_id, rev)
     with ctx.catalog() as session:
         revisions = history(session, revision, None if is_commit(rev) else rev)
-    return [{**_last_commit(r), "message": "", "authors": []} for r in revisions]
+    return [
+        {
+            **_last_commit(r),
+            "message": (r.message or "").partition("\n\n")[2].rstrip("\n"),
+            "authors": [{"user": r.author}] if r.author else [],
+        }
+        for r in revisions
+    ]
 
 
 def tree_size(revision: Revision, base: str) -> dict[str, Any]:

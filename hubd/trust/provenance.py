@@ -82,6 +82,9 @@ class ExternalParameters(Closed):
     source: StrictStr = Field(
         description="the repo URL on the source: the Hub, a peer, file://, bundle:"
     )
+    uploader: StrictStr | None = Field(
+        default=None, description="the name of the token that pushed the commit to this node"
+    )
 
 
 class UpstreamSignature(Closed):
@@ -189,6 +192,7 @@ class Hop:
     started: datetime
     finished: datetime
     upstream_signature: dict[str, str] | None = None  # a model.sig the source shipped
+    uploader: str | None = None  # the token's name, for a commit pushed to this node
 
 
 def statement(hop: Hop, files: Mapping[str, str]) -> Statement:
@@ -205,7 +209,10 @@ def statement(hop: Hop, files: Mapping[str, str]) -> Statement:
             buildDefinition=BuildDefinition(
                 buildType=BUILD_TYPE,
                 externalParameters=ExternalParameters(
-                    repository=hop.repo_id, revision=hop.revision, source=hop.source_url
+                    repository=hop.repo_id,
+                    revision=hop.revision,
+                    source=hop.source_url,
+                    uploader=hop.uploader,
                 ),
                 internalParameters=InternalParameters(
                     node=hop.node,
