@@ -42,6 +42,8 @@ from hubd.ops.mirror import mirror
 from hubd.ops.parts import MULTIPART_MIN, PART_SIZE, parts_dir
 from hubd.ops.verify import verify_store
 from hubd.refs import RepoRef
+from hubd.server import upload
+from hubd.server.app import create_app
 from hubd.trust import oms as signing
 from hubd.trust.keys import node_key, stored_signatures
 
@@ -597,3 +599,22 @@ def test_pushed_commit_ids_are_what_git_computes_for_the_same_history(
         assert git("commit-tree", git("write-tree"), *parents, "-m", message) == pushed.commit_id
         parent = [pushed.commit_id]
     assert len(parent) == 1 and n == 2
+
+
+def test_upload_urls_are_signed_with_the_fleets_key(settings: Settings, tmp_path: Path) -> None:
+    """Daemons on one catalog share the upload-URL key (fleet_secrets): a URL one hands out
+    works on another behind the same address, and after a restart; another catalog's differ."""
+    shared = f"sqlite:///{tmp_path / 'shared.db'}"
+
+    def key(home: str, catalog: str) -> bytes:
+        node = settings.model_copy(
+            update={"home": tmp_path / home, "store_dir": tmp_path / home / "store",
+                    "catalog_url": catalog}
+        )  # fmt: skip
+        with Context.open(node) as ctx:
+            return create_app(ctx)[upload.UPLOAD_KEY]
+
+    first = key("a", shared)
+    assert len(first) == 32
+    assert key("b", shared) == first == key("a", shared)
+    assert key("c", f"sqlite:///{tmp_path / 'other.db'}") != first

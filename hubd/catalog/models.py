@@ -408,3 +408,17 @@ class ProxyRefusal(Base):
     message: Mapped[str] = mapped_column(Text)
     node: Mapped[str] = mapped_column(String(200))
     refused_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FleetSecret(Base):
+    """A random key every daemon on this catalog shares, by purpose (``upload-url``: the HMAC
+    key of the LFS upload URLs, so a URL one daemon hands out works on any behind one address).
+
+    Whoever can read the catalog can read it; they could write revisions anyway.
+    """
+
+    __tablename__ = "fleet_secrets"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))  # hex
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -5,14 +5,18 @@ Plain functions over a catalog Session; callers own the transaction.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, delete, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import ColumnElement
 
-from .models import BlobLocation, Node, utcnow
+from ..errors import StoreError
+from .models import BlobLocation, FleetSecret, Node, utcnow
 
 
 def ensure_node(session: Session, name: str) -> Node:
@@ -117,3 +121,19 @@ def sibling_nodes(session: Session, exclude: str) -> list[tuple[str, str]]:
 def list_nodes(session: Session) -> list[Node]:
     """Every node of the catalog, the most recently seen first (the operations page)."""
     return list(session.scalars(select(Node).order_by(Node.last_seen.desc(), Node.name)))
+
+
+def fleet_secret(catalog: sessionmaker[Session], name: str) -> bytes:
+    """The fleet's key for ``name``: drawn by the first daemon that asks, read by the others
+    (two drawing at once: the first insert wins, both read it back). Blocking."""
+    with catalog.begin() as session:
+        found = session.get(FleetSecret, name)
+        if found is None:
+            insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+            drawn = {"name": name, "value": secrets.token_hex(32), "created_at": utcnow()}
+            session.execute(insert(FleetSecret).values(drawn).on_conflict_do_nothing())
+    with catalog() as session:
+        value = session.scalar(select(FleetSecret.value).where(FleetSecret.name == name))
+    if value is None:
+        raise StoreError(f"catalog: the fleet secret {name!r} could not be recorded")
+    return bytes.fromhex(value)

@@ -17,7 +17,6 @@ import binascii
 import hashlib
 import hmac
 import json
-import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal, TypeVar
@@ -25,6 +24,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from aiohttp import web
 from pydantic import Field, StrictInt, StrictStr, ValidationError
 
+from ..catalog.nodes import fleet_secret
 from ..catalog.revisions import find_revision, repo_exists
 from ..cluster.tokens import TokenInfo, find_token
 from ..errors import (
@@ -525,7 +525,7 @@ async def validate_yaml(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """The write routes; registered before hfapi's catch-all /api/models routes."""
-    app[UPLOAD_KEY] = secrets.token_bytes(32)
+    app[UPLOAD_KEY] = fleet_secret(app[CONTEXT].catalog, "upload-url")
     repo = "/api/models/{org}/{name}"
     router = app.router
     router.add_post("/api/repos/create", create_repo)
