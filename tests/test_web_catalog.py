@@ -29,6 +29,7 @@ from hubd.audit.bom import spdx_problems
 from hubd.audit.inheritance import UNKNOWN_BASE, Ancestor, Effective
 from hubd.audit.licenses import License, LicenseClass
 from hubd.catalog.models import RevisionState
+from hubd.catalog.refusals import record_refusal
 from hubd.catalog.revisions import require_revision
 from hubd.context import Context
 from hubd.ops.mirror import mirror
@@ -430,3 +431,20 @@ def test_an_org_named_ui_is_still_behind_the_api_auth(catalog: Catalog) -> None:
     bearer = {"Authorization": f"Bearer {catalog.read_token}"}
     assert request(catalog.guarded, path, headers=bearer)[0] == 200
     assert request(catalog.guarded, "/ui/no/such/page")[0] == 401  # no page: the API's answer
+
+
+def test_operations_show_the_pull_through_refusals(catalog: Catalog) -> None:
+    """What the proxy refused (proxy_refusals) is on the operations page, escaped, newest
+    first, and in its JSON twin."""
+    ctx = catalog.ctx
+    record_refusal(ctx.catalog, "web-node", "acme/nc", "a" * 40, "audit", "denied <b>by</b> #1")
+    record_refusal(ctx.catalog, "web-node", "evil/x", None, "deny", "proxy.deny: evil/*")
+    status, _, body = request(catalog.url, "/ui/ops?format=json")
+    refused = json.loads(body)["refusals"]
+    assert status == 200 and [(r["repo"], r["rule"]) for r in refused[:2]] == [
+        ("evil/x", "deny"),
+        ("acme/nc", "audit"),
+    ]
+    status, _, page = request(catalog.url, "/ui/ops")
+    assert status == 200 and b"denied &lt;b&gt;by&lt;/b&gt; #1" in page
+    assert b"acme/nc@aaaaaaaaaaaa" in page and b"<b>by</b>" not in page

@@ -20,6 +20,7 @@ from ...audit import report as reports
 from ...audit.results import RevisionAudit
 from ...catalog.models import RevisionState
 from ...catalog.nodes import list_nodes
+from ...catalog.refusals import recent_refusals
 from ...catalog.revisions import get_repo, require_revision
 from ...catalog.views import repo_detail, revision_detail
 from ...cluster.jobs import check_source, enqueue, list_jobs
@@ -40,6 +41,7 @@ from .render import INDEXER, PREFIX, Rendered
 
 Text = Annotated[str, StringConstraints(max_length=200)]
 SHOWN = 100  # rows of each dashboard list
+REFUSALS_SHOWN = 50  # the newest pull-through refusals on the operations page
 
 
 class CatalogParams(Closed):
@@ -399,7 +401,8 @@ async def report_download(request: web.Request) -> web.Response:
 
 
 async def operations(request: web.Request) -> Rendered:
-    """GET /ui/ops: jobs with their progress, the watch list and the nodes of the catalog."""
+    """GET /ui/ops: jobs with their progress, the watch list, the nodes of the catalog and what
+    the pull-through refused lately."""
     ctx = request.app[CONTEXT]
 
     def read() -> dict[str, Any]:
@@ -407,6 +410,17 @@ async def operations(request: web.Request) -> Rendered:
             nodes = [
                 {"name": n.name, "url": n.url, "last_seen": n.last_seen.isoformat()}
                 for n in list_nodes(session_)
+            ]
+            refusals = [
+                {
+                    "repo": r.repo_id,
+                    "commit": r.commit,
+                    "rule": r.rule,
+                    "message": r.message,
+                    "node": r.node,
+                    "refused_at": r.refused_at.isoformat(),
+                }
+                for r in recent_refusals(session_, REFUSALS_SHOWN)
             ]
         watches = [
             {
@@ -417,7 +431,8 @@ async def operations(request: web.Request) -> Rendered:
             }
             for w in list_watches(ctx)
         ]
-        return {"jobs": [j.to_json() for j in list_jobs(ctx)], "watches": watches, "nodes": nodes}
+        jobs = [j.to_json() for j in list_jobs(ctx)]
+        return {"jobs": jobs, "watches": watches, "nodes": nodes, "refusals": refusals}
 
     return Rendered("ops.html", await asyncio.to_thread(read))
 
