@@ -14,23 +14,18 @@ requests after one warm-up, against the issue's 100 ms target (ratio = median / 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import http.client
 import json
 import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import web
 from catalog import BASES, fill_copy, fill_core, rows
 from report import record
 from sqlalchemy import create_engine, make_url, text
@@ -40,26 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 from hubd.config import load_settings
 from hubd.context import Context
-from hubd.server.app import create_app
+from tests.support.serving import serving
 
 TARGET_MS = 100.0
-
-
-@contextmanager
-def serving(ctx: Context) -> Iterator[str]:
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(create_app(ctx), access_log=None)
-    loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 def fetch(url: str, path: str) -> tuple[int, list[Any], str | None]:

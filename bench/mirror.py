@@ -146,7 +146,7 @@ def main() -> None:
         medians["snapshot_download"],
         "<= 0.9",
     )
-    record("mirror", "hubd verify", verify.seconds, "s", "sha256sum", sha256sum.seconds, "<= 1.0")
+    record("mirror", "hubd verify", verify.seconds, "s", "sha256sum", sha256sum.seconds, "none set")
 
 
 if __name__ == "__main__":

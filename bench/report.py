@@ -45,7 +45,7 @@ class Figure(BaseModel):
     reference: str  # what it is compared with
     reference_value: float
     ratio: float  # value / reference_value
-    target: str  # the target, e.g. "<= 0.9"
+    target: str  # the target, e.g. "<= 0.9", or "none set"
     met: bool | None  # None where the target is not a bound on the ratio
     measured_at: datetime
 

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from loopback import start_hub
 from mirror import BIN, ROOT, Run, generate, timed
+from report import record
 from serve import start_daemon, stop
 
 REPO = "bench/s3"
@@ -144,6 +145,12 @@ def main() -> None:
     print(f"ratio mirror s3 / fs: {median['mirror s3'] / median['mirror fs']:.2f}x time")
     print(f"ratio serve s3 stream / fs: {median['s3 stream'] / median['fs']:.2f}x time")
     print(f"ratio serve s3 redirect / fs: {median['s3 redirect'] / median['fs']:.2f}x time")
+    for name, what, reference, target in (
+        ("mirror s3", "hubd mirror into S3", "mirror fs", "none set"),
+        ("s3 stream", "serve streamed from S3", "fs", "none set"),
+        ("s3 redirect", "serve by presigned redirect", "fs", "none set"),
+    ):
+        record("s3", what, median[name], "s", reference, median[reference], target)
 
 
 if __name__ == "__main__":

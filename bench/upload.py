@@ -23,6 +23,7 @@ from pathlib import Path
 os.environ["HF_HUB_DISABLE_XET"] = "1"  # read by huggingface_hub at import
 
 from huggingface_hub import HfApi
+from report import record
 from serve import BIN, ROOT, start_daemon, stop
 
 REPO = "bench/upload"
@@ -92,6 +93,8 @@ def main() -> None:
     print(f"  commit {pushed}")
     print(f"hubd add (local):             {add_seconds:.2f} s ({mb / add_seconds:.0f} MB/s)")
     print(f"ratio upload/add: {push_seconds / add_seconds:.2f}")
+    record("upload", "upload_folder to a hubd daemon", push_seconds, "s", "hubd add (local)",
+           add_seconds, "none set")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -15,21 +15,15 @@ first, a model page, the audit dashboard and a JSON twin.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import http.client
 import json
 import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
-
-from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # bench.audit's filler and tests.support's corpus
@@ -37,26 +31,13 @@ sys.path.insert(0, str(ROOT))  # bench.audit's filler and tests.support's corpus
 from bench.audit import fill
 from hubd.config import Settings
 from hubd.context import Context
-from hubd.server.app import create_app
 from hubd.server.web.render import ASSETS
+from tests.support.serving import serving
+
+sys.path.insert(0, str(ROOT / "bench"))
+from report import record
 
 TARGET_MS, TARGET_KB = 100.0, 200.0
-
-
-@contextmanager
-def serving(ctx: Context) -> Iterator[str]:
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(create_app(ctx), access_log=None)
-    loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
 
 
 def get(url: str, path: str) -> bytes:
@@ -144,6 +125,8 @@ def main() -> None:
                 weight = (size + assets) / 1024
                 fine = ms < TARGET_MS and weight < TARGET_KB
                 ok &= fine
+                record("web", f"{label}: server time", ms, "ms", "target", TARGET_MS, "<= 1.0")
+                record("web", f"{label}: page weight", weight, "KB", "target", TARGET_KB, "<= 1.0")
                 print(
                     f"  {label:<24} {ms:7.1f} ms  {weight:6.1f} KB  ratio {ms / TARGET_MS:.2f}x"
                     f"{'' if fine else '  OVER'}"

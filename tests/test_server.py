@@ -6,15 +6,12 @@ import asyncio
 import http.client
 import json
 import signal
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from aiohttp import web
 from conftest import MODEL, hubd_process
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (
@@ -24,6 +21,7 @@ from huggingface_hub.errors import (
 )
 from support.fakehub import FakeHub
 from support.modelgen import tiny_model_files
+from support.serving import serving
 
 from hubd.catalog.revisions import get_repo
 from hubd.config import Settings
@@ -31,25 +29,6 @@ from hubd.context import Context
 from hubd.ops.mirror import mirror
 from hubd.refs import RepoRef
 from hubd.server import hfapi
-from hubd.server.app import create_app
-
-
-@contextmanager
-def serving(ctx: Context) -> Iterator[str]:
-    """The hubd app on a loopback port, in a thread with its own event loop."""
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(create_app(ctx), access_log=None)
-    loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 def node(settings: Settings, tmp_path: Path, name: str, endpoint: str) -> Context:

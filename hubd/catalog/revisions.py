@@ -137,16 +137,7 @@ def record_revision(session: Session, rec: RevisionRecord) -> Revision:
             known.add(item.sha256)
         row = have.get(item.path)
         if row is None:
-            revision.files.append(
-                File(
-                    path=item.path,
-                    size=item.size,
-                    sha256=item.sha256,
-                    git_oid=item.git_oid,
-                    lfs=item.lfs,
-                    source=item.source,
-                )
-            )
+            revision.files.append(_file_row(item))
         elif row.sha256 != item.sha256:
             raise ReplayedRevision(
                 f"{rec.repo_id}@{rec.commit[:12]}: {item.path} is {item.sha256[:16]}… from "
@@ -225,17 +216,19 @@ def record_pending_file(
         select(File).where(File.revision_pk == revision.id, File.path == item.path)
     )
     if held is None:
-        revision.files.append(
-            File(
-                path=item.path,
-                size=item.size,
-                sha256=item.sha256,
-                git_oid=item.git_oid,
-                lfs=item.lfs,
-                source=item.source,
-            )
-        )
+        revision.files.append(_file_row(item))
     session.flush()
+
+
+def _file_row(item: FileRecord) -> File:
+    return File(
+        path=item.path,
+        size=item.size,
+        sha256=item.sha256,
+        git_oid=item.git_oid,
+        lfs=item.lfs,
+        source=item.source,
+    )
 
 
 def _update_card(row: ModelCard, card: CardRecord) -> ModelCard:

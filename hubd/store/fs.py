@@ -236,8 +236,9 @@ class BlobWriter:
         self._file.close()
         self.partial.unlink(missing_ok=True)
 
-    def commit(self) -> str:
-        """Check size and digests, then fsync and atomically publish the blob. Returns sha256."""
+    def verified_digest(self) -> str:
+        """The sha256 of what was written, once size and digests match what was declared;
+        else the bytes are discarded and the mismatch raised."""
         exp = self.expected
         if self.offset != exp.size:
             raise SizeMismatch(f"{exp.label}: got {self.offset} bytes, source declared {exp.size}")
@@ -251,6 +252,12 @@ class BlobWriter:
                 f"{exp.label}: git blob sha1 mismatch: expected {exp.git_oid}, "
                 f"got {self._sha1.hexdigest()}"
             )
+        return digest
+
+    def commit(self) -> str:
+        """Check size and digests, then fsync and atomically publish the blob. Returns sha256."""
+        exp = self.expected
+        digest = self.verified_digest()
         target = self.store.blob_path(digest)
         try:
             self._file.flush()

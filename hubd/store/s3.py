@@ -43,7 +43,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, TypeVar
 
-from ..errors import HashMismatch, SizeMismatch, StoreUnavailable
+from ..errors import SizeMismatch, StoreUnavailable
 from ..hashes import CHUNK
 from ..refs import is_sha256
 from .cache import BlobCache
@@ -484,18 +484,7 @@ class S3BlobWriter(BlobWriter):
     def commit(self) -> str:
         """Check size and digests, then make the object from the staged parts. Returns sha256."""
         exp = self.expected
-        if self.offset != exp.size:
-            raise SizeMismatch(f"{exp.label}: got {self.offset} bytes, source declared {exp.size}")
-        digest = self._sha256.hexdigest()
-        if exp.sha256 and digest != exp.sha256:
-            self.discard()
-            raise HashMismatch(f"{exp.label}: sha256 mismatch: expected {exp.sha256}, got {digest}")
-        if exp.git_oid and not exp.sha256 and self._sha1.hexdigest() != exp.git_oid:
-            self.discard()
-            raise HashMismatch(
-                f"{exp.label}: git blob sha1 mismatch: expected {exp.git_oid}, "
-                f"got {self._sha1.hexdigest()}"
-            )
+        digest = self.verified_digest()
         with self._io:
             if self._buffer:
                 self._put(bytes(self._buffer))
