@@ -69,10 +69,8 @@ class Sessions:
 
 
 SESSIONS = web.AppKey("web_sessions", Sessions)
-SCOPE = web.RequestKey("web_scope", str)
-NEW_CSRF = web.RequestKey(
-    "web_new_csrf", str
-)  # a CSRF cookie this answer must set  # read | write | "" (auth not required, no token)
+SCOPE = web.RequestKey("web_scope", str)  # read | write | "open" (no auth) | "" (refused)
+NEW_CSRF = web.RequestKey("web_new_csrf", str)  # a CSRF cookie this answer must set
 
 
 def set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str) -> None:
