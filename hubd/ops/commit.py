@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from ..audit.facts import RevisionRow
 from ..audit.gate import check_upload
-from ..catalog.models import Ref, Repo
+from ..catalog.models import Ref, RefKind, Repo
 from ..catalog.revisions import (
     Authored,
     FileRecord,
@@ -186,7 +186,7 @@ def _head(session: Session, repo_id: str, branch: str) -> tuple[str, dict[str, F
     ref = find_ref(session, repo_id, branch)
     if ref is None:
         raise RevisionNotFound(f"Invalid rev id: {branch} is no branch of {repo_id}")
-    if ref.kind == "tag":
+    if ref.kind == RefKind.TAG:
         raise InvalidRequest(f"{branch} is a tag of {repo_id}: commit to a branch")
     revision = find_revision(session, repo_id, ref.commit)
     if revision is None:
@@ -327,7 +327,7 @@ def _require_signer(ctx: Context, repo_id: str, commit: str, digests: dict[str, 
         )
 
 
-def create_ref(ctx: Context, repo_id: str, name: str, kind: str, start: str | None) -> str:
+def create_ref(ctx: Context, repo_id: str, name: str, kind: RefKind, start: str | None) -> str:
     """A branch or tag ``name`` at ``start`` (a ref or commit; main when None): its commit."""
     check_revision(name)
     if is_commit(name) or name.startswith("refs/"):
@@ -347,10 +347,10 @@ def create_ref(ctx: Context, repo_id: str, name: str, kind: str, start: str | No
     return target
 
 
-def delete_ref(ctx: Context, repo_id: str, name: str, kind: str) -> None:
+def delete_ref(ctx: Context, repo_id: str, name: str, kind: RefKind) -> None:
     """Drop branch or tag ``name``; the commits stay (other refs, the commit list, mirrors)."""
     check_revision(name)
-    if kind == "branch" and name == "main":
+    if kind == RefKind.BRANCH and name == "main":
         raise InvalidRequest("main cannot be deleted")
     with _repo_lock(repo_id), ctx.catalog.begin() as session:
         ref = find_ref(session, repo_id, name)

@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from aiohttp import web
 from pydantic import Field, StrictInt, StrictStr, ValidationError
 
+from ..catalog.models import RefKind
 from ..catalog.nodes import fleet_secret
 from ..catalog.revisions import find_revision, repo_exists
 from ..cluster.tokens import TokenInfo, find_token
@@ -491,10 +492,12 @@ async def branch(request: web.Request) -> web.Response:
     name = request.match_info["rev"]
     await writer_token(request, repo_id)
     if request.method == "DELETE":
-        await asyncio.to_thread(commits.delete_ref, ctx, repo_id, name, "branch")
+        await asyncio.to_thread(commits.delete_ref, ctx, repo_id, name, RefKind.BRANCH)
         return web.json_response({})
     body = await _body(request, BranchBody) if request.can_read_body else BranchBody()
-    await asyncio.to_thread(commits.create_ref, ctx, repo_id, name, "branch", body.startingPoint)
+    await asyncio.to_thread(
+        commits.create_ref, ctx, repo_id, name, RefKind.BRANCH, body.startingPoint
+    )
     return web.json_response({})
 
 
@@ -505,10 +508,10 @@ async def tag(request: web.Request) -> web.Response:
     rev = request.match_info["rev"]
     await writer_token(request, repo_id)
     if request.method == "DELETE":
-        await asyncio.to_thread(commits.delete_ref, ctx, repo_id, rev, "tag")
+        await asyncio.to_thread(commits.delete_ref, ctx, repo_id, rev, RefKind.TAG)
         return web.json_response({})
     body = await _body(request, TagBody)
-    await asyncio.to_thread(commits.create_ref, ctx, repo_id, body.tag, "tag", rev)
+    await asyncio.to_thread(commits.create_ref, ctx, repo_id, body.tag, RefKind.TAG, rev)
     return web.json_response({})
 
 
