@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, SessionTransaction, SessionTransactionOrigin, sessionmaker
 
@@ -31,6 +33,7 @@ from ..extras import require
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration; tests check it against alembic's own view of the scripts.
 HEAD = "0013"
+INSERT_BATCH = 1000  # rows per INSERT of insert_new: a few thousand parameters at most
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -194,3 +197,12 @@ def open_catalog(url: str) -> sessionmaker[Session]:
     if engine.dialect.name == "postgresql":
         event.listen(factory, "after_begin", _pg_lock_writers)
     return factory
+
+
+def insert_new(session: Session, model: type[Any], rows: Sequence[Mapping[str, Any]]) -> None:
+    """INSERT ``rows``, leaving any whose key another process inserted first as it is (ON
+    CONFLICT DO NOTHING on both backends), in batches within every backend's parameter limit."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    for start in range(0, len(rows), INSERT_BATCH):
+        batch = rows[start : start + INSERT_BATCH]
+        session.execute(insert(model).values(list(batch)).on_conflict_do_nothing())

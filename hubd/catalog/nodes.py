@@ -10,12 +10,11 @@ from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import ColumnElement
 
 from ..errors import StoreError
+from .db import insert_new
 from .models import BlobLocation, FleetSecret, Node, utcnow
 
 
@@ -129,9 +128,8 @@ def fleet_secret(catalog: sessionmaker[Session], name: str) -> bytes:
     with catalog.begin() as session:
         found = session.get(FleetSecret, name)
         if found is None:
-            insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
             drawn = {"name": name, "value": secrets.token_hex(32), "created_at": utcnow()}
-            session.execute(insert(FleetSecret).values(drawn).on_conflict_do_nothing())
+            insert_new(session, FleetSecret, [drawn])
     with catalog() as session:
         value = session.scalar(select(FleetSecret.value).where(FleetSecret.name == name))
     if value is None:

@@ -235,13 +235,17 @@ class BlobWriter:
         self.offset = 0
         self._reset_hashes()
 
-    def write(self, chunk: bytes) -> None:
+    def _refuse_overflow(self, chunk: bytes) -> None:
+        """More bytes than declared: discarded at once, before any is kept."""
         if self.offset + len(chunk) > self.expected.size:
             self.discard()
             raise SizeMismatch(
                 f"{self.expected.label}: source sent more than the declared "
                 f"{self.expected.size} bytes"
             )
+
+    def write(self, chunk: bytes) -> None:
+        self._refuse_overflow(chunk)
         with self._io:
             self._update(chunk)
             try:

@@ -43,7 +43,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, TypeVar
 
-from ..errors import SizeMismatch, StoreUnavailable
+from ..errors import StoreUnavailable
 from ..hashes import CHUNK
 from ..refs import is_sha256
 from .cache import BlobCache
@@ -458,12 +458,7 @@ class S3BlobWriter(BlobWriter):
         self._reset_hashes()
 
     def write(self, chunk: bytes) -> None:
-        if self.offset + len(chunk) > self.expected.size:
-            self.discard()
-            raise SizeMismatch(
-                f"{self.expected.label}: source sent more than the declared "
-                f"{self.expected.size} bytes"
-            )
+        self._refuse_overflow(chunk)
         with self._io:
             self._update(chunk)
             self._buffer += chunk

@@ -13,14 +13,12 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..catalog.db import insert_new
 from ..catalog.models import SignatureVerdict
 
 Key = tuple[str, str, str]  # (bundle sha256, key hint, files sha256)
-BATCH = 1000  # rows per INSERT: 5,000 parameters, within every backend's limit
 
 
 def files_digest(files: Mapping[str, str]) -> str:
@@ -71,10 +69,7 @@ class Verdicts:
             for b, k, f in sorted(self._new)
         ]  # fmt: skip
         with self._catalog.begin() as session:
-            insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-            for start in range(0, len(rows), BATCH):
-                batch = rows[start : start + BATCH]
-                session.execute(insert(SignatureVerdict).values(batch).on_conflict_do_nothing())
+            insert_new(session, SignatureVerdict, rows)
         saved = len(self._new)
         self._known = (self._known or set()) | self._new
         self._new = set()
