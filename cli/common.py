@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from hubd.config import Settings, load_settings
-from hubd.context import Context
-from hubd.ops.requests import MirrorRequest
+if TYPE_CHECKING:
+    from hubd.config import Settings
+    from hubd.context import Context
+    from hubd.ops.requests import MirrorRequest
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -19,11 +20,19 @@ def json_option(func: F) -> F:
 
 
 def open_context(obj: dict[str, Any], **overrides: Any) -> Context:
+    from hubd.config import load_settings
+
     return context_for(load_settings(home=obj.get("home"), **overrides))
 
 
 def context_for(settings: Settings) -> Context:
-    """A Context the command holds until it ends (click closes it, whatever the outcome)."""
+    """A Context the command holds until it ends (click closes it, whatever the outcome).
+
+    Imported here, not at the top: a command that finds its answer without the catalog (a
+    warm `hubd run`) never loads SQLAlchemy.
+    """
+    from hubd.context import Context
+
     return click.get_current_context().with_resource(Context.open(settings))
 
 
@@ -31,6 +40,8 @@ def mirror_request(
     repo: str, include: Sequence[str], exclude: Sequence[str], with_base: bool, from_: str | None
 ) -> MirrorRequest:
     """The flags of `hubd mirror` and `hubd jobs add`, checked as the HTTP API checks a body."""
+    from hubd.ops.requests import MirrorRequest
+
     return MirrorRequest.parse(
         {
             "repo": repo,

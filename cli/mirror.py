@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from hubd.cluster.client import DaemonClient
 from hubd.config import Settings, load_settings
 from hubd.errors import InvalidRequest
 from hubd.ops.mirror import MirrorResult, mirror_requested
@@ -63,6 +62,8 @@ def mirror_cmd(
 async def _via_daemon(
     daemon_url: str, settings: Settings, request: MirrorRequest, silent: bool
 ) -> MirrorResult:
+    from hubd.cluster.client import DaemonClient  # aiohttp: only a daemon job needs it here
+
     client = DaemonClient(daemon_url, settings.daemon_token_file, settings.timeout)
     job = await client.submit(request)
     if not silent:

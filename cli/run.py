@@ -10,7 +10,7 @@ import click
 
 from hubd.errors import InvalidReference
 from hubd.refs import RepoRef
-from hubd.runtime.prepare import Prepared, prepare
+from hubd.runtime.ready import Prepared, recall, request_key
 from hubd.runtime.worker import Completion, Request, Worker
 
 from .common import json_option, open_context
@@ -55,13 +55,13 @@ def run_cmd(
         raise InvalidReference("give a prompt with -p/--prompt, or serve with --openai")
     if openai and lora_scale != 1.0:
         raise InvalidReference("--lora-scale is not supported by llama-cpp-python's server")
-    context = open_context(obj)
     repo_ref = RepoRef.parse(repo) if repo else None
     lora_ref = RepoRef.parse(lora) if lora else None
     if openai or not prompt:  # no prompt means --openai (checked above)
         from hubd.runtime.openai import ServedModel, serve  # aiohttp.web: only when serving
+        from hubd.runtime.prepare import prepare
 
-        prepared = prepare(context, repo_ref, pattern=pattern, lora=lora_ref)
+        prepared = prepare(open_context(obj), repo_ref, pattern=pattern, lora=lora_ref)
         name = alias or prepared.repo
 
         def announce(address: str) -> None:
@@ -79,9 +79,7 @@ def run_cmd(
     async def run_once() -> tuple[Prepared, Completion]:
         worker = await Worker.start()  # imports llama.cpp while hubd verifies
         try:
-            ready = await asyncio.to_thread(
-                prepare, context, repo_ref, pattern=pattern, lora=lora_ref
-            )
+            ready = await asyncio.to_thread(_prepare, obj, repo_ref, pattern, lora_ref)
             request = Request(
                 model=str(ready.model),
                 prompt=prompt,
@@ -110,3 +108,28 @@ def run_cmd(
         )
     else:
         click.echo()
+
+
+def _prepare(
+    obj: dict[str, Any], repo: RepoRef | None, pattern: str | None, lora: RepoRef | None
+) -> Prepared:
+    """What the last run kept for this request (hubd.runtime.ready), else ``prepare``'s answer.
+
+    The catalog, trust and GGUF stacks are imported only on the long way: a warm run starts
+    llama.cpp on the kept answer while the worker is still importing it.
+    """
+    from hubd.config import load_settings  # pydantic: after the worker has started
+
+    settings = load_settings(home=obj.get("home"))
+    key = request_key(str(repo) if repo else None, pattern, str(lora) if lora else None)
+    if settings.store_backend == "fs":
+        from hubd.store import Store
+
+        kept = recall(Store(settings.store_dir), key)
+        if kept is not None:
+            return kept
+    from hubd.context import Context
+    from hubd.runtime.prepare import prepare
+
+    with Context.open(settings) as context:
+        return prepare(context, repo, pattern=pattern, lora=lora)

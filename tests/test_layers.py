@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "hubd.errors",
             "hubd.extras",
             "hubd.hashes",
+            "hubd.lazy",
             "hubd.gitobjects",
             "hubd.refs",
             "hubd.threads",

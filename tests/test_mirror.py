@@ -81,6 +81,26 @@ def test_remirror_moves_no_bytes(ctx: Context, hub: FakeHub) -> None:
     assert len(file_gets(hub)) == before
 
 
+def test_a_held_revision_is_answered_without_fetching_or_recording_again(
+    ctx: Context, hub: FakeHub
+) -> None:
+    """Up to date: no attestation asked, nothing re-signed; a blob gone is a real mirror."""
+    first = run(ctx, MODEL)
+    signatures = ctx.store.signature_dir(MODEL, first.commit)
+    signed = {p: p.stat().st_mtime_ns for p in signatures.iterdir()}
+    asked = len(hub.requests)
+    again = run(ctx, MODEL)
+    assert again.up_to_date and again.snapshot == first.snapshot
+    # The model info alone: no file, no attestations; the signatures and chain as they were.
+    info = f"/api/models/{MODEL}/revision/main?blobs=true"
+    assert [r.path for r in hub.requests[asked:]] == [info]
+    assert {p: p.stat().st_mtime_ns for p in signatures.iterdir()} == signed
+    (Path(first.snapshot) / SHARD).resolve().unlink()
+    mended = run(ctx, MODEL)
+    assert not mended.up_to_date and mended.bytes_transferred == len(tiny_model_files()[SHARD])
+    assert (Path(mended.snapshot) / SHARD).read_bytes() == tiny_model_files()[SHARD]
+
+
 def test_blobs_are_shared_across_repos(ctx: Context, hub: FakeHub) -> None:
     hub.add_repo("other/copy", tiny_model_files(seed=0))
     run(ctx, MODEL)

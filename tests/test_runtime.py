@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,8 +25,10 @@ from hubd.refs import RepoRef
 from hubd.runtime import prepare as runtime_prepare
 from hubd.runtime.openai import ServedModel, serve
 from hubd.runtime.prepare import prepare
+from hubd.runtime.ready import Prepared, recall, request_key
 from hubd.runtime.selection import GgufFile, choose
 from hubd.runtime.worker import Request, complete
+from hubd.store import Store
 
 Hubd = Callable[..., Result]
 BASE = "acme/tiny-gguf"
@@ -323,3 +326,51 @@ def test_trust_policy_refusal_means_no_load(mirrored: Hubd, home: Path) -> None:
     assert refused.code == 6 and "trust policy refuses" in refused.err
     policy.write_text('[[rules]]\nrepo = "acme/*"\nsigners = ["node"]\n')  # mirror signed it
     assert mirrored("run", BASE, "--lora", LORA, "-p", PROMPT, "--max-tokens", "2").code == 0
+
+
+def _kept(home: Path, repo: str = BASE) -> Prepared | None:
+    return recall(Store(home / "store"), request_key(repo, None, None))
+
+
+def test_a_warm_run_starts_from_the_kept_answer_while_nothing_under_it_changed(
+    mirrored: Hubd, gguf_hub: FakeHub, home: Path, tmp_path: Path
+) -> None:
+    """The kept answer stands for the catalog, trust and preflight only while its ref, blob
+    stamps, snapshot links and trust listings are as they were; each change is a new answer."""
+    assert _kept(home) is None
+    first = mirrored("run", BASE, "-p", PROMPT, "--max-tokens", "2", "--json").json()
+    kept = _kept(home)
+    assert kept is not None and str(kept.model) == first["model"]
+    assert kept.commit == first["commit"] and kept.full_hashes == 0
+
+    pub = tmp_path / "node.pub"  # a new trusted key: the verdict is reached again, then kept
+    pub.write_text(mirrored("keys", "show", "--public").out)
+    assert mirrored("trust", "add", "colleague", str(pub)).code == 0
+    assert _kept(home) is None
+    assert mirrored("run", BASE, "-p", PROMPT, "--max-tokens", "2").code == 0
+    assert _kept(home) is not None
+
+    blob = Path(first["model"]).resolve()  # a blob touched since its last full hash
+    os.utime(blob, ns=(blob.stat().st_atime_ns, blob.stat().st_mtime_ns + 1))
+    assert _kept(home) is None
+    again = mirrored("run", BASE, "-p", PROMPT, "--max-tokens", "2", "--json").json()
+    assert again["full_hash_checks"] == 1 and _kept(home) is not None
+
+    moved = gguf_hub.add_repo(  # main moves upstream, and the mirror follows it
+        BASE, {"README.md": card(license="mit"), "tiny-llama-Q4_K_M.gguf": tiny_llama_gguf(seed=5)}
+    )
+    assert mirrored("mirror", BASE, "-q").code == 0
+    assert _kept(home) is None
+    after = mirrored("run", BASE, "-p", PROMPT, "--max-tokens", "2", "--json").json()
+    assert after["commit"] == moved and _kept(home) is not None
+
+    assert mirrored("rm", f"{BASE}@{moved}").code == 0  # its snapshot goes with it
+    assert _kept(home) is None
+
+
+def test_a_run_under_a_signer_rule_is_judged_afresh_each_time(mirrored: Hubd, home: Path) -> None:
+    """Certificates expire by the clock: a revision a rule names signers for is never kept."""
+    (home / "trust").mkdir(exist_ok=True)
+    (home / "trust" / "policy.toml").write_text('[[rules]]\nrepo = "acme/*"\nsigners = ["node"]\n')
+    assert mirrored("run", BASE, "-p", PROMPT, "--max-tokens", "2").code == 0
+    assert _kept(home) is None

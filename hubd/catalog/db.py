@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, SessionTransaction, SessionTransactionOrigin, sessionmaker
 
@@ -202,7 +200,15 @@ def open_catalog(url: str) -> sessionmaker[Session]:
 def insert_new(session: Session, model: type[Any], rows: Sequence[Mapping[str, Any]]) -> None:
     """INSERT ``rows``, leaving any whose key another process inserted first as it is (ON
     CONFLICT DO NOTHING on both backends), in batches within every backend's parameter limit."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    # Each dialect's module is imported by the backend that uses it (PostgreSQL's pulls asyncpg's).
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        insert: Callable[[Any], Any] = pg_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        insert = sqlite_insert
     for start in range(0, len(rows), INSERT_BATCH):
         batch = rows[start : start + INSERT_BATCH]
         session.execute(insert(model).values(list(batch)).on_conflict_do_nothing())

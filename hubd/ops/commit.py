@@ -52,8 +52,8 @@ from ..refs import RepoRef, check_revision, is_commit
 from ..sources.base import RemoteFile, RemoteRevision
 from ..store import Expected
 from ..trust.keys import NODE, trusted_signers
-from ..trust.oms import SIGNATURE_FILE
 from ..trust.policy import check_bundle, load_rules, required_signers
+from ..trust.shipped import SIGNATURE_FILE
 from .record import card_text, record_snapshot
 
 # The Hub's .gitattributes of a new model repo: what its first commit holds.

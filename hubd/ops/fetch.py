@@ -10,8 +10,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from ..context import Context
 from ..errors import AccessDenied, EntryNotFound, HubdError, IntegrityError, NotFound, UpstreamError
@@ -21,6 +20,9 @@ from ..sources.huggingface import HfSource
 from ..store import Expected
 from ..threads import enter_in_thread
 from .space import check_mirror_space
+
+if TYPE_CHECKING:
+    import aiohttp
 
 # A file that fails this way from one source may still come whole from another.
 FILE_FAILURES = (UpstreamError, IntegrityError, EntryNotFound, AccessDenied)

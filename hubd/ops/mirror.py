@@ -14,20 +14,18 @@ from typing import Annotated
 from huggingface_hub.utils import filter_repo_objects
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..catalog.models import RevisionState
-from ..catalog.revisions import find_revision
+from ..catalog.models import File, RevisionState
+from ..catalog.revisions import find_ref, find_revision
 from ..context import Context
 from ..errors import EntryNotFound, InvalidReference, OfflineError, RepoNotFound
-from ..refs import RepoRef
+from ..refs import RepoRef, is_commit
 from ..sources.base import NullProgress, Progress, RemoteFile, RemoteRevision
 from ..sources.huggingface import HfSource
 from ..sources.registry import sources
 from ..threads import enter_in_thread
-from ..trust.oms import SIGNATURE_FILE
-from ..trust.provenance import UpstreamSignature
+from ..trust.shipped import SIGNATURE_FILE, UpstreamSignature
 from ..validation import Commit, Size
 from .fetch import fetch, resolve_first
-from .record import record_snapshot
 from .requests import MirrorRequest
 
 # Always mirrored whatever --include says: the card (license, lineage), the adapter config and
@@ -166,12 +164,14 @@ async def mirror(
 
         decision = await asyncio.to_thread(check_mirror, ctx, source, remote)  # before any byte
     files = select_files(remote.files, include, exclude)
-    guard = ctx.store.guard(exclusive=False)
-    await enter_in_thread(guard)
-    try:
-        result = await _transfer(ctx, source, fallbacks, ref, remote, files, progress, started)
-    finally:
-        guard.__exit__(None, None, None)
+    result = await asyncio.to_thread(_held, ctx, ref, remote, files, started)
+    if result is None:
+        guard = ctx.store.guard(exclusive=False)
+        await enter_in_thread(guard)
+        try:
+            result = await _transfer(ctx, source, fallbacks, ref, remote, files, progress, started)
+        finally:
+            guard.__exit__(None, None, None)
     if decision is not None and decision.action == "review":
         result.review = decision.message
     if with_base and result.base_model:
@@ -184,6 +184,65 @@ async def mirror(
             ) from None
         result.base = await mirror(ctx, base_ref, progress=progress, from_=from_)
     return result
+
+
+def _held(
+    ctx: Context, ref: RepoRef, remote: RemoteRevision, files: list[RemoteFile], started: float
+) -> MirrorResult | None:
+    """The answer for a revision this node already holds as the source declares it, or None.
+
+    Held means: verified in the catalog with every selected file of the same size and digest,
+    every blob in this node's store, and the ref (unless a commit was asked for) already at
+    the commit, in the catalog and the store. Then nothing is fetched, signed or recorded
+    again, and the byte-transfer and signing stacks are never imported (the start-up of a
+    routine re-run). Anything less takes the whole path, which also re-links the snapshot. So
+    does a revision that ships its own model.sig: the verdict on it depends on the trust store,
+    which may have changed since, and is reported afresh.
+    """
+    if any(f.path == SIGNATURE_FILE for f in files):
+        return None
+    name = None if ref.revision and is_commit(ref.revision) else ref.revision or "main"
+    with ctx.catalog() as session:
+        known = find_revision(session, remote.repo_id, remote.commit)
+        if known is None or known.state != RevisionState.VERIFIED:
+            return None
+        if name is not None:
+            recorded = find_ref(session, remote.repo_id, name)
+            if recorded is None or recorded.commit != remote.commit:
+                return None
+            if ctx.store.get_ref(remote.repo_id, name) != remote.commit:
+                return None
+        held = {f.path: f for f in known.files}
+        for item in files:
+            mine = held.get(item.path)
+            if mine is None or not _same_content(item, mine):
+                return None
+            if not ctx.store.has_blob(mine.sha256, mine.size):
+                return None
+        return MirrorResult(
+            repo=remote.repo_id,
+            revision=ref.revision or "main",
+            commit=remote.commit,
+            source=remote.endpoint,
+            files=len(files),
+            bytes_transferred=0,
+            bytes_reused=sum(f.size for f in files),
+            seconds=round(time.monotonic() - started, 3),
+            up_to_date=True,
+            snapshot=str(ctx.store.snapshot_dir(remote.repo_id, remote.commit)),
+            is_adapter=known.is_adapter,
+            base_model=known.base_model,
+            base=None,
+            review=None,
+            upstream_signature=None,
+        )
+
+
+def _same_content(declared: RemoteFile, held: File) -> bool:
+    """The source declares the file as held: same size, and no digest either side disagrees on."""
+    if declared.size != held.size or declared.sha256 not in (None, held.sha256):
+        return False
+    return declared.git_oid is None or held.git_oid in (None, declared.git_oid)
 
 
 async def _did_you_mean(exc: RepoNotFound, source: HfSource, ref: RepoRef) -> None:
@@ -212,6 +271,8 @@ async def _transfer(
         fetched = await fetch(ctx, [source, *fallbacks], session, remote, files, progress)
         carried = await source.attestations(session, remote.repo_id, remote.commit)
     up_to_date = not fetched.transferred and {f.path for f in files} <= known_paths
+    from .record import record_snapshot  # the signing stack: only a revision not held needs it
+
     recorded = await asyncio.to_thread(
         record_snapshot,
         ctx,

@@ -22,7 +22,7 @@ from ..hashes import CHUNK, git_blob_header, git_blob_sha1, lfs_pointer
 from ..refs import RepoRef, check_revision, safe_relpath
 from ..sources.base import RemoteFile, RemoteRevision
 from ..store import Expected
-from ..trust.oms import SIGNATURE_FILE
+from ..trust.shipped import SIGNATURE_FILE
 from .record import record_snapshot
 from .sign import keep_signature, trusted_bundle
 

@@ -22,7 +22,7 @@ import httpx2
 
 from ..errors import HubdError, InvalidRequest, UpstreamError
 from ..refs import RepoRef, check_revision
-from ..trust.oms import SIGNATURE_FILE
+from ..trust.shipped import SIGNATURE_FILE
 from .publish import digests_of, files_below, is_lfs
 
 TIMEOUT = httpx2.Timeout(60.0, connect=10.0)

@@ -25,8 +25,8 @@ from ..sources.base import Attestations, RemoteFile, RemoteRevision
 from ..store import Store
 from ..trust.admission import admit
 from ..trust.keys import node_key, signature_dir, write_atomic
-from ..trust.oms import SIGNATURE_FILE
 from ..trust.provenance import Hop, extend_chain
+from ..trust.shipped import SIGNATURE_FILE
 from .sign import sign_files
 
 # The README kept as the model card; a longer one is cut (its front matter comes first).

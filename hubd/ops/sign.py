@@ -33,6 +33,7 @@ from ..trust import oms as signing
 from ..trust.certificates import check_signing_chain, subject
 from ..trust.keys import Signer, node_key, signature_dir, trusted_signers, write_atomic
 from ..trust.policy import check_bundle
+from ..trust.shipped import SIGNATURE_FILE
 
 
 @dataclass(frozen=True)
@@ -192,8 +193,8 @@ def export_revision(ctx: Context, ref: RepoRef, to: Path) -> ExportResult:
     or absent.
     """
     commit, files = _revision_files(ctx, ref)
-    if signing.SIGNATURE_FILE in files:
-        raise InvalidRequest(f"{ref.repo_id} has its own {signing.SIGNATURE_FILE}; cannot export")
+    if SIGNATURE_FILE in files:
+        raise InvalidRequest(f"{ref.repo_id} has its own {SIGNATURE_FILE}; cannot export")
     if to.exists() and (not to.is_dir() or any(to.iterdir())):
         raise InvalidRequest(f"{to} exists and is not an empty directory")
     bundle = node_signature(ctx, ref, commit).read_bytes()
@@ -206,7 +207,7 @@ def export_revision(ctx: Context, ref: RepoRef, to: Path) -> ExportResult:
             total += _copy_verified(
                 ctx.store.local_blob(sha256), staging / safe_relpath(path), sha256, path
             )
-        (staging / signing.SIGNATURE_FILE).write_bytes(bundle)
+        (staging / SIGNATURE_FILE).write_bytes(bundle)
         if to.exists():
             to.rmdir()
         staging.rename(to)

@@ -31,8 +31,8 @@ from ..sources.base import RemoteRevision
 from ..sources.huggingface import HfSource
 from ..sources.registry import sources
 from ..trust.keys import NODE
-from ..trust.oms import SIGNATURE_FILE
 from ..trust.policy import load_rules, required_signers
+from ..trust.shipped import SIGNATURE_FILE
 
 KEPT_COMMITS = 1024
 BACKOFF = (0.25, 1.0)  # seconds before asking a failing upstream again

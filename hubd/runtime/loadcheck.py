@@ -30,6 +30,16 @@ def _record_path(store: Store, sha256: str) -> Path:
     return store.root / "verified" / sha256[:2] / sha256
 
 
+def stamped(store: Store, sha256: str) -> bool:
+    """Whether the blob still carries the stamp of its last full hash (never hashes)."""
+    try:
+        return bool(
+            json.loads(_record_path(store, sha256).read_text()) == _stamp(store.blob_path(sha256))
+        )
+    except (OSError, ValueError):
+        return False
+
+
 def check_blob(store: Store, sha256: str, label: str) -> bool:
     """Raise HashMismatch unless the blob is intact; True when a full hash was needed.
 

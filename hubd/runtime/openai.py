@@ -26,7 +26,7 @@ from aiohttp import web
 
 from ..errors import RuntimeCrashed
 from ..extras import require
-from .prepare import Prepared
+from .ready import Prepared
 
 MAX_BODY = 16 * 1024 * 1024
 SESSION = web.AppKey("session", aiohttp.ClientSession)

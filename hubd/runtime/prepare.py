@@ -5,9 +5,6 @@ The worker process and the OpenAI-compatible server only ever see what ``prepare
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 from sqlalchemy.orm import Session
 
 from ..catalog.models import Revision, RevisionState
@@ -15,22 +12,12 @@ from ..catalog.revisions import derived_repos, require_revision
 from ..context import Context
 from ..errors import EntryNotFound, IntegrityError, InvalidReference, UntrustedSigner
 from ..model.gguf import check_lora, check_model, inspect
-from ..refs import RepoRef
-from ..trust.policy import may_use
+from ..refs import RepoRef, is_commit
+from ..trust.keys import trust_dir
+from ..trust.policy import load_rules, may_use, required_signers
 from .loadcheck import check_blobs, preflighted, remember_preflight
+from .ready import Basis, Prepared, remember, request_key
 from .selection import GgufChoice, GgufFile, choose
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """Verified, preflighted paths for llama.cpp, and where they came from."""
-
-    repo: str
-    commit: str
-    model: Path
-    lora: Path | None
-    lora_repo: str | None
-    full_hashes: int
 
 
 def _revision(session: Session, ref: RepoRef) -> Revision:
@@ -63,7 +50,11 @@ def prepare(
     pattern: str | None = None,
     lora: RepoRef | None = None,
 ) -> Prepared:
-    """Resolve, verify (full hash first, cheap stamp after) and preflight what will be loaded."""
+    """Resolve, verify (full hash first, cheap stamp after) and preflight what will be loaded.
+
+    The answer is kept (hubd.runtime.ready) for the next run of the same request.
+    """
+    asked = str(repo) if repo else None
     with ctx.catalog() as session:
         adapter: tuple[Revision, GgufChoice] | None = None
         if lora is not None:
@@ -133,4 +124,34 @@ def prepare(
         if lora_path is not None:
             check_lora(inspect(lora_path), infos)
         remember_preflight(ctx.store, judged)
-    return Prepared(repo.repo_id, commit, base_dir / model.name, lora_path, lora_repo, full)
+    prepared = Prepared(repo.repo_id, commit, base_dir / model.name, lora_path, lora_repo, full)
+    links = [(str(base_dir / p.path), p.sha256) for p in model.parts]
+    if adapter is not None and lora_path is not None:
+        links.append((str(lora_path), adapter[1].parts[0].sha256))
+    named = [(repo, commit)] + ([(lora, adapter[0].commit)] if lora and adapter else [])
+    _keep(ctx, request_key(asked, pattern, str(lora) if lora else None), prepared, named, links)
+    return prepared
+
+
+def _keep(
+    ctx: Context,
+    key: str,
+    prepared: Prepared,
+    used: list[tuple[RepoRef, str]],
+    links: list[tuple[str, str]],
+) -> None:
+    """Keep the answer for the next run (hubd.runtime.ready), when it may be kept at all."""
+    rules = load_rules(ctx)
+    if not ctx.store.local_blobs or any(required_signers(rules, r.repo_id) for r, _ in used):
+        return
+    refs = []
+    for ref, commit in used:
+        if ref.revision and is_commit(ref.revision):
+            continue
+        name = ref.revision or "main"
+        if ctx.store.get_ref(ref.repo_id, name) != commit:  # the store lags the catalog
+            return
+        refs.append((ref.repo_id, name, commit))
+    watched = [trust_dir(ctx), ctx.settings.home / "keys"]
+    watched += [ctx.store.signature_dir(r.repo_id, commit) for r, commit in used]
+    remember(ctx.store, key, prepared, Basis(refs, links, [str(w) for w in watched]))

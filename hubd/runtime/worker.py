@@ -109,6 +109,8 @@ def main() -> None:
         sys.stdout.flush()
 
     try:
+        import llama_cpp  # noqa: F401  (imported while the parent checks what it will load)
+
         _serve(Request(**json.loads(sys.stdin.readline())), emit)
     except _BadInput as exc:
         emit({"error": str(exc), "bad_input": True})

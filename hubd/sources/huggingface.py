@@ -16,9 +16,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urljoin, urlsplit
 
-import aiohttp
 import httpx2
 from huggingface_hub.errors import (
     GatedRepoError,
@@ -41,6 +41,7 @@ from ..errors import (
     UpstreamBusy,
     UpstreamError,
 )
+from ..lazy import lazy_module
 from ..refs import RepoRef, is_commit, is_repo_id
 from ..store import BlobWriter
 from .base import Attestations, RemoteFile, RemoteRevision
@@ -54,6 +55,11 @@ from .modelinfo import (
     parse_refs,
     parse_tree_page,
 )
+
+if TYPE_CHECKING:
+    import aiohttp
+else:
+    aiohttp = lazy_module("aiohttp")  # bytes only: a metadata-only run never loads it
 
 STREAM_CHUNK = 1024 * 1024
 # Look-ahead ranged parts buffered in memory across all files of one transfer.

@@ -5,7 +5,8 @@ Both implement :class:`Store`'s methods; :func:`open_store` builds the one the s
 
 from __future__ import annotations
 
-from ..config import Settings
+from typing import TYPE_CHECKING
+
 from ..errors import ConfigError
 from ..extras import require
 from .fs import (
@@ -18,6 +19,9 @@ from .fs import (
     open_regular,
     temp_path,
 )
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 
 def open_store(settings: Settings) -> Store:

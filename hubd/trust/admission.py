@@ -16,9 +16,10 @@ from ..context import Context
 from ..errors import UntrustedSigner
 from ..sources.base import Attestations
 from .keys import NODE, trusted_signers
-from .oms import SIGNATURE_FILE, Bundle
+from .oms import Bundle
 from .policy import check_bundle, load_rules, required_signers
 from .provenance import StatementEnvelope, verify_chain
+from .shipped import SIGNATURE_FILE
 
 
 @dataclass

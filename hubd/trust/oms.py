@@ -43,12 +43,12 @@ from pydantic_core import PydanticCustomError
 
 from ..errors import ConfigError, SignatureInvalid
 from ..validation import Open, Sha256, problem
+from .shipped import SIGNATURE_FILE
 
 BUNDLE_MEDIA_TYPE: Final = "application/vnd.dev.sigstore.bundle.v0.3+json"
 PAYLOAD_TYPE: Final = "application/vnd.in-toto+json"
 STATEMENT_TYPE: Final = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE: Final = "https://model_signing/signature/v1.0"
-SIGNATURE_FILE = "model.sig"
 # What model_signing leaves out of a directory by default, plus the signature file itself: the
 # same paths are left out of hubd's manifests so that an exported directory verifies as is.
 IGNORE_PATHS = (".git", ".gitattributes", ".github", ".gitignore", SIGNATURE_FILE)

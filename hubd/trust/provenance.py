@@ -47,6 +47,7 @@ from .oms import (
     dsse_open,
     manifest_of,
 )
+from .shipped import UpstreamSignature
 
 PREDICATE_TYPE: Final = "https://slsa.dev/provenance/v1"
 BUILD_TYPE: Final = "https://hubd.dev/provenance/mirror/v1"
@@ -85,14 +86,6 @@ class ExternalParameters(Closed):
     uploader: StrictStr | None = Field(
         default=None, description="the name of the token that pushed the commit to this node"
     )
-
-
-class UpstreamSignature(Closed):
-    """The verdict on a model.sig the source repo shipped."""
-
-    status: Literal["verified", "untrusted"]
-    signer: StrictStr
-    key: StrictStr
 
 
 class InternalParameters(Closed):
