@@ -6,6 +6,7 @@ pay for the mirror's HTTP stack (click's lazy-loading pattern).
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import sys
@@ -57,6 +58,9 @@ class LazyGroup(click.Group):
             command: click.Command = getattr(
                 importlib.import_module(f"{__package__}.{module}"), attr
             )
+            # What is imported lives until exit: the collector need not walk it again, during the
+            # command or at shutdown (measured: 0.15 s of a `hubd mirror` that finds nothing to do).
+            gc.freeze()
             return command
         return super().get_command(ctx, cmd_name)
 
