@@ -1,4 +1,8 @@
-"""What the registry holds: `hubd ls`, `show`, `verify`, `rm`, `gc`."""
+"""What the registry holds: `hubd ls`, `show`, `verify`, `rm`, `gc`.
+
+What only one command uses is imported in it (the listing, the JSON views, the trust stack):
+`hubd verify` pays for hashing, not for the others' start-up.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,12 @@ from typing import Any
 
 import click
 
-from hubd.catalog.listing import repo_page
 from hubd.catalog.revisions import get_repo
-from hubd.catalog.views import repo_detail
 from hubd.context import Context
 from hubd.errors import SignatureInvalid, VerificationFailed
 from hubd.ops.gc import collect, remove
 from hubd.ops.verify import Damage, SignatureCheck, VerifyReport, relink, verify_store
 from hubd.refs import RepoRef
-from hubd.trust.policy import verify_signatures
 
 from .common import json_option, open_context
 from .output import emit_json, human_bytes, table
@@ -51,6 +52,8 @@ def ls_cmd(
     """List the repos in the catalog by repo id, a page at a time (verified revisions)."""
     context = open_context(obj)
     with context.catalog() as session:
+        from hubd.catalog.listing import repo_page
+
         page = repo_page(
             session, limit=limit or None, after=after, kind=kind, org=org, pending=pending
         )
@@ -85,6 +88,8 @@ def show_cmd(obj: dict[str, Any], repo: str, as_json: bool) -> None:
     ref = RepoRef.parse(repo)
     context = open_context(obj)
     with context.catalog() as session:
+        from hubd.catalog.views import repo_detail
+
         detail = repo_detail(get_repo(session, ref.repo_id))
     if as_json:
         emit_json(detail.model_dump(mode="json"))
@@ -185,6 +190,8 @@ def verify_signatures_cmd(
     context: Context, repo_id: str | None, as_json: bool, report: VerifyReport
 ) -> None:
     """The signature half of `hubd verify --signatures`, run once every hash matched."""
+    from hubd.trust.policy import verify_signatures
+
     results = verify_signatures(context, repo_id)
     bad = [reason for *_, v in results for reason in v.reasons]
     if as_json:
