@@ -14,7 +14,7 @@ from typing import Annotated
 from huggingface_hub.utils import filter_repo_objects
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..catalog.models import File, RevisionState
+from ..catalog.models import File, Revision, RevisionState
 from ..catalog.revisions import find_ref, find_revision
 from ..context import Context
 from ..errors import EntryNotFound, InvalidReference, OfflineError, RepoNotFound
@@ -98,23 +98,35 @@ def _offline_answer(ctx: Context, ref: RepoRef, started: float) -> MirrorResult:
             raise OfflineError(
                 f"{ref} is not in the local catalog and offline mode is on (HF_HUB_OFFLINE=1)"
             )
-        return MirrorResult(
-            repo=ref.repo_id,
-            revision=ref.revision or "main",
-            commit=revision.commit,
-            source=revision.source_endpoint,
-            files=len(revision.files),
-            bytes_transferred=0,
-            bytes_reused=sum(f.size for f in revision.files),
-            seconds=round(time.monotonic() - started, 3),
-            up_to_date=True,
-            snapshot=str(ctx.store.snapshot_dir(ref.repo_id, revision.commit)),
-            is_adapter=revision.is_adapter,
-            base_model=revision.base_model,
-            base=None,
-            review=None,
-            upstream_signature=None,
-        )
+        return _held_answer(ctx, ref, revision, revision.source_endpoint, revision.files, started)
+
+
+def _held_answer(
+    ctx: Context,
+    ref: RepoRef,
+    revision: Revision,
+    source: str,
+    files: Sequence[File | RemoteFile],
+    started: float,
+) -> MirrorResult:
+    """The summary of a run that found ``revision`` held: nothing moved, nothing re-checked."""
+    return MirrorResult(
+        repo=ref.repo_id,
+        revision=ref.revision or "main",
+        commit=revision.commit,
+        source=source,
+        files=len(files),
+        bytes_transferred=0,
+        bytes_reused=sum(f.size for f in files),
+        seconds=round(time.monotonic() - started, 3),
+        up_to_date=True,
+        snapshot=str(ctx.store.snapshot_dir(ref.repo_id, revision.commit)),
+        is_adapter=revision.is_adapter,
+        base_model=revision.base_model,
+        base=None,
+        review=None,
+        upstream_signature=None,
+    )
 
 
 async def mirror_requested(
@@ -219,23 +231,7 @@ def _held(
                 return None
             if not ctx.store.has_blob(mine.sha256, mine.size):
                 return None
-        return MirrorResult(
-            repo=remote.repo_id,
-            revision=ref.revision or "main",
-            commit=remote.commit,
-            source=remote.endpoint,
-            files=len(files),
-            bytes_transferred=0,
-            bytes_reused=sum(f.size for f in files),
-            seconds=round(time.monotonic() - started, 3),
-            up_to_date=True,
-            snapshot=str(ctx.store.snapshot_dir(remote.repo_id, remote.commit)),
-            is_adapter=known.is_adapter,
-            base_model=known.base_model,
-            base=None,
-            review=None,
-            upstream_signature=None,
-        )
+        return _held_answer(ctx, ref, known, remote.endpoint, files, started)
 
 
 def _same_content(declared: RemoteFile, held: File) -> bool:
