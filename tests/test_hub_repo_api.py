@@ -318,3 +318,28 @@ def test_refs_are_listed_as_their_source_said(ctx: Context, hub: FakeHub) -> Non
 def test_a_malformed_refs_answer_is_named(body: bytes) -> None:
     with pytest.raises(UpstreamError, match=r"hub\.example answered acme/x's refs with"):
         parse_refs(body, "hub.example", "acme/x")
+
+
+def test_model_info_is_kept_until_the_catalog_moves(
+    ctx: Context, hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kept answer is served while nothing is committed; a mirror moving main is seen next."""
+    built: list[str] = []
+    info_of = hfapi._info_of
+
+    def counted(*args: object) -> object:
+        built.append(str(args[2]))
+        return info_of(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hfapi, "_info_of", counted)
+    first = asyncio.run(mirror(ctx, RepoRef.parse(MODEL))).commit
+    with serving(ctx) as url:
+        api = HfApi(endpoint=url)
+        assert [api.model_info(MODEL).sha for _ in range(3)] == [first] * 3
+        assert api.model_info(MODEL, expand=["author"]).author == "acme"  # its own answer
+        assert len(built) == 2
+        second = hub.add_repo(MODEL, {**tiny_model_files(seed=0), "new.txt": b"new"})
+        asyncio.run(mirror(ctx, RepoRef.parse(MODEL)))
+        assert api.model_info(MODEL).sha == second
+        assert api.model_info(MODEL, revision=first).sha == first
+        assert len(built) == 4

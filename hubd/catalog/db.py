@@ -15,6 +15,7 @@ an empty database do not all create the tables.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -195,6 +196,35 @@ def open_catalog(url: str) -> sessionmaker[Session]:
     if engine.dialect.name == "postgresql":
         event.listen(factory, "after_begin", _pg_lock_writers)
     return factory
+
+
+class Commits:
+    """Whether the catalog may have changed since an answer was built from it: its version.
+
+    On SQLite this is ``PRAGMA data_version`` of a connection of its own that never writes: it
+    moves whenever any other connection, of this process or another (a CLI mirror next to the
+    daemon), commits. A read costs microseconds, so the server may ask on every request.
+    PostgreSQL has no such counter; there :meth:`version` is None and nothing is kept.
+    """
+
+    def __init__(self, catalog: sessionmaker[Session]) -> None:
+        engine: Engine = catalog.kw["bind"]
+        database = engine.url.database
+        self._path = database if engine.dialect.name == "sqlite" and database else None
+        self._connection: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def version(self) -> int | None:
+        if self._path is None or self._path == ":memory:":
+            return None
+        try:
+            with self._lock:
+                if self._connection is None:
+                    self._connection = sqlite3.connect(self._path, check_same_thread=False)
+                row = self._connection.execute("PRAGMA data_version").fetchone()
+        except sqlite3.Error:  # busy or gone: this request keeps nothing and uses nothing kept
+            return None
+        return int(row[0])
 
 
 def insert_new(session: Session, model: type[Any], rows: Sequence[Mapping[str, Any]]) -> None:

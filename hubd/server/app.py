@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
+from ..catalog.db import Commits
 from ..catalog.listing import catalog_page
 from ..catalog.models import JobState
 from ..catalog.views import manifest, provenance_hop
@@ -31,6 +32,7 @@ from ..trust.keys import stored_signatures
 from ..trust.provenance import Attestations, chain_path, read_chain
 from . import account, browse, hfapi, upload
 from . import web as pages
+from .answers import Answers
 from .hfapi import CONTEXT, SERVED
 
 SCOPE = web.RequestKey("scope", str)
@@ -275,6 +277,7 @@ def create_app(ctx: Context) -> web.Application:
     app[CONTEXT] = ctx
     app[SERVED] = {"bytes": 0}
     app[hfapi.FETCHES] = BlobFetches(ctx)  # blobs only another node holds, fetched once
+    app[hfapi.ANSWERS] = Answers(Commits(ctx.catalog))
     if ctx.settings.proxy_enabled and not ctx.settings.offline:
         proxy = PullThrough(ctx)
         app[hfapi.PROXY] = proxy

@@ -59,12 +59,14 @@ from ..proxy.pull import PullThrough
 from ..refs import RepoRef, check_revision, is_commit, is_sha256, safe_relpath
 from ..store.s3 import S3Store
 from ..validation import Closed, problem
+from .answers import Answers
 from .objects import object_response
 
 CONTEXT = web.AppKey("ctx", Context)
 SERVED = web.AppKey("served", dict[str, int])
 FETCHES = web.AppKey("fetches", BlobFetches)
 PROXY = web.AppKey("proxy", PullThrough)  # set with [proxy] enabled (and not offline)
+ANSWERS = web.AppKey("answers", Answers)  # model info kept per catalog version
 PAGE = 1000
 COMMITS_PAGE = 50  # the Hub's page of commits
 MAX_QUERY = 2048
@@ -482,6 +484,21 @@ def tree_size(revision: Revision, base: str) -> dict[str, Any]:
     return {"path": base or "/", "size": sum(sizes)}
 
 
+async def _model_info(request: web.Request, repo_id: str, rev: str | None) -> web.Response:
+    """The model info, kept while the catalog stays as it was (hubd.server.answers)."""
+    ctx, answers = request.app[CONTEXT], request.app[ANSWERS]
+    key = (repo_id, rev, _expand_fields(request))
+    version = answers.version()  # read first: a change while building means nothing is kept
+    kept = answers.get(key, version)
+    if kept is None:
+        revision, _ = await _revision(request, repo_id, rev)
+        info = await asyncio.to_thread(_info_of, ctx, revision, repo_id, key[2])
+        kept = json.dumps(info).encode()
+        if revision.state == RevisionState.VERIFIED and PROXY not in request.app:
+            answers.put(key, kept, version)
+    return web.Response(body=kept, content_type="application/json")
+
+
 async def api_models(request: web.Request) -> web.Response:
     """/api/models/{org}/{name}[/revision/{rev} | /tree/{rev}[/{path}] | /refs |
     /commits/{rev} | /treesize/{rev}[/{path}] | /safetensors-metadata/{path}]"""
@@ -492,9 +509,7 @@ async def api_models(request: web.Request) -> web.Response:
     repo_id = _repo(parts[0], parts[1])
     tail = parts[2:]
     if not tail or (tail[0] == "revision" and len(tail) == 2):
-        expand = _expand_fields(request)
-        revision, _ = await _revision(request, repo_id, tail[1] if tail else None)
-        return web.json_response(await asyncio.to_thread(_info_of, ctx, revision, repo_id, expand))
+        return await _model_info(request, repo_id, tail[1] if tail else None)
     if tail == ["refs"]:
         proxy = request.app.get(PROXY)
         pulled = None if proxy is None else await proxy.refs(repo_id)

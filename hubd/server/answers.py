@@ -1,0 +1,54 @@
+"""Model info answers kept while the catalog they were built from has not changed.
+
+A thousand clients asking for one repo's model info at once each cost two catalog queries, up to
+three small blob reads (``config``) and a JSON encoding; kept, an answer costs a dictionary
+lookup. An answer is kept as the bytes sent, under the (repo, revision, expand) asked, and only
+while the catalog's version (:class:`hubd.catalog.db.Commits`) is the one it was built at: a
+mirror, push or `hubd rm` by any process moves the version, and every kept answer goes, so a
+moved ref is seen by the next request. Authorization is never kept: the auth middleware judges
+every request before it reaches the handler. Nothing is kept on PostgreSQL (no version to
+compare) or for an answer the pull-through built from upstream.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from ..catalog.db import Commits
+
+Key = tuple[str, str | None, frozenset[str]]
+LIMIT = 4096  # answers kept at most, the least recently used dropped first
+
+
+class Answers:
+    def __init__(self, commits: Commits, limit: int = LIMIT) -> None:
+        self._commits = commits
+        self._limit = limit
+        self._version: int | None = None
+        self._kept: OrderedDict[Key, bytes] = OrderedDict()
+
+    def version(self) -> int | None:
+        """The catalog's version now; what was kept at another one is dropped."""
+        current = self._commits.version()
+        if current != self._version:
+            self._kept.clear()
+            self._version = current
+        return current
+
+    def get(self, key: Key, version: int | None) -> bytes | None:
+        if version is None or version != self._version:
+            return None
+        body = self._kept.get(key)
+        if body is not None:
+            self._kept.move_to_end(key)
+        return body
+
+    def put(self, key: Key, body: bytes, version: int | None) -> None:
+        """Keep ``body``, built from the catalog at ``version``, unless it has moved since."""
+        if version is None or version != self._commits.version():
+            return
+        if version != self._version:
+            return
+        self._kept[key] = body
+        if len(self._kept) > self._limit:
+            self._kept.popitem(last=False)
