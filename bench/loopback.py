@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 import subprocess
 import sys
 import time
@@ -10,8 +12,31 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start_hub(work: Path, repo: str, repo_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Serve ``repo_dir`` as ``repo``; returns the process and its endpoint once it listens."""
+def start_cdn(
+    work: Path, files: list[Path], extra: str = ""
+) -> tuple[subprocess.Popen[bytes], str]:
+    """An nginx serving ``files`` at ``/cdn/<sha256>``, as the Hub's CDN serves LFS files (pass
+    its URL to :func:`start_hub`); ``extra`` are directives such as ``limit_rate 16m;``."""
+    from serve import start_nginx
+
+    root = work / "cdn-root"
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "cdn").mkdir(parents=True)
+    for path in files:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            while block := f.read(16 * 2**20):
+                digest.update(block)
+        (root / "cdn" / digest.hexdigest()).symlink_to(path.resolve())
+    nginx, port = start_nginx(work, root, extra)
+    return nginx, f"http://127.0.0.1:{port}"
+
+
+def start_hub(
+    work: Path, repo: str, repo_dir: Path, cdn: str | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Serve ``repo_dir`` as ``repo``; returns the process and its endpoint once it listens.
+    With ``cdn``, LFS files are redirected to ``{cdn}/cdn/<sha256>`` (an nginx of the bench)."""
     port_file = work / "endpoint"
     port_file.unlink(missing_ok=True)
     server = subprocess.Popen(
@@ -24,6 +49,7 @@ def start_hub(work: Path, repo: str, repo_dir: Path) -> tuple[subprocess.Popen[b
             f"{repo}={repo_dir}",
             "--port-file",
             str(port_file),
+            *(["--cdn", cdn] if cdn else []),
         ],
         cwd=ROOT,  # tests.support lives outside the wheel, beside the benches
         stdout=subprocess.DEVNULL,

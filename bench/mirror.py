@@ -1,11 +1,13 @@
 """Benchmark: `hubd mirror` next to huggingface_hub's `snapshot_download`, same server, same run.
 
 A generated repo (default 1 GiB: safetensors shards and small files) is served by the loopback
-Hugging Face-compatible server in its own process. Each client runs as a fresh process into an
-empty home/cache, alternating, several rounds; we report the median wall time, throughput and
-peak RSS of each and the ratio. hubd verifies every sha256 while it downloads; snapshot_download
-does not. Then `hubd mirror` again of what is now held (start-up and one model info: the 0.3 s
-target, next to the bare interpreter's start), and `hubd verify` of the result next to
+Hugging Face-compatible server in its own process, which redirects the shards to an nginx
+(`sendfile on`), as huggingface.co redirects LFS files to its CDN. Each client runs as a fresh
+process into an empty home/cache, alternating, several rounds, after a `sync`; we report the
+median wall time, throughput and peak RSS of each and the ratio. hubd verifies every sha256
+while it downloads and fsyncs each blob before publishing it; snapshot_download does neither.
+Then `hubd mirror` again of what is now held (start-up and one model info: the 0.3 s target,
+next to the bare interpreter's start), and `hubd verify` of the result next to
 `sha256sum` over the same blob files.
 
     .venv/bin/python bench/mirror.py [--bytes N] [--shards K] [--rounds R]
@@ -25,8 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from loopback import start_hub
+from loopback import start_cdn, start_hub
 from report import record
+from serve import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.support: the fakes and generators, outside the wheel
@@ -81,7 +84,9 @@ def main() -> None:
     repo_dir = work / "repo"
     generate(repo_dir, args.bytes, args.shards)
     total = sum(p.stat().st_size for p in repo_dir.rglob("*") if p.is_file() and p.name[0] != ".")
-    server, endpoint = start_hub(work, REPO, repo_dir)
+    shards = sorted(repo_dir.glob("*.safetensors"))
+    nginx, cdn = start_cdn(work, shards)
+    server, endpoint = start_hub(work, REPO, repo_dir, cdn=cdn)
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUBD_"))}
     base_env.update(
         HF_ENDPOINT=endpoint,
@@ -124,6 +129,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait()
+        stop(nginx)
 
     mib = total / 2**20
     print(

@@ -68,6 +68,7 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         root {root};
+        {extra}
     }}
 }}
 """
@@ -192,14 +193,15 @@ def nginx_binary() -> str:
     return found
 
 
-def start_nginx(tmp: Path, root: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """Our own nginx master (not daemonized) serving ``root`` on a free loopback port."""
+def start_nginx(tmp: Path, root: Path, extra: str = "") -> tuple[subprocess.Popen[bytes], int]:
+    """Our own nginx master (not daemonized) serving ``root`` on a free loopback port;
+    ``extra`` are directives for its server block (``limit_rate 16m;``)."""
     nginx = nginx_binary()
     port = free_port()
     # As root the workers would run as nobody, who may not enter the private temp folders.
     user = "user root;\n" if os.geteuid() == 0 else ""
     conf = tmp / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(user=user, tmp=tmp, port=port, root=root))
+    conf.write_text(NGINX_CONF.format(user=user, tmp=tmp, port=port, root=root, extra=extra))
     cmd = [nginx, "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "error.log")]
     cmd += ["-g", "daemon off;"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -223,16 +223,17 @@ class Settings(BaseModel):
         "Files transferred in parallel.",
     )
     parts: Count = _setting(
-        4,
+        32,
         "mirror.parts",
         "HUBD_PARTS",
-        "Ranged requests in flight for one large file (1 disables ranged parts).",
+        "Most streams in flight for one transfer, ranged parts and files together; the number"
+        " used grows from 4 while the measured rate grows (1 disables ranged parts).",
     )
     part_size: Count = _setting(
         8 * 1024 * 1024,
         "mirror.part_size",
         "HUBD_PART_SIZE",
-        "Bytes per ranged part; files larger than this are fetched in parts.",
+        "Largest ranged part (parts shrink as streams grow); files larger are fetched in parts.",
     )
     timeout: Seconds = _setting(
         30.0,

@@ -3,7 +3,8 @@
 Metadata comes over huggingface_hub's HTTP session (its auth headers and error mapping are the
 Hub's own contract), read raw and bounded, and validated field by field (``modelinfo``). Bytes
 come over aiohttp, straight from the socket through the store's hashing writer: small files as
-one stream, large files as ordered ranged parts with a few requests in flight.
+one stream, large files as ordered ranged parts, as many in flight as the link rewards
+(``parallelism``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import difflib
 import json
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -55,6 +55,7 @@ from .modelinfo import (
     parse_refs,
     parse_tree_page,
 )
+from .parallelism import Parallelism
 
 if TYPE_CHECKING:
     import aiohttp
@@ -62,8 +63,8 @@ else:
     aiohttp = lazy_module("aiohttp")  # bytes only: a metadata-only run never loads it
 
 STREAM_CHUNK = 1024 * 1024
-# Look-ahead ranged parts buffered in memory across all files of one transfer.
-BUFFER_BUDGET = 48 * 1024 * 1024
+BUSY = (429, 503)  # a CDN's "slow down": fewer streams, then again after Retry-After
+RETRY_AFTER_LIMIT = 30.0  # seconds of a Retry-After honoured at most
 
 HOP_KEYS = ("source", "commit", "node", "fetched_at", "client")
 ATTESTATIONS_LIMIT = 64 * 1024 * 1024  # a revision's signatures and statements are kilobytes
@@ -104,7 +105,7 @@ class HfSource:
         self.retries = retries
         self.min_rate = min_rate
         self.grace = grace
-        self._budget = asyncio.Semaphore(max(parts, BUFFER_BUDGET // part_size))
+        self.parallelism = Parallelism(parts, part_size)  # one transfer's streams, all files
 
     def has_token(self) -> bool:
         if self.token is None:
@@ -398,14 +399,14 @@ class HfSource:
                     await self._ranged(session, location, writer, advance, pace)
                 else:
                     await self._stream(session, url, writer, advance, remote, pace)
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except (aiohttp.ClientError, TimeoutError, _Busy) as exc:
                 kept = writer.offset - before
                 failures = 0 if kept >= self.min_rate * self.grace else failures + 1
                 overdue = time.monotonic() >= deadline
                 if failures > self.retries or overdue:
                     if overdue:
                         reason = f"not done within its deadline of {budget:.0f} s"
-                    elif isinstance(exc, _Slow):
+                    elif isinstance(exc, _Slow | _Busy):
                         reason = str(exc)
                     elif isinstance(exc, TimeoutError):
                         reason = "stalled"
@@ -416,7 +417,10 @@ class HfSource:
                         f"{writer.offset} of {remote.size} bytes",
                         hint="re-run to resume from the bytes already on disk",
                     ) from None
-                await asyncio.sleep(min(0.1 * 2**failures, 2.0))
+                backoff = min(0.1 * 2**failures, 2.0)
+                if isinstance(exc, _Busy):
+                    backoff = max(backoff, exc.retry_after)
+                await asyncio.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
 
     async def _locate(self, session: aiohttp.ClientSession, url: str, remote: RemoteFile) -> str:
         """Follow the Hub's redirect once (LFS files live on a CDN) and check the declared size."""
@@ -444,11 +448,27 @@ class HfSource:
         remote: RemoteFile,
         pace: _Pace,
     ) -> None:
+        await self.parallelism.acquire(STREAM_CHUNK)
+        try:
+            await self._stream_once(session, url, writer, advance, remote, pace)
+        finally:
+            self.parallelism.release(STREAM_CHUNK)
+
+    async def _stream_once(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        writer: BlobWriter,
+        advance: Callable[[int], None],
+        remote: RemoteFile,
+        pace: _Pace,
+    ) -> None:
         start = writer.offset
         headers = self.headers()
         if start:
             headers["Range"] = f"bytes={start}-"
         async with session.get(url, headers=headers) as resp:
+            self._check_busy(resp)
             if resp.status >= 400:
                 raise self._http_error(resp.status, remote.path, resp.headers.get("X-Error-Code"))
             if start and resp.status != 206:
@@ -462,6 +482,7 @@ class HfSource:
                 async for chunk in resp.content.iter_chunked(STREAM_CHUNK):
                     buffer += chunk
                     pace.feed(len(chunk))
+                    self.parallelism.feed(len(chunk))
                     if len(buffer) >= STREAM_CHUNK:
                         if pending is not None:
                             await pending
@@ -499,6 +520,7 @@ class HfSource:
         own = urlsplit(url).netloc == urlsplit(self.endpoint).netloc
         headers = {**(self.headers() if own else {}), "Range": f"bytes={lo}-{hi - 1}"}
         async with session.get(url, headers=headers) as resp:
+            self._check_busy(resp)
             if resp.status != 206:
                 raise UpstreamError(f"{self.host} does not serve byte ranges (HTTP {resp.status})")
             chunks: list[bytes] = []
@@ -507,11 +529,20 @@ class HfSource:
                 chunks.append(chunk)
                 received += len(chunk)
                 pace.feed(len(chunk))
+                self.parallelism.feed(len(chunk))
                 if received > hi - lo:
                     break
         if received != hi - lo:
             raise aiohttp.ClientPayloadError(f"range of {received} bytes, asked {hi - lo}")
         return b"".join(chunks)  # one copy, as resp.read() made
+
+    def _check_busy(self, resp: aiohttp.ClientResponse) -> None:
+        """A 429 or 503 narrows the transfer's window and is retried after its Retry-After."""
+        if resp.status in BUSY:
+            self.parallelism.busy()
+            after = resp.headers.get("Retry-After", "")
+            wait = min(float(after), RETRY_AFTER_LIMIT) if after.isdigit() else 0.0
+            raise _Busy(f"{self.host} is busy (HTTP {resp.status})", wait)
 
     async def _ranged(
         self,
@@ -523,39 +554,48 @@ class HfSource:
     ) -> None:
         """Parts in flight ahead of the hash, written strictly in order (one pass, resumable).
 
-        Each part in flight holds one permit of the transfer's buffer budget. A file waits for a
-        permit only while it has nothing in flight, so files never deadlock on each other.
+        A producer asks for parts as the transfer's window admits them, each as large as the
+        window's share of the budget; this loop writes them in order. A part holds its place
+        until written, and a file's first unwritten part is always asked for, so every place
+        taken frees itself and files never deadlock on each other.
         """
         size = writer.expected.size
-        bounds = deque(
-            (lo, min(lo + self.part_size, size))
-            for lo in range(writer.offset, size, self.part_size)
-        )
-        inflight: deque[asyncio.Task[bytes]] = deque()
+        window = self.parallelism
+        asked: asyncio.Queue[tuple[asyncio.Task[bytes], int] | None] = asyncio.Queue()
+        pending = 0  # parts of this file asked for and not yet written
+
+        async def produce() -> None:
+            nonlocal pending
+            lo = writer.offset
+            while lo < size:
+                hi = min(lo + window.part_bytes(), size)
+                await window.acquire(hi - lo)
+                if not pending:  # waiting on other files' parts is no stall of this one
+                    pace.restart()
+                pending += 1
+                part = asyncio.create_task(self._part(session, url, lo, hi, pace))
+                asked.put_nowait((part, hi - lo))
+                lo = hi
+            asked.put_nowait(None)
+
+        producer = asyncio.create_task(produce())
         try:
-            while bounds or inflight:
-                while (
-                    bounds
-                    and len(inflight) < self.parts
-                    and (not inflight or not self._budget.locked())
-                ):
-                    idle = not inflight
-                    await self._budget.acquire()
-                    if idle:  # waiting on other files' parts is no stall of this one
-                        pace.restart()
-                    inflight.append(
-                        asyncio.create_task(self._part(session, url, *bounds.popleft(), pace))
-                    )
+            while (item := await asked.get()) is not None:
+                part, nbytes = item
                 try:
-                    data = await inflight.popleft()
+                    data = await part
                     await asyncio.to_thread(writer.write, data)
                 finally:
-                    self._budget.release()
+                    window.release(nbytes)
+                    pending -= 1
                 advance(len(data))
+            await producer
         finally:
-            for task in inflight:
-                task.cancel()
-                self._budget.release()
+            producer.cancel()
+            while not asked.empty():
+                if (item := asked.get_nowait()) is not None:
+                    item[0].cancel()
+                    window.release(item[1])
 
 
 def _origin(url: str) -> tuple[str, str]:
@@ -565,6 +605,14 @@ def _origin(url: str) -> tuple[str, str]:
 
 class _Slow(TimeoutError):
     """An attempt fell behind the minimum rate: a stall like a read timeout, and retried as one."""
+
+
+class _Busy(Exception):
+    """The upstream answered 429 or 503: retried as a dropped link, after ``retry_after``."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class _Pace:

@@ -1,7 +1,7 @@
 """Dev tool: run a FakeHub or generate test repos on disk.
 
 python -m tests.support serve --repo org/name=DIR [--repo ...] [--gated org/name] [--token T]
-                             [--throttle BPS] [--port-file FILE]
+                             [--throttle BPS] [--port-file FILE] [--cdn URL]
 python -m tests.support generate tiny-model DIR [--seed N] [--shards K]
 python -m tests.support generate tiny-lora DIR --base org/name [--seed N]
 python -m tests.support generate big DIR --bytes N --shards K [--seed N]
@@ -62,6 +62,8 @@ async def _serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     endpoint = await hub.start_async()
+    if args.cdn:
+        hub.cdn_endpoint = args.cdn.rstrip("/")
     try:
         if args.port_file:
             await asyncio.to_thread(_write_atomic, Path(args.port_file), endpoint + "\n")
@@ -100,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--token", action="append", default=[], help="valid token for gated repos")
     serve.add_argument("--throttle", type=float, metavar="BPS", help="cap on file bodies, bytes/s")
     serve.add_argument("--port-file", help="write the endpoint URL here once listening")
+    serve.add_argument("--cdn", help="redirect LFS files to URL/cdn/<sha256> (e.g. an nginx)")
 
     generate = commands.add_parser("generate", help="write a generated repo to DIR")
     generate.add_argument(

@@ -116,6 +116,10 @@ class FakeHub:
         self.stall: set[str] = set()
         self.declared_size: dict[str, int] = {}
         self.api_errors: list[int] = []  # statuses the next API requests get, one each
+        self.cdn_busy_above: int | None = None  # the CDN 429s a request past this many at once
+        self.cdn_in_flight = 0
+        self.cdn_peak = 0  # most CDN requests streaming at once (with a fault or throttle set)
+        self.cdn_refused = 0  # 429s the CDN sent
         self.endpoint = ""
         self.cdn_endpoint = ""
         self._repos: dict[str, _Repo] = {}
@@ -443,7 +447,15 @@ class FakeHub:
         blob = self._blobs.get(request.match_info["sha256"])
         if blob is None:
             return _error(404, None, "Not Found")
-        return await self._send(request, blob, request.query.get("path", ""), {})
+        if self.cdn_busy_above is not None and self.cdn_in_flight >= self.cdn_busy_above:
+            self.cdn_refused += 1
+            return _error(429, None, "Too Many Requests", {hdrs.RETRY_AFTER: "0"})
+        self.cdn_in_flight += 1
+        self.cdn_peak = max(self.cdn_peak, self.cdn_in_flight)
+        try:
+            return await self._send(request, blob, request.query.get("path", ""), {})
+        finally:
+            self.cdn_in_flight -= 1
 
     async def _send(
         self, request: web.Request, blob: _Blob, file: str, headers: dict[str, str]
