@@ -51,6 +51,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/report.py --reset
 	$(BIN)/python bench/mirror.py
+	$(BIN)/python bench/link.py
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/audit.py
 	bash tests/pg.sh $(BIN)/python bench/catalog.py
