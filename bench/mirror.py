@@ -125,6 +125,7 @@ def main() -> None:
             str(p) for p in (hubd_home / "store" / "blobs" / "sha256").rglob("*") if p.is_file()
         )
         verify = timed([str(BIN / "hubd"), "verify"], {**base_env, "HUBD_HOME": str(hubd_home)})
+        engine = verify_engine({**base_env, "HUBD_HOME": str(hubd_home)})
         sha256sum = timed(["sha256sum", *blobs], base_env)
     finally:
         server.terminate()
@@ -177,6 +178,33 @@ def main() -> None:
     )
     record("mirror", "hubd verify (the command)", verify.seconds, "s",
            "cores x hashlib sha256", ideal, "<= 1.11")  # fmt: skip
+    print(
+        f"verify_store alone (in a started process, no imports or exit): {engine:.2f} s; "
+        f"ratio {engine / ideal:.2f}x time"
+    )
+    record("mirror", "hubd verify (verify_store, started)", engine, "s",
+           "cores x hashlib sha256", ideal, "<= 1.11")  # fmt: skip
+
+
+ENGINE = """
+import time
+from hubd.config import load_settings
+from hubd.context import Context
+from hubd.ops.verify import verify_store
+ctx = Context.open(load_settings())
+started = time.perf_counter()
+report = verify_store(ctx)
+assert not report.damaged and not report.mislinked, report
+print(time.perf_counter() - started)
+"""
+
+
+def verify_engine(env: dict[str, str]) -> float:
+    """Seconds of ``verify_store`` alone: the hashing engine without the command's start-up."""
+    out = subprocess.run(
+        [sys.executable, "-c", ENGINE], env=env, capture_output=True, text=True, check=True
+    )
+    return float(out.stdout)
 
 
 def hashlib_rate() -> float:

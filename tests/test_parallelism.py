@@ -139,3 +139,13 @@ def test_an_upstream_answering_429_gets_fewer_streams_and_every_byte(
     assert (snapshot / "wide.safetensors").read_bytes() == wide
     assert hub.cdn_peak <= 6
     assert 1 <= hub.cdn_refused <= 8  # each 429 halved the window: it stopped asking for more
+
+
+def test_a_settled_window_probes_again_later() -> None:
+    clock = Clock()
+    window = Parallelism(32, 8 * MiB, clock=clock)
+    window.busy()
+    assert window.window == 2 and window.settled
+    clock.now += parallelism.REPROBE
+    interval(window, clock, 32e6)  # the link has room again: grown from where it was
+    assert not window.settled and window.window == 4

@@ -538,7 +538,8 @@ class HfSource:
 
     def _check_busy(self, resp: aiohttp.ClientResponse) -> None:
         """A 429 or 503 narrows the transfer's window and is retried after its Retry-After."""
-        if resp.status in BUSY:
+        # A peer's 503 with an error code (BlobUnavailable) is an answer, not a "slow down".
+        if resp.status in BUSY and "X-Error-Code" not in resp.headers:
             self.parallelism.busy()
             after = resp.headers.get("Retry-After", "")
             wait = min(float(after), RETRY_AFTER_LIMIT) if after.isdigit() else 0.0

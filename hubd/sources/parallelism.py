@@ -4,8 +4,9 @@ A CDN caps each connection (the Hub's serves a stream at a few tens of MB/s), so
 as fast as the streams it keeps in flight, and streams past what the link carries only cost
 memory and the upstream's patience. The window starts at a few streams and doubles while the
 measured rate grows; once a doubling buys too little it goes back to the window that gave the
-best rate and stays there. A 429 or 503 halves it and it stays settled. Ranged parts and small
-files' single streams all take a place in it.
+best rate and stays there. A 429 or 503 halves it and settles it too. A settled window probes
+again after :data:`REPROBE` seconds (a daemon's transfers outlive the link's mood). Ranged parts
+and small files' single streams all take a place in it.
 
 Memory stays flat whatever the file size or the window: every part holds its bytes of one
 budget from the moment it is asked for until it is written, and a part's size is the budget
@@ -24,6 +25,7 @@ MIN_PART = 1024 * 1024  # below this a part costs more in requests than it buys
 INITIAL = 4  # streams to start with: what a fixed count used to give
 INTERVAL = 0.25  # seconds of bytes behind each judgement of the rate
 GROWTH = 1.2  # a doubling must raise the rate by this factor to be kept
+REPROBE = 60.0  # seconds a settled window stays before it is measured and grown again
 log = logging.getLogger("hubd.sources")
 
 
@@ -43,6 +45,7 @@ class Parallelism:
         self.budget = budget
         self.window = min(INITIAL, self.ceiling)
         self.settled = self.window == self.ceiling
+        self._settled_at = clock()
         self.streams = 0  # in flight now
         self.buffered = 0  # bytes held by them, received or not
         self._clock = clock
@@ -82,6 +85,10 @@ class Parallelism:
             self._since = now
         self._bytes += received
         elapsed = now - self._since
+        if self.settled and now - self._settled_at >= REPROBE and self.window < self.ceiling:
+            self.settled, self._best, self._best_window = False, 0.0, self.window
+            self._since, self._bytes = now, 0
+            return
         if self.settled or elapsed < INTERVAL:
             return
         rate = self._bytes / elapsed
@@ -93,12 +100,14 @@ class Parallelism:
             self._resize(self._best_window, settle=True)
 
     def busy(self) -> None:
-        """The upstream refused a stream (429 or 503): halve the window and grow no more."""
+        """The upstream refused a stream (429 or 503): halve the window, settled until a probe."""
         self._resize(max(1, self.window // 2), settle=True)
 
     def _resize(self, window: int, *, settle: bool) -> None:
         if window != self.window:
             log.debug("streams in flight: %d -> %d", self.window, window)
             self._since, self._bytes = None, 0  # the next interval measures the new window
+        if settle:  # a refusal while settled puts the next probe off again
+            self._settled_at = self._clock()
         self.window, self.settled = window, self.settled or settle
         self._freed.set()
