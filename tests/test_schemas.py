@@ -53,7 +53,7 @@ def test_example_config_validates_and_loads(tmp_path: Path) -> None:
     jsonschema.validate(tomllib.loads(text), schema("config.schema.json"))
     (tmp_path / "hubd.toml").write_text(text)
     settings = load_settings({"HUBD_HOME": str(tmp_path)})
-    assert settings.node_name == "registry-1" and settings.parts == 4
+    assert settings.node_name == "registry-1" and settings.parts == 32
 
 
 def validate(name: str, instance: object) -> None:
