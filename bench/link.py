@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from loopback import start_cdn, start_hub
+from loopback import client_env, snapshot_download_code, start_cdn, start_hub
 from mirror import BIN, Run, timed
 from report import record
 from serve import stop
@@ -58,18 +58,9 @@ def main() -> None:
         server = None
         try:
             server, endpoint = start_hub(work, REPO, repo_dir, cdn=cdn)
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUBD_"))}
-            env.update(
-                HF_ENDPOINT=endpoint,
-                HF_HUB_DISABLE_TELEMETRY="1",
-                HF_HUB_DISABLE_PROGRESS_BARS="1",
-                HF_HOME=str(work / "hf-home"),
-            )
+            env = client_env(endpoint, work)
             hubd_home, hf_cache = work / "hubd-home", work / "hf-cache"
-            download = (
-                "from huggingface_hub import snapshot_download; "
-                f"snapshot_download({REPO!r}, cache_dir={str(hf_cache)!r})"
-            )
+            download = snapshot_download_code(REPO, hf_cache)
             runs: dict[str, list[Run]] = {"hubd mirror": [], "snapshot_download": []}
             for _ in range(args.rounds):
                 shutil.rmtree(hubd_home, ignore_errors=True)

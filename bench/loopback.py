@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,27 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def client_env(endpoint: str, work: Path) -> dict[str, str]:
+    """The environment each client of a bench runs in: this loopback Hub, no telemetry or bars,
+    none of the caller's own HF_* or HUBD_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUBD_"))}
+    env.update(
+        HF_ENDPOINT=endpoint,
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+        HF_HOME=str(work / "hf-home"),
+    )
+    return env
+
+
+def snapshot_download_code(repo: str, cache: Path) -> str:
+    """``python -c`` code running huggingface_hub's own snapshot_download into ``cache``."""
+    return (
+        "from huggingface_hub import snapshot_download; "
+        f"snapshot_download({repo!r}, cache_dir={str(cache)!r})"
+    )
 
 
 def start_cdn(

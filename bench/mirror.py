@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from loopback import start_cdn, start_hub
+from loopback import client_env, snapshot_download_code, start_cdn, start_hub
 from report import record
 from serve import stop
 
@@ -87,18 +87,9 @@ def main() -> None:
     shards = sorted(repo_dir.glob("*.safetensors"))
     nginx, cdn = start_cdn(work, shards)
     server, endpoint = start_hub(work, REPO, repo_dir, cdn=cdn)
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUBD_"))}
-    base_env.update(
-        HF_ENDPOINT=endpoint,
-        HF_HUB_DISABLE_TELEMETRY="1",
-        HF_HUB_DISABLE_PROGRESS_BARS="1",
-        HF_HOME=str(work / "hf-home"),
-    )
+    base_env = client_env(endpoint, work)
     hubd_home, hf_cache = work / "hubd-home", work / "hf-cache"
-    download = (
-        f"from huggingface_hub import snapshot_download; "
-        f"snapshot_download({REPO!r}, cache_dir={str(hf_cache)!r})"
-    )
+    download = snapshot_download_code(REPO, hf_cache)
     results: dict[str, list[Run]] = {"hubd mirror": [], "snapshot_download": []}
     try:
         for _ in range(args.rounds):

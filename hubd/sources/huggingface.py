@@ -448,26 +448,13 @@ class HfSource:
         remote: RemoteFile,
         pace: _Pace,
     ) -> None:
-        await self.parallelism.acquire(STREAM_CHUNK)
-        try:
-            await self._stream_once(session, url, writer, advance, remote, pace)
-        finally:
-            self.parallelism.release(STREAM_CHUNK)
-
-    async def _stream_once(
-        self,
-        session: aiohttp.ClientSession,
-        url: str,
-        writer: BlobWriter,
-        advance: Callable[[int], None],
-        remote: RemoteFile,
-        pace: _Pace,
-    ) -> None:
         start = writer.offset
         headers = self.headers()
         if start:
             headers["Range"] = f"bytes={start}-"
-        async with session.get(url, headers=headers) as resp:
+        # The GET holds a place in the transfer's window, as a part does.
+        held = self.parallelism.holding(STREAM_CHUNK)
+        async with held, session.get(url, headers=headers) as resp:
             self._check_busy(resp)
             if resp.status >= 400:
                 raise self._http_error(resp.status, remote.path, resp.headers.get("X-Error-Code"))

@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 BUDGET = 48 * 1024 * 1024  # bytes in flight or waiting for the hash, across one transfer's files
 MIN_PART = 1024 * 1024  # below this a part costs more in requests than it buys
@@ -77,6 +78,15 @@ class Parallelism:
         self.streams -= 1
         self.buffered -= nbytes
         self._freed.set()
+
+    @asynccontextmanager
+    async def holding(self, nbytes: int) -> AsyncIterator[None]:
+        """A place for one stream while the block runs (a small file's single GET)."""
+        await self.acquire(nbytes)
+        try:
+            yield
+        finally:
+            self.release(nbytes)
 
     def feed(self, received: int) -> None:
         """Count bytes just received; every :data:`INTERVAL` judge the rate they came at."""
