@@ -12,6 +12,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from urllib.parse import urlencode, urlsplit
 
@@ -343,3 +344,23 @@ def test_model_info_is_kept_until_the_catalog_moves(
         assert api.model_info(MODEL).sha == second
         assert api.model_info(MODEL, revision=first).sha == first
         assert len(built) == 4
+
+
+def test_model_info_requests_missing_together_share_one_build(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a commit, a crowd asking at once costs one build (the daemon's heartbeat commits)."""
+    built: list[str] = []
+    info_of = hfapi._info_of
+
+    def slow(*args: object) -> object:
+        built.append(str(args[2]))
+        time.sleep(0.5)  # every request below arrives while this one builds
+        return info_of(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hfapi, "_info_of", slow)
+    commit = asyncio.run(mirror(ctx, RepoRef.parse(MODEL))).commit
+    with serving(ctx) as url, ThreadPoolExecutor(max_workers=16) as pool:
+        shas = list(pool.map(lambda _: HfApi(endpoint=url).model_info(MODEL).sha, range(16)))
+    assert shas == [commit] * 16
+    assert len(built) == 1

@@ -18,6 +18,7 @@ import logging
 import os
 import posixpath
 import re
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO, get_args
@@ -68,6 +69,10 @@ FETCHES = web.AppKey("fetches", BlobFetches)
 PROXY = web.AppKey("proxy", PullThrough)  # set with [proxy] enabled (and not offline)
 ANSWERS = web.AppKey("answers", Answers)  # model info kept per catalog version
 PAGE = 1000
+# A non-blocking sendfile copies as much as the socket buffer takes, on the event loop's
+# thread: with loopback's autotuned buffers (MiBs) 32 downloads starve every other request for
+# seconds. A fixed buffer bounds each call, as nginx's sendfile_max_chunk does.
+SEND_BUFFER = 256 * 1024
 COMMITS_PAGE = 50  # the Hub's page of commits
 MAX_QUERY = 2048
 MAX_PATHS = 1000  # paths one paths-info request may ask about
@@ -486,17 +491,16 @@ def tree_size(revision: Revision, base: str) -> dict[str, Any]:
 
 async def _model_info(request: web.Request, repo_id: str, rev: str | None) -> web.Response:
     """The model info, kept while the catalog stays as it was (hubd.server.answers)."""
-    ctx, answers = request.app[CONTEXT], request.app[ANSWERS]
-    key = (repo_id, rev, _expand_fields(request))
-    version = answers.version()  # read first: a change while building means nothing is kept
-    kept = answers.get(key, version)
-    if kept is None:
+    ctx, expand = request.app[CONTEXT], _expand_fields(request)
+
+    async def build() -> tuple[bytes, bool]:
         revision, _ = await _revision(request, repo_id, rev)
-        info = await asyncio.to_thread(_info_of, ctx, revision, repo_id, key[2])
-        kept = json.dumps(info).encode()
-        if revision.state == RevisionState.VERIFIED and PROXY not in request.app:
-            answers.put(key, kept, version)
-    return web.Response(body=kept, content_type="application/json")
+        info = await asyncio.to_thread(_info_of, ctx, revision, repo_id, expand)
+        keep = revision.state == RevisionState.VERIFIED and PROXY not in request.app
+        return json.dumps(info).encode(), keep
+
+    body = await request.app[ANSWERS].answer((repo_id, rev, expand), build)
+    return web.Response(body=body, content_type="application/json")
 
 
 async def api_models(request: web.Request) -> web.Response:
@@ -757,6 +761,9 @@ class BlobResponse(web.StreamResponse):
                 return writer
             if request.transport is None:
                 raise ConnectionResetError("connection lost")
+            sock = request.transport.get_extra_info("socket")
+            if sock is not None:  # each sendfile call then moves at most this much: see SEND_BUFFER
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
             loop = asyncio.get_running_loop()
             await loop.sendfile(request.transport, self._blob, self._offset, self._count)
             self._served["bytes"] += self._count
