@@ -57,6 +57,7 @@ bench: $(STAMP)
 	bash tests/pg.sh $(BIN)/python bench/catalog.py
 	bash tests/pg.sh $(BIN)/python bench/hub_listing.py
 	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/serve_load.py
 	$(BIN)/python bench/bundle.py
 	$(BIN)/python bench/proxy.py
 	bash tests/s3.sh $(BIN)/python bench/s3.py

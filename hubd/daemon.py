@@ -37,7 +37,7 @@ IDLE_TIMEOUT = 15.0
 # Descriptors kept free of connections: the catalog, mirrors' sockets and partial files. Each
 # connection may hold two (its socket and the blob it is sent).
 RESERVED_FDS = 128
-LISTEN_BACKLOG = 128
+LISTEN_BACKLOG = 1024  # a thousand clients connecting at once wait here, not in SYN retries
 ACCEPT_RETRY = 0.1  # seconds between accepts while out of descriptors
 BUSY_BODY = b'{"error": "too many connections", "code": "ServiceUnavailable"}'
 BUSY = (
