@@ -227,7 +227,7 @@ class Settings(BaseModel):
         "mirror.parts",
         "HUBD_PARTS",
         "Most streams in flight for one transfer, ranged parts and files together; the number"
-        " used grows from 4 while the measured rate grows (1 disables ranged parts).",
+        " used grows from 8 while the measured rate grows (1 disables ranged parts).",
     )
     part_size: Count = _setting(
         8 * 1024 * 1024,
