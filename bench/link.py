@@ -101,7 +101,7 @@ def main() -> None:
     peak = max(r.peak_rss_mb for r in runs["hubd mirror"])
     print(f"ratio hubd/snapshot_download: {ratio:.3f}x time (target <= 0.15); "
           f"hubd peak RSS {peak:.0f} MB (target <= {RSS_TARGET_MB}); hubd verify: ok")  # fmt: skip
-    record("link", f"hubd mirror, {mib:.0f} MiB at {args.rate}B/s a connection",
+    record("link", f"hubd mirror, {mib:.0f} MiB, nginx limit_rate {args.rate}",
            medians["hubd mirror"], "s", "snapshot_download", medians["snapshot_download"],
            "<= 0.15")  # fmt: skip
     record("link", "hubd mirror peak RSS, capped link", peak, "MB", "the 200 MB bound",
