@@ -582,8 +582,10 @@ class HfSource:
             producer.cancel()
             while not asked.empty():
                 if (item := asked.get_nowait()) is not None:
-                    item[0].cancel()
-                    window.release(item[1])
+                    part, nbytes = item
+                    if not part.cancel() and not part.cancelled():
+                        part.exception()  # a sibling's 429 too: retrieved, so never logged as lost
+                    window.release(nbytes)
 
 
 def _origin(url: str) -> tuple[str, str]:
