@@ -210,12 +210,13 @@ class Commits:
     def __init__(self, catalog: sessionmaker[Session]) -> None:
         engine: Engine = catalog.kw["bind"]
         database = engine.url.database
-        self._path = database if engine.dialect.name == "sqlite" and database else None
+        on_disk = engine.dialect.name == "sqlite" and database and database != ":memory:"
+        self._path = database if on_disk else None
         self._connection: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
     def version(self) -> int | None:
-        if self._path is None or self._path == ":memory:":
+        if self._path is None:
             return None
         try:
             with self._lock:

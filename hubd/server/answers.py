@@ -81,9 +81,7 @@ class Answers:
 
     def put(self, key: Key, body: bytes, version: int | None) -> None:
         """Keep ``body``, built from the catalog at ``version``, unless it has moved since."""
-        if version is None or version != self._commits.version():
-            return
-        if version != self._version:
+        if version is None or version != self._version or version != self._commits.version():
             return
         self._kept[key] = body
         if len(self._kept) > self._limit:
